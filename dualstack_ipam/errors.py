@@ -1,0 +1,140 @@
+"""The exception tree of dualstack_ipam.
+
+Every error the library raises on purpose derives from :class:`IPAMError`.
+Most also derive from :class:`ValueError`, like the standard library's
+``ipaddress`` errors, so code that already catches ``ValueError`` keeps
+working::
+
+    IPAMError(Exception)
+    ├── InvalidConfigError(IPAMError, ValueError)    wrong family mix, too many or
+    │   │                                             too few ranges, bad mask size,
+    │   │                                             bad flag, bad strategy
+    │   └── AddressFormatError(InvalidConfigError)   not an address / network
+    ├── NotInRangeError(IPAMError, ValueError)       address/CIDR outside the pool
+    │                                                 (including the other family)
+    ├── AlreadyAllocatedError(IPAMError, ValueError) address/CIDR already taken
+    ├── PoolExhaustedError(IPAMError)                nothing left to hand out
+    ├── FamilyNotConfiguredError(IPAMError, ValueError)  asked for a family the
+    │                                                 cluster has no range for
+    ├── SnapshotError(IPAMError, ValueError)         corrupt or mismatched snapshot
+    └── ServiceValidationError(IPAMError, ValueError) a Service manifest that
+                                                      Kubernetes would reject
+
+Messages name the offending input (its ``repr``) and the pool or range
+involved; the same values are kept as attributes so callers need not parse
+messages. A failed call never changes the pool or allocator it was made on.
+
+>>> from dualstack_ipam import ServiceIPPool, NotInRangeError
+>>> pool = ServiceIPPool("10.96.0.0/28")
+>>> try:
+...     pool.allocate("10.97.0.1")
+... except NotInRangeError as exc:
+...     print(exc.value, exc.pool_cidr)
+10.97.0.1 10.96.0.0/28
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AddressFormatError",
+    "AlreadyAllocatedError",
+    "FamilyNotConfiguredError",
+    "IPAMError",
+    "InvalidConfigError",
+    "NotInRangeError",
+    "PoolExhaustedError",
+    "ServiceValidationError",
+    "SnapshotError",
+]
+
+
+class IPAMError(Exception):
+    """Base class of every error dualstack_ipam raises on purpose."""
+
+
+class InvalidConfigError(IPAMError, ValueError):
+    """A configuration value is wrong: family mix, mask size, flag, strategy.
+
+    Attributes:
+        value: the offending value (parsed where parsing succeeded), or None.
+    """
+
+    def __init__(self, message: str, *, value: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class AddressFormatError(InvalidConfigError):
+    """The input is not an address or network of an accepted type or text."""
+
+
+class NotInRangeError(IPAMError, ValueError):
+    """An address or CIDR lies outside the pool (or is of the other family).
+
+    Attributes:
+        value: the address or network asked for (canonical where parsed).
+        pool_cidr: the pool's range, a ``netaddr.IPNetwork``.
+    """
+
+    def __init__(self, message: str, *, value: Any = None, pool_cidr: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
+        self.pool_cidr = pool_cidr
+
+
+class AlreadyAllocatedError(IPAMError, ValueError):
+    """An address or CIDR is already taken.
+
+    Attributes:
+        value: the address or network asked for.
+        owner: who holds it, where the caller tracks owners, else None.
+    """
+
+    def __init__(self, message: str, *, value: Any = None, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.value = value
+        self.owner = owner
+
+
+class PoolExhaustedError(IPAMError):
+    """Nothing is left to hand out.
+
+    Attributes:
+        pool_cidr: the full pool's range.
+    """
+
+    def __init__(self, message: str, *, pool_cidr: Any = None) -> None:
+        super().__init__(message)
+        self.pool_cidr = pool_cidr
+
+
+class FamilyNotConfiguredError(IPAMError, ValueError):
+    """A family was asked for that the cluster has no range for.
+
+    Attributes:
+        family: the :class:`~dualstack_ipam.IPFamily` asked for.
+    """
+
+    def __init__(self, message: str, *, family: Any = None) -> None:
+        super().__init__(message)
+        self.family = family
+
+
+class SnapshotError(IPAMError, ValueError):
+    """A snapshot is corrupt, truncated, of another kind or version."""
+
+
+class ServiceValidationError(IPAMError, ValueError):
+    """A Service manifest that Kubernetes would reject.
+
+    Attributes:
+        field: the Kubernetes field path, with index (``"spec.clusterIPs[1]"``).
+        value: the offending value.
+    """
+
+    def __init__(self, message: str, *, field: str = "", value: Any = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value

@@ -1,0 +1,76 @@
+"""The versioned snapshot format shared by every pool and allocator.
+
+A snapshot is a plain ``dict`` that ``json.dumps`` accepts as it is::
+
+    {"kind": "SubnetPool", "version": 1, "used": 3, ...class fields...}
+
+``kind`` names the class, ``version`` the format (:data:`FORMAT_VERSION`),
+``used`` how many slots are allocated. Integers that may exceed 2**53 are
+written as decimal strings so that JSON tools which read numbers as doubles
+lose nothing; readers accept either form. Every key a class writes is
+required when it restores.
+
+>>> data = envelope("Example", 3, cursor=write_int(2**64))
+>>> data
+{'kind': 'Example', 'version': 1, 'used': 3, 'cursor': '18446744073709551616'}
+>>> read_int(open_envelope(data, "Example", ["cursor"])["cursor"], "cursor")
+18446744073709551616
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import SnapshotError
+
+__all__ = ["FORMAT_VERSION", "envelope", "open_envelope", "read_int", "write_int"]
+
+FORMAT_VERSION = 1
+"""The snapshot format version this release writes and reads."""
+
+_JSON_SAFE_INT = 1 << 53
+
+
+def write_int(value: int) -> int | str:
+    """``value`` as JSON can carry it exactly: an int below 2**53, else a string."""
+    return value if -_JSON_SAFE_INT < value < _JSON_SAFE_INT else str(value)
+
+
+def read_int(value: Any, what: str, *, minimum: int = 0) -> int:
+    """Read an int written by :func:`write_int`; :class:`SnapshotError` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 60:
+        number = int(value)
+    else:
+        raise SnapshotError(f"snapshot field {what!r} must be an integer, got {value!r}")
+    if number < minimum:
+        raise SnapshotError(f"snapshot field {what!r} must be >= {minimum}, got {number!r}")
+    return number
+
+
+def envelope(kind: str, used: int, **fields: Any) -> dict[str, Any]:
+    """Start a snapshot of ``kind`` with ``used`` allocated, then ``fields``."""
+    return {"kind": kind, "version": FORMAT_VERSION, "used": write_int(used), **fields}
+
+
+def open_envelope(data: Any, kind: str, keys: Iterable[str]) -> Mapping[str, Any]:
+    """Check ``data`` is a snapshot of ``kind`` in this version with ``keys``.
+
+    Raises:
+        SnapshotError: not a mapping, another kind or version, or a key missing.
+    """
+    if not isinstance(data, Mapping):
+        raise SnapshotError(f"a snapshot must be a mapping, got {type(data).__name__}")
+    if data.get("kind") != kind:
+        raise SnapshotError(f"snapshot kind {data.get('kind')!r} is not {kind!r}")
+    version = data.get("version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise SnapshotError(
+            f"snapshot version {version!r} is not supported (this release reads {FORMAT_VERSION})"
+        )
+    missing = sorted({"used", *keys} - data.keys())
+    if missing:
+        raise SnapshotError(f"{kind} snapshot lacks {missing}")
+    return data
