@@ -12,6 +12,8 @@ from .errors import (
     ServiceValidationError,
     SnapshotError,
 )
+from .service_ips import ServiceIPPool
+from .subnets import SubnetPool
 
 __version__ = "0.1.0.dev0"
 
@@ -24,7 +26,9 @@ __all__ = [
     "InvalidConfigError",
     "NotInRangeError",
     "PoolExhaustedError",
+    "ServiceIPPool",
     "ServiceValidationError",
     "SnapshotError",
+    "SubnetPool",
     "__version__",
 ]

@@ -523,7 +523,9 @@ class Bitmap:
         packed = b"".join(_pack(self._chunks[c]) for c in self._partial)
         return {
             "chunk_bits": self._shift,
-            "full": [[_jint(lo), _jint(hi)] for lo, hi in zip(self._run_lo, self._run_hi, strict=True)],
+            "full": [
+                [_jint(lo), _jint(hi)] for lo, hi in zip(self._run_lo, self._run_hi, strict=True)
+            ],
             "partial": [_jint(c) for c in self._partial],
             "bits": base64.b64encode(zlib.compress(packed, 6)).decode("ascii"),
         }
@@ -615,7 +617,7 @@ class Bitmap:
             assert len(buf) == self._cap(chunk), f"chunk {chunk} has the wrong length"
             used = buf.count(1)
             assert used + buf.count(0) == len(buf), f"chunk {chunk} holds bytes other than 0/1"
-            assert used == self._counts[chunk], f"chunk {chunk} count {self._counts[chunk]} != {used}"
+            assert used == self._counts[chunk], f"chunk {chunk} count is not {used}"
             assert 0 < used < len(buf), f"chunk {chunk} should not be partial ({used})"
             assert self._run_of(chunk) < 0, f"chunk {chunk} is partial and inside a run"
             total += used

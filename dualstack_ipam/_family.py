@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from enum import Enum
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import netaddr
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class IPFamily(str, Enum):
+class IPFamily(StrEnum):
     """An IP family: ``IPFamily.IPv4`` or ``IPFamily.IPv6``.
 
     A ``str`` enum: ``str()`` and ``format()`` give the value, and it compares
@@ -46,12 +46,6 @@ class IPFamily(str, Enum):
 
     IPv4 = "IPv4"
     IPv6 = "IPv6"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return format(self.value, format_spec)
 
     @property
     def width(self) -> int:
@@ -90,9 +84,7 @@ def parse_family(value: Any) -> IPFamily:
             return IPFamily.IPv4
         if value == "IPv6":
             return IPFamily.IPv6
-    raise InvalidConfigError(
-        f"unknown IP family {value!r}: expected 'IPv4' or 'IPv6'", value=value
-    )
+    raise InvalidConfigError(f"unknown IP family {value!r}: expected 'IPv4' or 'IPv6'", value=value)
 
 
 class Net(NamedTuple):
@@ -242,7 +234,13 @@ def _shortcut_works() -> bool:
             if (a, str(a), repr(a), hash(a), a.version) != (b, str(b), repr(b), hash(b), b.version):
                 return False
             if (n, str(n), repr(n), hash(n), n.first, n.last, n.size) != (
-                m, str(m), repr(m), hash(m), m.first, m.last, m.size
+                m,
+                str(m),
+                repr(m),
+                hash(m),
+                m.first,
+                m.last,
+                m.size,
             ):
                 return False
         return True

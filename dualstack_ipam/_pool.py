@@ -1,0 +1,113 @@
+"""What every bitmap-backed pool shares: counts, lock, strategy check, restore plumbing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import netaddr
+
+from ._bitmap import Bitmap, BitmapFormatError
+from ._family import IPFamily, Net, make_network, parse_network
+from .errors import InvalidConfigError, IPAMError, SnapshotError
+from .snapshot import open_envelope, read_int
+
+__all__ = ["BasePool", "check_strategy", "snapshot_network"]
+
+
+def check_strategy(strategy: Any, allowed: tuple[str, ...]) -> str:
+    """Return ``strategy`` if it is one of ``allowed``; InvalidConfigError otherwise."""
+    if isinstance(strategy, str) and strategy in allowed:
+        return strategy
+    choices = ", ".join(repr(name) for name in allowed)
+    raise InvalidConfigError(
+        f"unknown strategy {strategy!r}: expected one of {choices}", value=strategy
+    )
+
+
+def snapshot_network(data: Mapping[str, Any]) -> Net:
+    """The pool range written in a snapshot, or SnapshotError."""
+    text = data["cidr"]
+    if not isinstance(text, str):
+        raise SnapshotError(f"snapshot field 'cidr' must be a string, got {text!r}")
+    try:
+        return parse_network(text)
+    except IPAMError as exc:
+        raise SnapshotError(f"snapshot field 'cidr' is not a network: {exc}") from None
+
+
+class BasePool:
+    """Counts, the lock and the allocated-set plumbing of a bitmap-backed pool."""
+
+    __slots__ = ("__weakref__", "_bitmap", "_family", "_lock", "_net", "_strategy")
+
+    _KIND = "BasePool"
+
+    def __init__(self, net: Net, slots: int, strategy: str) -> None:
+        self._net = net
+        self._family = net.family
+        self._strategy = strategy
+        self._bitmap = Bitmap(slots)
+        # Re-entrant so that an allocator holding it may call the pool's methods.
+        self._lock = threading.RLock()
+
+    @property
+    def cidr(self) -> netaddr.IPNetwork:
+        """The pool's range (a new ``IPNetwork`` each time). Complexity: O(1)."""
+        return make_network(self._net.value, self._net.prefixlen, self._family)
+
+    @property
+    def family(self) -> IPFamily:
+        """The pool's :class:`IPFamily`. Complexity: O(1)."""
+        return self._family
+
+    @property
+    def strategy(self) -> str:
+        """The allocation strategy chosen at construction. Complexity: O(1)."""
+        return self._strategy
+
+    @property
+    def capacity(self) -> int:
+        """How many items the pool can hand out. Complexity: O(1)."""
+        return self._bitmap.size
+
+    @property
+    def used(self) -> int:
+        """How many items are allocated. Complexity: O(1)."""
+        return self._bitmap.count
+
+    @property
+    def free(self) -> int:
+        """``capacity - used``. Complexity: O(1)."""
+        return self._bitmap.size - self._bitmap.count
+
+    def _runs(self) -> list[tuple[int, int]]:
+        """The allocated runs, copied under the lock so iteration sees one state."""
+        with self._lock:
+            return list(self._bitmap.runs())
+
+    def _indices(self) -> Iterator[int]:
+        for start, stop in self._runs():
+            yield from range(start, stop)
+
+    def _load_bitmap(self, data: Mapping[str, Any]) -> None:
+        """Replace the allocated set with the snapshot's, checking ``used``."""
+        used = read_int(data["used"], "used")
+        try:
+            bitmap = Bitmap.from_json(self._bitmap.size, data["allocated"])
+        except BitmapFormatError as exc:
+            raise SnapshotError(f"{self._KIND} snapshot: {exc}") from None
+        if bitmap.count != used:
+            raise SnapshotError(
+                f"{self._KIND} snapshot says used={used} but its allocated set holds {bitmap.count}"
+            )
+        self._bitmap = bitmap
+
+    @classmethod
+    def _open(cls, data: Any, keys: Iterable[str]) -> Mapping[str, Any]:
+        return open_envelope(data, cls._KIND, ["cidr", "strategy", "allocated", *keys])
+
+    def _check_base_invariants(self) -> None:
+        self._bitmap.check_invariants()
+        assert 0 <= self._bitmap.count <= self._bitmap.size

@@ -1,0 +1,263 @@
+"""ServiceIPPool: single addresses from a Service range (Kubernetes ``ipallocator``).
+
+Slot ``k`` of the allocated set is the address ``network + 1 + k``: the
+network address is never handed out, nor is the IPv4 broadcast address. The
+slots ``[0, offset)`` form the static band of KEP-3070; dynamic allocation
+takes from ``[offset, capacity)`` first. Unlike Kubernetes, every address of
+an IPv6 range is usable, a /64 included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from random import Random
+from typing import Any
+
+import netaddr
+
+from ._family import IPFamily, make_address, make_network, parse_address, parse_network
+from ._pool import BasePool, check_strategy, snapshot_network
+from .errors import (
+    AlreadyAllocatedError,
+    InvalidConfigError,
+    NotInRangeError,
+    PoolExhaustedError,
+    SnapshotError,
+)
+from .snapshot import envelope
+
+__all__ = ["ServiceIPPool", "static_band_size"]
+
+_STRATEGIES = ("random", "sequential")
+
+
+def static_band_size(range_size: int) -> int:
+    """KEP-3070's static band for a range of ``range_size`` addresses.
+
+    0 if the range holds 16 addresses or fewer, else ``range_size // 16``
+    clamped to ``[16, 256]``. Complexity: O(1).
+
+    >>> [static_band_size(2**h) for h in (4, 5, 10, 24)]
+    [0, 16, 64, 256]
+    """
+    if range_size <= 16:
+        return 0
+    return min(max(16, range_size // 16), 256)
+
+
+class ServiceIPPool(BasePool):
+    """Service cluster IPs from one range.
+
+    Args:
+        cidr: the Service range (host bits are dropped).
+        strategy: ``"random"`` (the default, as Kubernetes: a random start in
+            the band, then the next free address) or ``"sequential"`` (the
+            lowest free address of the band).
+        rng: a ``random.Random`` for reproducible runs; a fresh one if None.
+
+    Raises:
+        AddressFormatError: ``cidr`` is not a network.
+        InvalidConfigError: a bad ``strategy`` or ``rng``.
+
+    >>> import random
+    >>> pool = ServiceIPPool("10.96.0.0/12", rng=random.Random(1))
+    >>> pool.capacity, pool.offset
+    (1048574, 256)
+    >>> pool.allocate("10.96.0.10"), pool.is_allocated("10.96.0.10"), pool.used
+    (IPAddress('10.96.0.10'), True, 1)
+    >>> ServiceIPPool("fd00::/64", strategy="sequential").allocate_next()
+    IPAddress('fd00::101')
+    """
+
+    __slots__ = ("_base", "_offset", "_rng")
+
+    _KIND = "ServiceIPPool"
+
+    def __init__(self, cidr: Any, *, strategy: str = "random", rng: Random | None = None) -> None:
+        net = parse_network(cidr)
+        if rng is not None and not isinstance(rng, Random):
+            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
+        size = 1 << (net.family.width - net.prefixlen)
+        usable = max(size - 2, 0) if net.family is IPFamily.IPv4 else size - 1
+        super().__init__(net, usable, check_strategy(strategy, _STRATEGIES))
+        self._base = net.value + 1
+        self._offset = static_band_size(size)
+        self._rng = rng if rng is not None else Random()
+
+    def __repr__(self) -> str:
+        return (
+            f"ServiceIPPool({str(self.cidr)!r}, strategy={self._strategy!r})"
+            f"<used={self.used}/{self.capacity}>"
+        )
+
+    @property
+    def offset(self) -> int:
+        """Size of the static band at the bottom of the range. Complexity: O(1)."""
+        return self._offset
+
+    # ------------------------------------------------------------ helpers
+
+    def _slot(self, ip: Any) -> tuple[int, netaddr.IPAddress] | None:
+        """The slot of ``ip`` and its canonical address, or None if not usable."""
+        value, family = parse_address(ip)
+        slot = value - self._base
+        if family is not self._family or not 0 <= slot < self._bitmap.size:
+            return None
+        return slot, make_address(value, family)
+
+    def _slot_or_raise(self, ip: Any) -> tuple[int, netaddr.IPAddress]:
+        found = self._slot(ip)
+        if found is None:
+            value, family = parse_address(ip)
+            raise NotInRangeError(
+                f"provided IP {ip!r} is not in the valid range of {self.cidr}; the range of "
+                "valid IPs excludes the network address"
+                + (" and the broadcast address" if self._family is IPFamily.IPv4 else ""),
+                value=make_address(value, family),
+                pool_cidr=self.cidr,
+            )
+        return found
+
+    # ------------------------------------------------------------ public
+
+    def allocate(self, ip: Any) -> netaddr.IPAddress:
+        """Allocate the address ``ip``.
+
+        Raises:
+            NotInRangeError: ``ip`` is not a usable address of this range.
+            AlreadyAllocatedError: ``ip`` is taken.
+
+        Complexity: O(1) amortised.
+
+        >>> pool = ServiceIPPool("192.168.1.0/24")
+        >>> pool.allocate("192.168.1.1")
+        IPAddress('192.168.1.1')
+        """
+        slot, address = self._slot_or_raise(ip)
+        with self._lock:
+            if not self._bitmap.add(slot):
+                raise AlreadyAllocatedError(
+                    f"provided IP {ip!r} is already allocated in {self.cidr}", value=address
+                )
+        return address
+
+    def allocate_next(self) -> netaddr.IPAddress:
+        """Allocate a dynamic address: the upper band first, then the static band.
+
+        Raises:
+            PoolExhaustedError: every usable address is allocated.
+
+        Complexity: O(1) amortised; independent of the range size and fill.
+
+        >>> pool = ServiceIPPool("192.168.1.0/25", strategy="sequential")
+        >>> pool.offset, pool.allocate_next()
+        (16, IPAddress('192.168.1.17'))
+        """
+        bitmap = self._bitmap
+        with self._lock:
+            offset, top = self._offset, bitmap.size
+            if self._strategy == "random":
+                slot = bitmap.take_random(offset, top, self._rng) if offset < top else -1
+                if slot < 0 and offset:
+                    slot = bitmap.take_random(0, offset, self._rng)
+            else:
+                slot = bitmap.take_free(offset, offset, top) if offset < top else -1
+                if slot < 0 and offset:
+                    slot = bitmap.take_free(0, 0, offset)
+            if slot < 0:
+                raise PoolExhaustedError(
+                    f"range is full: no free address left in {self.cidr}", pool_cidr=self.cidr
+                )
+        return make_address(self._base + slot, self._family)
+
+    def release(self, ip: Any) -> bool:
+        """Free ``ip``; True if it was allocated, False if it was already free.
+
+        Raises:
+            NotInRangeError: ``ip`` is not a usable address of this range.
+
+        Complexity: O(1) amortised.
+
+        >>> pool = ServiceIPPool("192.168.1.0/24"); _ = pool.allocate("192.168.1.9")
+        >>> pool.release("192.168.1.9"), pool.release("192.168.1.9")
+        (True, False)
+        """
+        slot, _ = self._slot_or_raise(ip)
+        with self._lock:
+            return self._bitmap.discard(slot)
+
+    def is_allocated(self, ip: Any) -> bool:
+        """Whether ``ip`` is allocated (False outside the usable range).
+
+        Complexity: O(1).
+
+        >>> ServiceIPPool("192.168.1.0/24").is_allocated("10.0.0.1")
+        False
+        """
+        found = self._slot(ip)
+        return found is not None and found[0] in self._bitmap
+
+    def __iter__(self) -> Iterator[netaddr.IPAddress]:
+        """Allocated addresses, ascending (a generator over one consistent state).
+
+        Complexity: O(1) per address, after copying the O(runs) run list.
+        """
+        for slot in self._indices():
+            yield make_address(self._base + slot, self._family)
+
+    # --------------------------------------------------------- snapshots
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready, versioned description of the pool.
+
+        The random generator's state is not part of it: pass ``rng`` to
+        :meth:`restore` for a reproducible continuation.
+
+        Complexity: O(n) in the allocated chunks.
+
+        >>> pool = ServiceIPPool("10.96.0.0/24"); _ = pool.allocate("10.96.0.1")
+        >>> restored = ServiceIPPool.restore(pool.snapshot())
+        >>> list(restored), restored.snapshot() == pool.snapshot()
+        ([IPAddress('10.96.0.1')], True)
+        """
+        with self._lock:
+            return envelope(
+                self._KIND,
+                self._bitmap.count,
+                cidr=str(self.cidr),
+                strategy=self._strategy,
+                allocated=self._bitmap.to_json(),
+            )
+
+    @classmethod
+    def restore(cls, data: Any, *, rng: Random | None = None) -> ServiceIPPool:
+        """Rebuild a pool from :meth:`snapshot`, drawing from ``rng`` if given.
+
+        Raises:
+            SnapshotError: corrupt, truncated, of another kind or version, or
+                with counts that disagree with the allocated set.
+
+        Complexity: O(n) in the snapshot's size.
+        """
+        fields = cls._open(data, [])
+        net = snapshot_network(fields)
+        text = str(make_network(net.value, net.prefixlen, net.family))
+        if text != fields["cidr"]:
+            raise SnapshotError(f"snapshot cidr {fields['cidr']!r} is not in canonical form")
+        try:
+            pool = cls(text, strategy=fields["strategy"], rng=rng)
+        except InvalidConfigError as exc:
+            raise SnapshotError(f"ServiceIPPool snapshot: {exc}") from None
+        pool._load_bitmap(fields)
+        return pool
+
+    def _check_invariants(self) -> None:
+        """Assert the pool's internal consistency. Complexity: O(n)."""
+        with self._lock:
+            self._check_base_invariants()
+            size = 1 << (self._family.width - self._net.prefixlen)
+            usable = max(size - 2, 0) if self._family is IPFamily.IPv4 else size - 1
+            assert self._bitmap.size == usable, "capacity disagrees with the range"
+            assert self._offset == static_band_size(size), "static band disagrees with the range"
+            assert self._base == self._net.value + 1
+            assert self._strategy in _STRATEGIES
