@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -22,6 +23,7 @@ from .errors import AddressFormatError, InvalidConfigError
 __all__ = [
     "IPFamily",
     "Net",
+    "address_factory",
     "family_of",
     "make_address",
     "make_network",
@@ -254,6 +256,24 @@ if _shortcut_works():
 else:  # pragma: no cover - depends on the installed netaddr
     make_address = _slow_address
     make_network = _slow_network
+
+
+def address_factory(family: IPFamily) -> Callable[[int], netaddr.IPAddress]:
+    """A one-argument :func:`make_address` bound to ``family``, for hot paths."""
+    if make_address is _slow_address:  # pragma: no cover - depends on netaddr
+        version = family.version
+        return lambda value: netaddr.IPAddress(value, version)
+    module = _MODULE[family]
+    cls = netaddr.IPAddress
+
+    def build(value: int) -> netaddr.IPAddress:
+        obj = _new(cls)
+        obj._value = value
+        obj._module = module
+        return obj
+
+    return build
+
 
 make_address.__doc__ = """Build the ``netaddr.IPAddress`` for an int of ``family``."""
 make_network.__doc__ = """Build the ``netaddr.IPNetwork`` ``value/prefixlen`` of ``family``."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import netaddr
 
-from ._bitmap import Bitmap, BitmapFormatError
+from ._bitmap import AnyBitmap, BitmapFormatError, bitmap_from_json, make_bitmap
 from ._family import IPFamily, Net, make_network, parse_network
 from .errors import InvalidConfigError, IPAMError, SnapshotError
 from .snapshot import open_envelope, read_int
@@ -48,7 +48,7 @@ class BasePool:
         self._net = net
         self._family = net.family
         self._strategy = strategy
-        self._bitmap = Bitmap(slots)
+        self._bitmap: AnyBitmap = make_bitmap(slots)
         # Re-entrant so that an allocator holding it may call the pool's methods.
         self._lock = threading.RLock()
 
@@ -95,7 +95,7 @@ class BasePool:
         """Replace the allocated set with the snapshot's, checking ``used``."""
         used = read_int(data["used"], "used")
         try:
-            bitmap = Bitmap.from_json(self._bitmap.size, data["allocated"])
+            bitmap = bitmap_from_json(self._bitmap.size, data["allocated"])
         except BitmapFormatError as exc:
             raise SnapshotError(f"{self._KIND} snapshot: {exc}") from None
         if bitmap.count != used:

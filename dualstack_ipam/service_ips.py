@@ -15,7 +15,14 @@ from typing import Any
 
 import netaddr
 
-from ._family import IPFamily, make_address, make_network, parse_address, parse_network
+from ._family import (
+    IPFamily,
+    address_factory,
+    make_address,
+    make_network,
+    parse_address,
+    parse_network,
+)
 from ._pool import BasePool, check_strategy, snapshot_network
 from .errors import (
     AlreadyAllocatedError,
@@ -69,7 +76,7 @@ class ServiceIPPool(BasePool):
     IPAddress('fd00::101')
     """
 
-    __slots__ = ("_base", "_offset", "_rng")
+    __slots__ = ("_base", "_make", "_offset", "_random", "_rng", "_static_used", "_top")
 
     _KIND = "ServiceIPPool"
 
@@ -82,7 +89,13 @@ class ServiceIPPool(BasePool):
         super().__init__(net, usable, check_strategy(strategy, _STRATEGIES))
         self._base = net.value + 1
         self._offset = static_band_size(size)
+        self._top = usable
+        self._random = self._strategy == "random"
         self._rng = rng if rng is not None else Random()
+        self._make = address_factory(net.family)
+        # Used slots in the static band, so a full dynamic band is skipped in
+        # O(1) instead of being searched on every allocation.
+        self._static_used = 0
 
     def __repr__(self) -> str:
         return (
@@ -97,17 +110,17 @@ class ServiceIPPool(BasePool):
 
     # ------------------------------------------------------------ helpers
 
-    def _slot(self, ip: Any) -> tuple[int, netaddr.IPAddress] | None:
-        """The slot of ``ip`` and its canonical address, or None if not usable."""
+    def _slot(self, ip: Any) -> int:
+        """The slot of ``ip``, or -1 if it is not a usable address of the range."""
         value, family = parse_address(ip)
         slot = value - self._base
         if family is not self._family or not 0 <= slot < self._bitmap.size:
-            return None
-        return slot, make_address(value, family)
+            return -1
+        return slot
 
-    def _slot_or_raise(self, ip: Any) -> tuple[int, netaddr.IPAddress]:
-        found = self._slot(ip)
-        if found is None:
+    def _slot_or_raise(self, ip: Any) -> int:
+        slot = self._slot(ip)
+        if slot < 0:
             value, family = parse_address(ip)
             raise NotInRangeError(
                 f"provided IP {ip!r} is not in the valid range of {self.cidr}; the range of "
@@ -116,7 +129,7 @@ class ServiceIPPool(BasePool):
                 value=make_address(value, family),
                 pool_cidr=self.cidr,
             )
-        return found
+        return slot
 
     # ------------------------------------------------------------ public
 
@@ -133,12 +146,15 @@ class ServiceIPPool(BasePool):
         >>> pool.allocate("192.168.1.1")
         IPAddress('192.168.1.1')
         """
-        slot, address = self._slot_or_raise(ip)
+        slot = self._slot_or_raise(ip)
+        address = make_address(self._base + slot, self._family)
         with self._lock:
             if not self._bitmap.add(slot):
                 raise AlreadyAllocatedError(
                     f"provided IP {ip!r} is already allocated in {self.cidr}", value=address
                 )
+            if slot < self._offset:
+                self._static_used += 1
         return address
 
     def allocate_next(self) -> netaddr.IPAddress:
@@ -153,22 +169,25 @@ class ServiceIPPool(BasePool):
         >>> pool.offset, pool.allocate_next()
         (16, IPAddress('192.168.1.17'))
         """
-        bitmap = self._bitmap
         with self._lock:
-            offset, top = self._offset, bitmap.size
-            if self._strategy == "random":
-                slot = bitmap.take_random(offset, top, self._rng) if offset < top else -1
-                if slot < 0 and offset:
+            bitmap, offset, top = self._bitmap, self._offset, self._top
+            slot = -1
+            if bitmap.count - self._static_used < top - offset:
+                if self._random:
+                    slot = bitmap.take_random(offset, top, self._rng)
+                else:
+                    slot = bitmap.take_free(offset, offset, top)
+            elif self._static_used < offset:
+                if self._random:
                     slot = bitmap.take_random(0, offset, self._rng)
-            else:
-                slot = bitmap.take_free(offset, offset, top) if offset < top else -1
-                if slot < 0 and offset:
+                else:
                     slot = bitmap.take_free(0, 0, offset)
+                self._static_used += 1
             if slot < 0:
                 raise PoolExhaustedError(
                     f"range is full: no free address left in {self.cidr}", pool_cidr=self.cidr
                 )
-        return make_address(self._base + slot, self._family)
+            return self._make(self._base + slot)
 
     def release(self, ip: Any) -> bool:
         """Free ``ip``; True if it was allocated, False if it was already free.
@@ -182,9 +201,13 @@ class ServiceIPPool(BasePool):
         >>> pool.release("192.168.1.9"), pool.release("192.168.1.9")
         (True, False)
         """
-        slot, _ = self._slot_or_raise(ip)
+        slot = self._slot_or_raise(ip)
         with self._lock:
-            return self._bitmap.discard(slot)
+            if not self._bitmap.discard(slot):
+                return False
+            if slot < self._offset:
+                self._static_used -= 1
+            return True
 
     def is_allocated(self, ip: Any) -> bool:
         """Whether ``ip`` is allocated (False outside the usable range).
@@ -194,8 +217,8 @@ class ServiceIPPool(BasePool):
         >>> ServiceIPPool("192.168.1.0/24").is_allocated("10.0.0.1")
         False
         """
-        found = self._slot(ip)
-        return found is not None and found[0] in self._bitmap
+        slot = self._slot(ip)
+        return slot >= 0 and slot in self._bitmap
 
     def __iter__(self) -> Iterator[netaddr.IPAddress]:
         """Allocated addresses, ascending (a generator over one consistent state).
@@ -249,7 +272,16 @@ class ServiceIPPool(BasePool):
         except InvalidConfigError as exc:
             raise SnapshotError(f"ServiceIPPool snapshot: {exc}") from None
         pool._load_bitmap(fields)
+        pool._static_used = pool._count_static()
         return pool
+
+    def _count_static(self) -> int:
+        used = 0
+        for start, stop in self._bitmap.runs():
+            if start >= self._offset:
+                break
+            used += min(stop, self._offset) - start
+        return used
 
     def _check_invariants(self) -> None:
         """Assert the pool's internal consistency. Complexity: O(n)."""
@@ -260,4 +292,6 @@ class ServiceIPPool(BasePool):
             assert self._bitmap.size == usable, "capacity disagrees with the range"
             assert self._offset == static_band_size(size), "static band disagrees with the range"
             assert self._base == self._net.value + 1
+            assert self._top == self._bitmap.size
+            assert self._static_used == self._count_static(), "static band count out of sync"
             assert self._strategy in _STRATEGIES
