@@ -11,6 +11,7 @@ over used space, whatever the fill.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from random import Random
 from typing import Any
@@ -45,7 +46,9 @@ class DenseBitmap:
         self._shift = geometry.shift
         self._buf = bytearray(size)
         # Free slots per chunk (not used ones: "became full" is then a test for 0).
-        self._free = [geometry.cap(chunk) for chunk in range(geometry.last + 1)]
+        self._free = array("H", [geometry.slots]) * (geometry.last + 1)
+        if geometry.last >= 0:
+            self._free[geometry.last] = geometry.last_cap
         self._full = bytearray(geometry.last + 1)
         self._used = 0
 
@@ -154,7 +157,24 @@ class DenseBitmap:
 
         Returns -1 when the band is full. Complexity: O(1).
         """
-        return self.take_free(lo + int(rng.random() * (hi - lo)), lo, hi)
+        # The body of take_free, inlined: this is the hottest path of the library.
+        start = lo + int(rng.random() * (hi - lo))
+        buf = self._buf
+        found = start
+        if buf[start]:
+            found = self._find_upto(start, hi)
+            if found < 0:
+                found = self._find_upto(lo, start)
+                if found < 0:
+                    return -1
+        buf[found] = 1
+        chunk = found >> self._shift
+        free = self._free[chunk] - 1
+        self._free[chunk] = free
+        if not free:
+            self._full[chunk] = 1
+        self._used += 1
+        return found
 
     def _each_chunk(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
         shift = self._shift

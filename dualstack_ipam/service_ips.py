@@ -172,7 +172,7 @@ class ServiceIPPool(BasePool):
         with self._lock:
             bitmap, offset, top = self._bitmap, self._offset, self._top
             slot = -1
-            if bitmap.count - self._static_used < top - offset:
+            if bitmap._used - self._static_used < top - offset:
                 if self._random:
                     slot = bitmap.take_random(offset, top, self._rng)
                 else:
