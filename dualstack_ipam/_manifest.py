@@ -149,14 +149,14 @@ def service_key(manifest: Any) -> str:
         if value is not None and value != want:
             raise invalid(name, field, value, f"must be {want!r}", "Unsupported value")
     meta = _mapping(manifest.get("metadata"), "metadata", name)
-    name = meta.get("name")
-    if name is None or name == "":
-        raise invalid("<unnamed>", "metadata.name", name, "name is required", "Required value")
-    if not isinstance(name, str) or len(name) > 63 or not _DNS1035.fullmatch(name):
+    given = meta.get("name")
+    if given is None or given == "":
+        raise invalid(name, "metadata.name", given, "name is required", "Required value")
+    if not isinstance(given, str) or len(given) > 63 or not _DNS1035.fullmatch(given):
         raise invalid(
-            str(name),
+            str(given),
             "metadata.name",
-            name,
+            given,
             "a Service name must be a DNS-1035 label: at most 63 characters, lower-case "
             "letters, digits and '-', starting with a letter and ending with a letter or digit",
         )
@@ -165,7 +165,7 @@ def service_key(manifest: Any) -> str:
         namespace = "default"
     if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123.fullmatch(namespace):
         raise invalid(
-            name,
+            given,
             "metadata.namespace",
             namespace,
             "a namespace must be a DNS-1123 label: at most 63 characters, lower-case "
@@ -439,7 +439,7 @@ def resolve(
         families.append(_other(families[0]))
     if fields.headless:
         return Intent(HEADLESS, policy, tuple(families), ())
-    requested: list[int | None] = [value for _, value in fields.ips][: len(families)]
+    requested: list[int | None] = [value for _, value in fields.ips[: len(families)]]
     requested += [None] * (len(families) - len(requested))
     return Intent(CLUSTER, policy, tuple(families), tuple(requested))
 

@@ -46,7 +46,8 @@ class BitmapMachine(RuleBasedStateMachine):
         self.model: set[int] = set()
 
     def index(self, data: st.DataObject) -> int:
-        return data.draw(st.integers(0, self.size - 1))
+        index: int = data.draw(st.integers(0, self.size - 1))
+        return index
 
     def span(self, data: st.DataObject) -> tuple[int, int]:
         start = data.draw(st.integers(0, self.size))
@@ -95,7 +96,8 @@ class BitmapMachine(RuleBasedStateMachine):
         if got < 0:
             assert set(range(lo, hi)) <= self.model
         else:
-            assert lo <= got < hi and got not in self.model
+            assert lo <= got < hi
+            assert got not in self.model
             self.model.add(got)
 
     @rule(data=st.data())
