@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import tracemalloc
@@ -30,7 +31,7 @@ SIZES = [1, 2, 7, 16, 254, 4096, 4097, 9000]
 
 
 def expected_find(model: set[int], start: int, lo: int, hi: int) -> int:
-    for index in [*range(start, hi), *range(lo, start)]:
+    for index in itertools.chain(range(start, hi), range(lo, start)):
         if index not in model:
             return index
     return -1
