@@ -1,6 +1,8 @@
 """dualstack_ipam: IP address management for dual-stack Kubernetes-style clusters."""
 
 from ._family import IPFamily
+from .config import ClusterConfig
+from .egress import MasqueradePolicy, masquerade_config
 from .errors import (
     AddressFormatError,
     AlreadyAllocatedError,
@@ -12,6 +14,7 @@ from .errors import (
     ServiceValidationError,
     SnapshotError,
 )
+from .nodes import NodeCIDRAllocator
 from .service_ips import ServiceIPPool
 from .subnets import SubnetPool
 
@@ -20,10 +23,13 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AddressFormatError",
     "AlreadyAllocatedError",
+    "ClusterConfig",
     "FamilyNotConfiguredError",
     "IPAMError",
     "IPFamily",
     "InvalidConfigError",
+    "MasqueradePolicy",
+    "NodeCIDRAllocator",
     "NotInRangeError",
     "PoolExhaustedError",
     "ServiceIPPool",
@@ -31,4 +37,5 @@ __all__ = [
     "SnapshotError",
     "SubnetPool",
     "__version__",
+    "masquerade_config",
 ]
