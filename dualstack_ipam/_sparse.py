@@ -311,6 +311,24 @@ class SparseBitmap:
         shift = self._shift
         hot = self._hot
         if hot >= 0:
+            buf = self._chunks.get(hot)
+            base = hot << shift
+            if buf is not None and lo <= base and base + len(buf) <= hi:
+                # The common case, inlined: a partial chunk inside the band
+                # always has a free slot; search from a random offset, wrapping.
+                offset = int(rng.random() * len(buf))
+                if buf[offset]:
+                    offset = buf.find(0, offset)
+                    if offset < 0:
+                        offset = buf.find(0)
+                buf[offset] = 1
+                self._used += 1
+                n = self._counts[hot] + 1
+                if n == len(buf):
+                    self._chunk_became_full(hot)
+                else:
+                    self._counts[hot] = n
+                return base + offset
             found = self._take_in_chunk(hot, lo, hi, rng)
             if found >= 0:
                 return found

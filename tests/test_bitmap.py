@@ -252,3 +252,35 @@ def test_dense_memory_is_one_byte_per_slot() -> None:
     finally:
         tracemalloc.stop()
     assert current / 2**20 < 1.01
+
+
+@given(st.integers(0, 2**32), st.lists(st.integers(0, 3), min_size=1, max_size=400))
+def test_sparse_locality_path_agrees_with_a_set(seed: int, ops: list[int]) -> None:
+    """The wide-band random path, forced onto a small universe."""
+    import dualstack_ipam._sparse as sparse
+
+    saved = sparse.LOCALITY_SPAN
+    sparse.LOCALITY_SPAN = 16
+    try:
+        size, lo, hi = 3 * 4096 + 100, 10, 3 * 4096 + 90
+        bitmap, model, rng = SparseBitmap(size), set[int](), random.Random(seed)
+        if seed % 2:  # nearly full: the paths that move between chunks
+            bitmap.add_range(lo + 50, hi - 50)
+            model |= set(range(lo + 50, hi - 50))
+        for op in ops:
+            if op == 3 and model:
+                victim = rng.choice(sorted(model))
+                assert bitmap.discard(victim)
+                model.discard(victim)
+                continue
+            got = bitmap.take_random(lo, hi, rng)
+            if got < 0:
+                assert set(range(lo, hi)) <= model
+            else:
+                assert lo <= got < hi
+                assert got not in model
+                model.add(got)
+        bitmap.check_invariants()
+        assert list(bitmap) == sorted(model)
+    finally:
+        sparse.LOCALITY_SPAN = saved
