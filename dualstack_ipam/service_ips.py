@@ -76,7 +76,17 @@ class ServiceIPPool(BasePool):
     IPAddress('fd00::101')
     """
 
-    __slots__ = ("_base", "_make", "_offset", "_random", "_rng", "_static_used", "_top")
+    __slots__ = (
+        "_base",
+        "_low",
+        "_low_static",
+        "_make",
+        "_offset",
+        "_random",
+        "_rng",
+        "_static_used",
+        "_top",
+    )
 
     _KIND = "ServiceIPPool"
 
@@ -96,6 +106,11 @@ class ServiceIPPool(BasePool):
         # Used slots in the static band, so a full dynamic band is skipped in
         # O(1) instead of being searched on every allocation.
         self._static_used = 0
+        # Every slot of [offset, _low) and of [0, _low_static) is used, so the
+        # sequential strategy starts its search there instead of re-walking
+        # the full runs below (allocate keeps this true; release lowers them).
+        self._low = self._offset
+        self._low_static = 0
 
     def __repr__(self) -> str:
         return (
@@ -176,12 +191,14 @@ class ServiceIPPool(BasePool):
                 if self._random:
                     slot = bitmap.take_random(offset, top, self._rng)
                 else:
-                    slot = bitmap.take_free(offset, offset, top)
+                    slot = bitmap.take_free(self._low, offset, top)
+                    self._low = slot + 1 if slot + 1 < top else offset
             elif self._static_used < offset:
                 if self._random:
                     slot = bitmap.take_random(0, offset, self._rng)
                 else:
-                    slot = bitmap.take_free(0, 0, offset)
+                    slot = bitmap.take_free(self._low_static, 0, offset)
+                    self._low_static = slot + 1 if slot + 1 < offset else 0
                 self._static_used += 1
             if slot < 0:
                 raise PoolExhaustedError(
@@ -207,6 +224,10 @@ class ServiceIPPool(BasePool):
                 return False
             if slot < self._offset:
                 self._static_used -= 1
+                if slot < self._low_static:
+                    self._low_static = slot
+            elif slot < self._low:
+                self._low = slot
             return True
 
     def is_allocated(self, ip: Any) -> bool:
@@ -294,4 +315,8 @@ class ServiceIPPool(BasePool):
             assert self._base == self._net.value + 1
             assert self._top == self._bitmap.size
             assert self._static_used == self._count_static(), "static band count out of sync"
+            assert self._offset <= self._low <= max(self._offset, self._top - 1)
+            assert 0 <= self._low_static <= max(0, self._offset - 1)
+            assert self._bitmap.all_set(self._offset, self._low), "dynamic low mark too high"
+            assert self._bitmap.all_set(0, self._low_static), "static low mark too high"
             assert self._strategy in _STRATEGIES

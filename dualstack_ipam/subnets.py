@@ -48,7 +48,7 @@ class SubnetPool(BasePool):
     True
     """
 
-    __slots__ = ("_cursor", "_prefixlen", "_shift")
+    __slots__ = ("_cursor", "_low", "_prefixlen", "_shift")
 
     _KIND = "SubnetPool"
 
@@ -71,6 +71,8 @@ class SubnetPool(BasePool):
         self._prefixlen = prefixlen
         self._shift = full - prefixlen
         self._cursor = 0
+        # Every subnet below _low is allocated: where "lowest" starts searching.
+        self._low = 0
 
     def __repr__(self) -> str:
         return (
@@ -136,7 +138,7 @@ class SubnetPool(BasePool):
         (IPNetwork('10.0.0.0/31'), IPNetwork('10.0.0.2/31'))
         """
         with self._lock:
-            start = self._cursor if self._strategy == "next-fit" else 0
+            start = self._cursor if self._strategy == "next-fit" else self._low
             index = self._bitmap.take_free(start, 0, self._bitmap.size)
             if index < 0:
                 raise PoolExhaustedError(
@@ -144,9 +146,11 @@ class SubnetPool(BasePool):
                     f"in the accepted range {_text(self._net)}",
                     pool_cidr=self.cidr,
                 )
+            following = index + 1 if index + 1 < self._bitmap.size else 0
             if self._strategy == "next-fit":
-                following = index + 1
-                self._cursor = following if following < self._bitmap.size else 0
+                self._cursor = following
+            else:
+                self._low = following
         return self._subnet(index)
 
     def occupy(self, cidr: Any) -> int:
@@ -184,7 +188,10 @@ class SubnetPool(BasePool):
         """
         start, stop = self._span_or_raise(cidr)
         with self._lock:
-            return self._bitmap.discard_range(start, stop)
+            changed = self._bitmap.discard_range(start, stop)
+            if start < self._low:
+                self._low = start
+            return changed
 
     def is_allocated(self, cidr: Any) -> bool:
         """Whether every subnet overlapping ``cidr`` is allocated.
@@ -312,6 +319,8 @@ class SubnetPool(BasePool):
             assert 0 <= self._cursor < self._bitmap.size, f"cursor {self._cursor} out of range"
             assert self._strategy in _STRATEGIES
             assert self._strategy == "next-fit" or self._cursor == 0
+            assert 0 <= self._low < self._bitmap.size, f"low mark {self._low} out of range"
+            assert self._bitmap.all_set(0, self._low), "low mark above a free subnet"
 
 
 def _text(net: Net) -> str:
