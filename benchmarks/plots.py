@@ -1,0 +1,190 @@
+"""Draw the performance page's plots from the committed benchmark results.
+
+Run from the repository root, after ``pip install -e '.[bench]'``::
+
+    python -m benchmarks.plots
+
+It reads ``benchmarks/results/hot_path.json`` and
+``benchmarks/results/bitmap_designs.json`` (written by
+``python -m benchmarks.bench_hot_path --json ...`` and
+``python -m benchmarks.bitmap_designs --json ...``) and writes PNG files to
+``docs/_static/perf/``. It measures nothing itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = ROOT / "docs" / "_static" / "perf"
+
+POOLS = ["IPv4 /24", "IPv4 /16", "IPv4 /12", "IPv6 /112", "IPv6 /64"]
+SUBNET_POOLS = ["10.0.0.0/8->/24", "fc00::/24->/64"]
+FILLS = [0.0, 0.5, 0.99, 0.999]
+FILL_LABELS = ["0 %", "50 %", "99 %", "99.9 %"]
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RESULTS / name).read_text())
+    return data
+
+
+def _case(cases: list[dict[str, Any]], pool: str, strategy: str, op: str) -> list[Any]:
+    """ns/op per fill level (in FILLS order) for one pool, strategy and op."""
+    by_fill = {
+        round(c["fill"], 4): c
+        for c in cases
+        if c["pool"] == pool and c["strategy"] == strategy and c["op"] == op
+    }
+    return [by_fill.get(round(f, 4)) for f in FILLS]
+
+
+def plot_fill(plt: Any, cases: list[dict[str, Any]]) -> Path:
+    """allocate_next ns/op against fill level, one line per pool, floor dashed."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, strategy in zip(axes, ("random", "sequential"), strict=True):
+        floors = []
+        for pool in POOLS:
+            row = _case(cases, pool, strategy, "allocate_next")
+            ax.plot(FILL_LABELS, [c["ns"] if c else None for c in row], marker="o", label=pool)
+            floors += [c["floor_ns"] for c in row if c]
+        for pool in SUBNET_POOLS:
+            row = _case(cases, pool, "next-fit", "allocate_next")
+            if strategy == "sequential" and any(row):
+                ax.plot(
+                    FILL_LABELS,
+                    [c["ns"] if c else None for c in row],
+                    marker="s",
+                    linestyle=":",
+                    label=f"SubnetPool {pool}",
+                )
+        floor = sorted(floors)[len(floors) // 2]
+        ax.axhline(floor, color="black", linestyle="--", linewidth=1, label="floor")
+        ax.axhline(2 * floor, color="grey", linestyle=":", linewidth=1, label="2 x floor")
+        ax.set_title(f"allocate_next, {strategy}")
+        ax.set_xlabel("fill level (IPv6 /64 and fc00::/24: same counts as 2**20)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("ns per call (median)")
+    axes[0].set_ylim(bottom=0)
+    axes[1].legend(fontsize=7, loc="lower right")
+    return _save(plt, fig, "allocate_next_by_fill.png")
+
+
+def plot_ratios(plt: Any, cases: list[dict[str, Any]], naive: list[dict[str, Any]]) -> Path:
+    """Ratio to the floor (all pools) and speed-up over the naive IPSet allocator."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / len(POOLS)
+    for k, pool in enumerate(POOLS):
+        row = _case(cases, pool, "random", "allocate_next")
+        xs = [i + k * width for i in range(len(FILLS))]
+        left.bar(xs, [c["x_floor"] if c else 0 for c in row], width, label=pool)
+    left.axhline(2.0, color="grey", linestyle=":", label="goal: 2 x floor")
+    left.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    left.set_xticks([i + 0.4 - width / 2 for i in range(len(FILLS))], FILL_LABELS)
+    left.set_title("allocate_next (random) / floor")
+    left.legend(fontsize=8)
+    naive_ns: dict[tuple[str, float], float] = {
+        (n["pool"], round(n["fill"], 4)): n["ns"] for n in naive if n["op"] == "allocate_next"
+    }
+    pools = sorted({pool for pool, _ in naive_ns}, key=POOLS.index)
+    width = 0.8 / max(1, len(pools))
+    for k, pool in enumerate(pools):
+        row = _case(cases, pool, "random", "allocate_next")
+        speedups = [
+            naive_ns.get((pool, round(f, 4)), 0) / c["ns"] if c else 0
+            for f, c in zip(FILLS, row, strict=True)
+        ]
+        xs = [i + k * width for i in range(len(FILLS))]
+        right.bar(xs, speedups, width, label=pool)
+    right.set_yscale("log")
+    right.set_xticks([i + 0.4 - width / 2 for i in range(len(FILLS))], FILL_LABELS)
+    right.set_title("naive netaddr.IPSet allocator / dualstack_ipam (x faster)")
+    right.legend(fontsize=8)
+    return _save(plt, fig, "ratios.png")
+
+
+def plot_memory(plt: Any, hot: dict[str, Any]) -> Path:
+    """Bytes per slot of dense pools and per allocation of the sparse one."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    labels, values = [], []
+    for row in hot["memory_dense"]:
+        labels.append(f"{row['pool']}\n{row['fill']:.1%} full\n(B/slot)")
+        values.append(row.get("bitmap_bytes_per_slot", row["bytes_per_slot_less_fixed"]))
+    sparse = hot["memory_sparse"]
+    labels.append(f"{sparse['pool']}\n{sparse['allocations']:,} allocs\n(B/allocation)")
+    values.append(sparse["bytes_per_allocation"])
+    bars = ax.bar(labels, values, color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.axhline(16, color="grey", linestyle=":", label="goal for sparse: 16 B/allocation")
+    ax.axhline(74, color="tab:red", linestyle="--", label="a Python set: ~74 B/element")
+    ax.set_yscale("log")
+    ax.set_ylabel("bytes (log scale)")
+    ax.set_title("memory: dense pools per slot, sparse pool per allocation")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, "memory.png")
+
+
+def plot_designs(plt: Any, designs: dict[str, Any]) -> Path:
+    """take_free ns/op against universe size, per bitmap design, at 99.9 % fill."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, pattern in zip(axes, ("random", "bottom"), strict=True):
+        series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for row in designs["rows"]:
+            if (
+                row["pattern"] == pattern
+                and abs(row["fill"] - 0.999) < 0.002
+                and row["ns_take_free"]
+            ):
+                series[row["design"]].append((row["size_bits"], row["ns_take_free"]))
+        for design, points in sorted(series.items()):
+            points.sort()
+            ax.plot(
+                [f"2**{b}" for b, _ in points], [ns for _, ns in points], marker="o", label=design
+            )
+        ax.set_title(f"take_free at 99.9 % fill, {pattern} fill")
+        ax.set_xlabel("universe size (slots)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("ns per call (median)")
+    axes[0].set_ylim(bottom=0)
+    axes[1].legend(fontsize=8)
+    return _save(plt, fig, "bitmap_designs.png")
+
+
+def _save(plt: Any, fig: Any, name: str) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / name
+    fig.tight_layout()
+    # Fixed metadata so that re-running on the same results gives the same bytes.
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Draw every plot; print the files written."""
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hot = _load("hot_path.json")
+    designs = _load("bitmap_designs.json")
+    written = [
+        plot_fill(plt, hot["cases"]),
+        plot_ratios(plt, hot["cases"], hot["naive"]),
+        plot_memory(plt, hot),
+        plot_designs(plt, designs),
+    ]
+    for path in written:
+        print(path.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
