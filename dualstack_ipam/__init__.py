@@ -6,6 +6,7 @@ from .egress import MasqueradePolicy, masquerade_config
 from .errors import (
     AddressFormatError,
     AlreadyAllocatedError,
+    ClusterIPTakenError,
     FamilyNotConfiguredError,
     InvalidConfigError,
     IPAMError,
@@ -16,6 +17,7 @@ from .errors import (
 )
 from .nodes import NodeCIDRAllocator
 from .service_ips import ServiceIPPool
+from .services import ServiceIPAllocator
 from .subnets import SubnetPool
 
 __version__ = "0.1.0.dev0"
@@ -24,6 +26,7 @@ __all__ = [
     "AddressFormatError",
     "AlreadyAllocatedError",
     "ClusterConfig",
+    "ClusterIPTakenError",
     "FamilyNotConfiguredError",
     "IPAMError",
     "IPFamily",
@@ -32,6 +35,7 @@ __all__ = [
     "NodeCIDRAllocator",
     "NotInRangeError",
     "PoolExhaustedError",
+    "ServiceIPAllocator",
     "ServiceIPPool",
     "ServiceValidationError",
     "SnapshotError",

@@ -18,7 +18,10 @@ working::
     │                                                 cluster has no range for
     ├── SnapshotError(IPAMError, ValueError)         corrupt or mismatched snapshot
     └── ServiceValidationError(IPAMError, ValueError) a Service manifest that
-                                                      Kubernetes would reject
+        │                                             Kubernetes would reject
+        └── ClusterIPTakenError(ServiceValidationError, AlreadyAllocatedError)
+                                                      a manifest asks for a
+                                                      cluster IP already taken
 
 Messages name the offending input (its ``repr``) and the pool or range
 involved; the same values are kept as attributes so callers need not parse
@@ -40,6 +43,7 @@ from typing import Any
 __all__ = [
     "AddressFormatError",
     "AlreadyAllocatedError",
+    "ClusterIPTakenError",
     "FamilyNotConfiguredError",
     "IPAMError",
     "InvalidConfigError",
@@ -138,3 +142,16 @@ class ServiceValidationError(IPAMError, ValueError):
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+class ClusterIPTakenError(ServiceValidationError, AlreadyAllocatedError):
+    """A Service manifest asks for a cluster IP that another Service holds.
+
+    Both a :class:`ServiceValidationError` (Kubernetes rejects the manifest,
+    at ``.field``) and an :class:`AlreadyAllocatedError` (the state refuses
+    it: the CLI exits 1, not 2), with ``.field``, ``.value`` and ``.owner``.
+    """
+
+    def __init__(self, message: str, *, field: str, value: Any, owner: str | None) -> None:
+        super().__init__(message, field=field, value=value)
+        self.owner = owner
