@@ -23,13 +23,15 @@ with :class:`StateError`.
 
 >>> import os, tempfile
 >>> from dualstack_ipam.config import ClusterConfig
->>> path = os.path.join(tempfile.mkdtemp(), "state.json")
+>>> folder = tempfile.TemporaryDirectory()
+>>> path = os.path.join(folder.name, "state.json")
 >>> with transaction(path, ClusterConfig("10.244.0.0/16", "10.96.0.0/24")) as state:
 ...     state.nodes.allocate("node-1")
 (IPNetwork('10.244.0.0/24'),)
 >>> with transaction(path, ClusterConfig("fd00::/48")) as state:  # the file's cluster wins
 ...     state.nodes.get("node-1"), state.services is not None
 ((IPNetwork('10.244.0.0/24'),), True)
+>>> folder.cleanup()
 """
 
 from __future__ import annotations

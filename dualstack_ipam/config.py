@@ -29,6 +29,15 @@ import attrs
 import netaddr
 
 from ._family import IPFamily, Net, make_network, parse_family, parse_network
+from ._flags import (
+    CLUSTER_FLAG,
+    FAMILY_MASK_FLAG,
+    SERVICE_FLAG,
+    check_dual_stack,
+    mask_sizes,
+    read_cluster_flags,
+    render_flags,
+)
 from .errors import AddressFormatError, FamilyNotConfiguredError, InvalidConfigError, SnapshotError
 
 __all__ = ["DEFAULT_NODE_MASK", "ClusterConfig"]
@@ -36,28 +45,6 @@ __all__ = ["DEFAULT_NODE_MASK", "ClusterConfig"]
 DEFAULT_NODE_MASK: Mapping[IPFamily, int] = {IPFamily.IPv4: 24, IPFamily.IPv6: 64}
 """kube-controller-manager's default node mask per family (/24 and /64)."""
 
-_CLUSTER_FLAG = "--cluster-cidr"
-_SERVICE_FLAG = "--service-cluster-ip-range"
-_MASK_FLAG = "--node-cidr-mask-size"
-_FAMILY_MASK_FLAG = {
-    IPFamily.IPv4: "--node-cidr-mask-size-ipv4",
-    IPFamily.IPv6: "--node-cidr-mask-size-ipv6",
-}
-_KNOWN_FLAGS = frozenset(
-    {
-        "cluster-cidr",
-        "service-cluster-ip-range",
-        "node-cidr-mask-size",
-        "node-cidr-mask-size-ipv4",
-        "node-cidr-mask-size-ipv6",
-        "allocate-node-cidrs",
-        "feature-gates",
-    }
-)
-_BOOL_FLAGS = frozenset({"allocate-node-cidrs"})
-# The spellings Go's strconv.ParseBool accepts, which is what pflag uses.
-_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
-_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 _NETWORK_TYPES = (netaddr.IPNetwork, ipaddress.IPv4Network, ipaddress.IPv6Network)
 _DICT_KEYS = frozenset({"cluster_cidrs", "service_cidrs", "node_mask_ipv4", "node_mask_ipv6"})
 
@@ -100,7 +87,7 @@ def _check_pair(nets: list[Net], flag: str, what: str) -> None:
         # kube-controller-manager words it as "not configured as dual stack".
         lead = (
             f"len of ClusterCIDRs==2 and they are not configured as dual stack: {flag}[0]"
-            if flag == _CLUSTER_FLAG
+            if flag == CLUSTER_FLAG
             else f"{flag}[0]"
         )
         raise InvalidConfigError(
@@ -114,7 +101,7 @@ def _check_pair(nets: list[Net], flag: str, what: str) -> None:
 def _check_mask(mask: Any, family: IPFamily, cluster: Net) -> int:
     if isinstance(mask, bool) or not isinstance(mask, int):
         raise InvalidConfigError(
-            f"{_FAMILY_MASK_FLAG[family]} must be an integer, got {mask!r}", value=mask
+            f"{FAMILY_MASK_FLAG[family]} must be an integer, got {mask!r}", value=mask
         )
     if mask < cluster.prefixlen:
         raise InvalidConfigError(
@@ -210,16 +197,16 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
         node_mask_ipv4: int = 24,
         node_mask_ipv6: int = 64,
     ) -> None:
-        cluster = _parse_list(_split(cluster_cidrs, _CLUSTER_FLAG), _CLUSTER_FLAG)
-        service = _parse_list(_split(service_cidrs, _SERVICE_FLAG), _SERVICE_FLAG)
+        cluster = _parse_list(_split(cluster_cidrs, CLUSTER_FLAG), CLUSTER_FLAG)
+        service = _parse_list(_split(service_cidrs, SERVICE_FLAG), SERVICE_FLAG)
         if not cluster:
             raise InvalidConfigError(
-                f"{_CLUSTER_FLAG} is required: give one cluster CIDR, or two of different "
+                f"{CLUSTER_FLAG} is required: give one cluster CIDR, or two of different "
                 f"families for dual-stack (got {cluster_cidrs!r})",
                 value=cluster_cidrs,
             )
-        _check_pair(cluster, _CLUSTER_FLAG, "clusterCIDRs")
-        _check_pair(service, _SERVICE_FLAG, "serviceClusterIPRanges")
+        _check_pair(cluster, CLUSTER_FLAG, "clusterCIDRs")
+        _check_pair(service, SERVICE_FLAG, "serviceClusterIPRanges")
         by_family = {net.family: net for net in cluster}
         masks = dict(DEFAULT_NODE_MASK)
         for family, mask in ((IPFamily.IPv4, node_mask_ipv4), (IPFamily.IPv6, node_mask_ipv6)):
@@ -268,31 +255,15 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
         ClusterConfig(cluster_cidrs=(IPNetwork('10.0.0.0/8'),), service_cidrs=(), \
 node_mask_ipv4=20, node_mask_ipv6=64)
         """
-        values = _read_flags(argv)
-        if "cluster-cidr" not in values:
-            raise InvalidConfigError(f"{_CLUSTER_FLAG} is required", value=list(argv))
-        if "allocate-node-cidrs" in values:
-            _parse_bool(values["allocate-node-cidrs"], "--allocate-node-cidrs")
-        dual_stack = _dual_stack_gate(values.get("feature-gates", ""))
-        cluster_items = _split(values["cluster-cidr"], _CLUSTER_FLAG)
-        service_items = _split(values.get("service-cluster-ip-range", ""), _SERVICE_FLAG)
-        cluster = _parse_list(cluster_items, _CLUSTER_FLAG)
-        service = _parse_list(service_items, _SERVICE_FLAG)
-        _check_pair(cluster, _CLUSTER_FLAG, "clusterCIDRs")
-        _check_pair(service, _SERVICE_FLAG, "serviceClusterIPRanges")
-        if not dual_stack and len(cluster) > 1:
-            raise InvalidConfigError(
-                f"len of ClusterCIDRs=={len(cluster)} and dualstack feature is not enabled "
-                f"({_CLUSTER_FLAG}={values['cluster-cidr']!r} with IPv6DualStack=false)",
-                value=values["cluster-cidr"],
-            )
-        if not dual_stack and len(service) > 1:
-            raise InvalidConfigError(
-                f"secondary service cluster-ip range({_SERVICE_FLAG}[1]) can only be used if "
-                f"IPv6DualStack feature is enabled (got {values['service-cluster-ip-range']!r})",
-                value=values["service-cluster-ip-range"],
-            )
-        masks = _mask_sizes(values, [net.family for net in cluster])
+        values, dual_stack = read_cluster_flags(argv)
+        cluster_items = _split(values["cluster-cidr"], CLUSTER_FLAG)
+        service_items = _split(values.get("service-cluster-ip-range", ""), SERVICE_FLAG)
+        cluster = _parse_list(cluster_items, CLUSTER_FLAG)
+        service = _parse_list(service_items, SERVICE_FLAG)
+        _check_pair(cluster, CLUSTER_FLAG, "clusterCIDRs")
+        _check_pair(service, SERVICE_FLAG, "serviceClusterIPRanges")
+        check_dual_stack(values, dual_stack, len(cluster), len(service))
+        masks = mask_sizes(values, [net.family for net in cluster])
         return cls(
             cluster_items,
             service_items,
@@ -323,32 +294,10 @@ node_mask_ipv4=20, node_mask_ipv6=64)
         ...     "10.244.0.0/16,fc00::/24", "10.96.0.0/12")
         True
         """
-        gate = ["--feature-gates=IPv6DualStack=true"] if feature_gate else []
-        cluster = f"{_CLUSTER_FLAG}={','.join(str(net) for net in self.cluster_cidrs)}"
-        service = (
-            [f"{_SERVICE_FLAG}={','.join(str(net) for net in self.service_cidrs)}"]
-            if self.service_cidrs
-            else []
+        masks = {family: self.node_mask(family) for family in self.families}
+        return render_flags(
+            self.cluster_cidrs, self.service_cidrs, masks, feature_gate=feature_gate
         )
-        if self.is_dual_stack:
-            masks = [
-                f"{_FAMILY_MASK_FLAG[IPFamily.IPv4]}={self.node_mask_ipv4}",
-                f"{_FAMILY_MASK_FLAG[IPFamily.IPv6]}={self.node_mask_ipv6}",
-            ]
-        else:
-            masks = [f"{_MASK_FLAG}={self.node_mask(self.primary_family)}"]
-        return {
-            "kube-controller-manager": [
-                *gate,
-                "--allocate-node-cidrs=true",
-                cluster,
-                *service,
-                *masks,
-            ],
-            "kube-apiserver": [*gate, *service],
-            "kubelet": [*gate],
-            "kube-proxy": [*gate, "--proxy-mode=ipvs", cluster],
-        }
 
     # -- JSON -------------------------------------------------------------
 
@@ -556,117 +505,3 @@ node_mask_ipv4=20, node_mask_ipv6=64)
                 f"{', '.join(str(f) for f in table) or 'none'})",
                 family=fam,
             ) from None
-
-
-# -- flag parsing helpers ---------------------------------------------------
-
-
-def _unquote(value: str) -> str:
-    # The seed writes --feature-gates="IPv6DualStack=true": a shell would eat
-    # the quotes, a YAML manifest or a copied line does not.
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
-
-
-def _read_flags(argv: Sequence[str]) -> dict[str, str]:
-    if isinstance(argv, str) or not isinstance(argv, Sequence):
-        raise InvalidConfigError(f"flags must be a sequence of strings, got {argv!r}", value=argv)
-    values: dict[str, str] = {}
-    index = 0
-    while index < len(argv):
-        arg = argv[index]
-        index += 1
-        if not isinstance(arg, str):
-            raise InvalidConfigError(f"flag {arg!r} is not a string", value=arg)
-        if not arg.startswith("--") or arg == "--":
-            raise InvalidConfigError(
-                f"unexpected argument {arg!r}: expected --flag=value or --flag value",
-                value=arg,
-            )
-        name, has_value, value = arg[2:].partition("=")
-        if name not in _KNOWN_FLAGS:
-            raise InvalidConfigError(f"unknown flag: --{name}", value=arg)
-        if not has_value:
-            following = argv[index] if index < len(argv) else None
-            if name in _BOOL_FLAGS:
-                value = "true"
-                if isinstance(following, str) and following in _TRUE | _FALSE:
-                    value, index = following, index + 1
-            elif not isinstance(following, str) or following.startswith("--"):
-                raise InvalidConfigError(f"flag needs an argument: --{name}", value=arg)
-            else:
-                value, index = following, index + 1
-        values[name] = _unquote(value)
-    return values
-
-
-def _parse_bool(value: str, flag: str) -> bool:
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise InvalidConfigError(
-        f"invalid argument {value!r} for {flag!r} flag: expected true or false", value=value
-    )
-
-
-def _parse_mask(value: str, flag: str) -> int:
-    text = value.strip()
-    digits = text[1:] if text[:1] == "-" else text
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > 4:
-        raise InvalidConfigError(
-            f"invalid argument {value!r} for {flag!r} flag: not an integer mask size",
-            value=value,
-        )
-    return int(text)
-
-
-def _dual_stack_gate(text: str) -> bool:
-    enabled = True
-    for entry in text.split(","):
-        entry = entry.strip()
-        if not entry:
-            continue
-        key, has_value, value = entry.partition("=")
-        if not has_value:
-            raise InvalidConfigError(
-                f"invalid argument {text!r} for '--feature-gates' flag: "
-                f"missing bool value for {key.strip()}",
-                value=text,
-            )
-        if key.strip() == "IPv6DualStack":
-            enabled = _parse_bool(value.strip(), "--feature-gates")
-    return enabled
-
-
-def _mask_sizes(values: Mapping[str, str], families: list[IPFamily]) -> dict[IPFamily, int]:
-    """kube-controller-manager's choice of node masks from the three flags."""
-    per_family = {
-        family: _parse_mask(values[flag[2:]], flag)
-        for family, flag in _FAMILY_MASK_FLAG.items()
-        if flag[2:] in values
-    }
-    if _MASK_FLAG[2:] in values:
-        mask = _parse_mask(values[_MASK_FLAG[2:]], _MASK_FLAG)
-        if len(families) > 1:
-            raise InvalidConfigError(
-                f"usage of {_MASK_FLAG} is not allowed with dual-stack clusters "
-                f"(got {_MASK_FLAG}={values[_MASK_FLAG[2:]]!r})",
-                value=mask,
-            )
-        if per_family:
-            raise InvalidConfigError(
-                f"usage of --node-cidr-mask-size-ipv4 and --node-cidr-mask-size-ipv6 is not "
-                f"allowed if {_MASK_FLAG} is set (got {_MASK_FLAG}={values[_MASK_FLAG[2:]]!r})",
-                value=mask,
-            )
-        return {families[0]: mask}
-    for family, mask in per_family.items():
-        if family not in families:
-            raise InvalidConfigError(
-                f"usage of {_FAMILY_MASK_FLAG[family]} is not allowed for a single-stack "
-                f"{families[0]} cluster (got {_FAMILY_MASK_FLAG[family]}={mask})",
-                value=mask,
-            )
-    return per_family
