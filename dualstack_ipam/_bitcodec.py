@@ -1,18 +1,19 @@
 """Chunk geometry and the serialised form shared by both bitmap layouts.
 
-A universe ``[0, size)`` is cut into chunks of ``2**shift`` slots (4,096, or
-fewer for a smaller universe); the last chunk may be shorter. Serialised, a
+A universe ``[0, size)`` is cut into chunks of ``2**shift`` slots (at most
+``2**max_shift``: 4,096 for the dense layout, 256 for the sparse one, or fewer
+for a smaller universe); the last chunk may be shorter. Serialised, a
 bitmap is::
 
-    {"chunk_bits": 12,                 # shift, checked against the size
+    {"chunk_bits": 12,                 # shift, checked against the layout
      "full": [[lo, hi], ...],          # runs of full chunks, half open, ascending
      "partial": [c, ...],              # partly used chunks, ascending
      "bits": "<base64 of deflate>"}    # their bits, 1 per slot, chunk after chunk
 
 Empty chunks are not written. Indices that may exceed 2**53 are strings.
 The form is canonical: runs never touch, a partial chunk is neither empty
-nor full nor inside a run, so equal sets serialise equally, whichever layout
-wrote them. A chunk is the unit a distributed store would persist.
+nor full nor inside a run, so equal sets of one size serialise equally. A
+chunk is the unit a distributed store would persist.
 
 >>> data = encode(12, [(1, 2)], [(0, bytearray(b"\\x01\\x00" * 2048))])
 >>> data["full"], data["partial"]
@@ -33,7 +34,7 @@ from typing import Any
 __all__ = ["MAX_SHIFT", "BitmapFormatError", "Geometry", "decode", "encode"]
 
 MAX_SHIFT = 12
-"""log2 of the largest chunk: 4,096 slots, 4 KiB as a byte-per-slot buffer."""
+"""log2 of the largest dense chunk: 4,096 slots, 4 KiB as a byte-per-slot buffer."""
 
 _TO_ASCII = bytes.maketrans(b"\x00\x01", b"01")
 _FROM_ASCII = bytes.maketrans(b"01", b"\x00\x01")
@@ -50,15 +51,17 @@ class Geometry:
     >>> g = Geometry(5000)
     >>> g.shift, g.slots, g.last, g.last_cap, g.cap(0), g.cap(1)
     (12, 4096, 1, 904, 4096, 904)
+    >>> Geometry(5000, max_shift=8).last
+    19
     """
 
     __slots__ = ("last", "last_cap", "mask", "shift", "size", "slots")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_shift: int = MAX_SHIFT) -> None:
         if size < 0:
             raise ValueError(f"bitmap size must be >= 0, got {size!r}")
         self.size = size
-        self.shift = min(MAX_SHIFT, (size - 1).bit_length()) if size > 1 else 0
+        self.shift = min(max_shift, (size - 1).bit_length()) if size > 1 else 0
         self.slots = 1 << self.shift
         self.mask = self.slots - 1
         self.last = (size - 1) >> self.shift if size else -1
@@ -134,7 +137,7 @@ def decode(
     if missing:
         raise BitmapFormatError(f"allocated set lacks {sorted(missing)}")
     shift = data["chunk_bits"]
-    if isinstance(shift, bool) or shift != geometry.shift:
+    if type(shift) is not int or shift != geometry.shift:
         raise BitmapFormatError(
             f"chunk_bits {shift!r} does not match {geometry.shift} for {geometry.size} slots"
         )

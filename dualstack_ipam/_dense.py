@@ -221,10 +221,14 @@ class DenseBitmap:
         self._check_range(start, stop)
         return self._find_upto(start, stop) < 0
 
-    def runs(self) -> Iterator[tuple[int, int]]:
-        """Maximal ``(start, stop)`` runs of used slots, ascending. Complexity: O(n)."""
+    def runs(self, start: int = 0) -> Iterator[tuple[int, int]]:
+        """Maximal ``(start, stop)`` runs of used slots at or after ``start``, ascending.
+
+        A run that began before ``start`` is cut at ``start``.
+        Complexity: O(1) per run plus ``memchr`` over the free space between runs.
+        """
         buf, size = self._buf, len(self._buf)
-        start = buf.find(1)
+        start = buf.find(1, start)
         while start >= 0:
             stop = buf.find(0, start)
             if stop < 0:

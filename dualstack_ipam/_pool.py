@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 import netaddr
@@ -14,6 +15,9 @@ from .errors import InvalidConfigError, IPAMError, SnapshotError
 from .snapshot import open_envelope, read_int
 
 __all__ = ["BasePool", "check_strategy", "snapshot_network"]
+
+_BATCH = 64
+"""Runs read per lock acquisition when iterating a pool."""
 
 
 def check_strategy(strategy: Any, allowed: tuple[str, ...]) -> str:
@@ -82,14 +86,22 @@ class BasePool:
         """``capacity - used``. Complexity: O(1)."""
         return self._bitmap.size - self._bitmap.count
 
-    def _runs(self) -> list[tuple[int, int]]:
-        """The allocated runs, copied under the lock so iteration sees one state."""
-        with self._lock:
-            return list(self._bitmap.runs())
-
     def _indices(self) -> Iterator[int]:
-        for start, stop in self._runs():
-            yield from range(start, stop)
+        """Allocated slots, ascending, read under the lock a few runs at a time.
+
+        The lock is never held while the caller consumes, so iterating a huge
+        pool neither copies it nor blocks other threads; a slot changed during
+        the walk is seen if it lies ahead of it. No slot is yielded twice.
+        """
+        position = 0
+        while True:
+            with self._lock:
+                batch = list(islice(self._bitmap.runs(position), _BATCH))
+            if not batch:
+                return
+            for start, stop in batch:
+                yield from range(start, stop)
+            position = batch[-1][1]
 
     def _load_bitmap(self, data: Mapping[str, Any]) -> None:
         """Replace the allocated set with the snapshot's, checking ``used``."""

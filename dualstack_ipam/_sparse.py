@@ -1,13 +1,9 @@
-"""Integer index sets over a universe ``[0, size)``: the allocation bitmap.
+"""The sparse layout of the allocation bitmap, for universes above 2**24 slots.
 
-This module knows nothing about IP addresses; it is the only place that knows
-how free space is found, so a faster structure can replace it without
-touching anything above.
+Measured against a flat bitmap with a summary and a 64-ary tree of words
+(``benchmarks/bitmap_designs.py``, ``docs/performance.md``):
 
-Layout (measured against a flat bitmap with a summary and a 64-ary tree of
-words, see ``benchmarks/bitmap_designs.py`` and ``docs/performance.md``):
-
-* The universe is cut into chunks of ``2**shift`` slots (4,096, or fewer for
+* The universe is cut into chunks of ``2**shift`` slots (256, or fewer for
   a smaller universe). A chunk is in one of three states:
 
   - *empty*: stored nowhere (a /64 costs nothing until used);
@@ -20,7 +16,7 @@ words, see ``benchmarks/bitmap_designs.py`` and ``docs/performance.md``):
     full chunks always merge into one run.
 
 * "First free at or after ``i``" looks at ``i``'s chunk; a partial chunk is
-  searched with ``bytearray.find`` (C ``memchr`` over at most 4 KiB); an
+  searched with ``bytearray.find`` (C ``memchr`` over at most 256 bytes); an
   absent chunk is either empty (``i`` is free) or inside a run, found by
   ``bisect`` in C, whose end is followed by a chunk that is not full.
   Hence at most three chunk visits per search, whatever the size or fill.
@@ -28,9 +24,9 @@ words, see ``benchmarks/bitmap_designs.py`` and ``docs/performance.md``):
 * A chunk is also the unit of persistence: a distributed store can keep one
   key per chunk (its packed bits) plus the run list.
 
-Dense universes cost at most one byte per slot (only partial chunks hold
-buffers); sparse ones cost in proportion to the partial chunks, and runs of
-full chunks cost one list entry each however long they are.
+Memory follows the partial chunks (about 0.5 KiB each with their index
+entries); a run of full chunks costs one list entry however long it is, so
+``occupy`` of 2**40 subnets is a few list operations.
 """
 
 from __future__ import annotations
@@ -44,7 +40,12 @@ from sortedcontainers import SortedList
 
 from ._bitcodec import Geometry, decode, encode
 
-__all__ = ["LOCALITY_SPAN", "SparseBitmap"]
+__all__ = ["LOCALITY_SPAN", "SHIFT", "SparseBitmap"]
+
+SHIFT = 8
+"""log2 of a sparse chunk: 256 slots. Small, because a chunk's buffer is the
+cost of an address allocated far from others (~0.5 KiB with its entries);
+runs of full chunks cost nothing per chunk, so locality fills stay cheap."""
 
 LOCALITY_SPAN = 1 << 24
 """Random picks over bands wider than this keep to chunks already in use."""
@@ -80,7 +81,7 @@ class SparseBitmap:
     )
 
     def __init__(self, size: int) -> None:
-        geometry = Geometry(size)
+        geometry = Geometry(size, SHIFT)
         self._geometry = geometry
         self._size = size
         self._shift = geometry.shift
@@ -136,11 +137,12 @@ class SparseBitmap:
         return buf
 
     def _drop_chunk(self, chunk: int) -> None:
+        # _hot may keep pointing here: the random pick copes with a full or
+        # empty hot chunk, and keeping it makes undoing a pick (release after
+        # allocate) restore the exact state, so seeded sequences replay.
         del self._chunks[chunk]
         del self._counts[chunk]
         self._partial.remove(chunk)
-        if chunk == self._hot:
-            self._hot = -1
 
     def _mark_full(self, lo: int, hi: int) -> None:
         """Cover chunks ``[lo, hi)`` with a run, merging neighbours and inner runs."""
@@ -414,8 +416,9 @@ class SparseBitmap:
     def add_range(self, start: int, stop: int) -> int:
         """Mark ``[start, stop)`` used; return how many slots changed.
 
-        Complexity: O(log n + k) where k is the number of partial chunks
-        inside the range; never one step per slot or per whole chunk.
+        Complexity: O(log n + k) where k counts the partial chunks and runs
+        inside the range (plus a C-level shift of the run list); never one
+        step per slot or per whole chunk.
         """
         self._check_range(start, stop)
         if start == stop:
@@ -461,38 +464,40 @@ class SparseBitmap:
 
     # ----------------------------------------------------------- iteration
 
-    def runs(self) -> Iterator[tuple[int, int]]:
-        """Maximal ``(start, stop)`` runs of used slots, ascending.
+    def runs(self, start: int = 0) -> Iterator[tuple[int, int]]:
+        """Maximal ``(start, stop)`` runs of used slots at or after ``start``, ascending.
 
-        Complexity: O(runs + slots in partial chunks) for the whole walk.
+        A run that began before ``start`` is cut at ``start``.
+        Complexity: O(log n) to begin, then O(1) amortised per run.
         """
         pending: tuple[int, int] | None = None
-        for start, stop in self._pieces():
-            if pending is not None and pending[1] == start:
-                pending = (pending[0], stop)
+        for lo, hi in self._pieces(start):
+            if pending is not None and pending[1] == lo:
+                pending = (pending[0], hi)
                 continue
             if pending is not None:
                 yield pending
-            pending = (start, stop)
+            pending = (lo, hi)
         if pending is not None:
             yield pending
 
-    def _pieces(self) -> Iterator[tuple[int, int]]:
-        shift = self._shift
-        runs = iter(zip(self._run_lo, self._run_hi, strict=True))
-        run = next(runs, None)
-        for chunk in self._partial:
-            while run is not None and run[0] < chunk:
-                yield run[0] << shift, min(run[1] << shift, self._size)
-                run = next(runs, None)
-            yield from self._chunk_runs(chunk)
-        while run is not None:
-            yield run[0] << shift, min(run[1] << shift, self._size)
-            run = next(runs, None)
+    def _pieces(self, start: int) -> Iterator[tuple[int, int]]:
+        """Runs of full chunks and runs inside partial chunks, ascending from ``start``."""
+        shift, size = self._shift, self._size
+        run_lo, run_hi = self._run_lo, self._run_hi
+        k = bisect_right(run_hi, start >> shift)
+        for chunk in self._partial.irange(start >> shift):
+            while k < len(run_lo) and run_lo[k] < chunk:
+                yield max(run_lo[k] << shift, start), min(run_hi[k] << shift, size)
+                k += 1
+            yield from self._chunk_runs(chunk, start)
+        while k < len(run_lo):
+            yield max(run_lo[k] << shift, start), min(run_hi[k] << shift, size)
+            k += 1
 
-    def _chunk_runs(self, chunk: int) -> Iterator[tuple[int, int]]:
+    def _chunk_runs(self, chunk: int, start: int) -> Iterator[tuple[int, int]]:
         buf, base = self._chunks[chunk], chunk << self._shift
-        j = buf.find(1)
+        j = buf.find(1, start - base if start > base else 0)
         while j >= 0:
             end = buf.find(0, j)
             if end < 0:
@@ -502,7 +507,7 @@ class SparseBitmap:
 
     def __iter__(self) -> Iterator[int]:
         """Used slots, ascending (a generator). Complexity: O(1) per slot."""
-        for start, stop in self._pieces():
+        for start, stop in self._pieces(0):
             yield from range(start, stop)
 
     # ------------------------------------------------------- serialisation
@@ -522,7 +527,7 @@ class SparseBitmap:
         Complexity: O(n).
         """
         bitmap = cls(size)
-        runs, partials = decode(Geometry(size), data)
+        runs, partials = decode(Geometry(size, SHIFT), data)
         for lo, hi in runs:
             bitmap._run_lo.append(lo)
             bitmap._run_hi.append(hi)

@@ -239,7 +239,10 @@ class ServiceIPPool(BasePool):
         False
         """
         slot = self._slot(ip)
-        return slot >= 0 and slot in self._bitmap
+        if slot < 0:
+            return False
+        with self._lock:
+            return slot in self._bitmap
 
     def __iter__(self) -> Iterator[netaddr.IPAddress]:
         """Allocated addresses, ascending (a generator over one consistent state).
@@ -283,6 +286,8 @@ class ServiceIPPool(BasePool):
 
         Complexity: O(n) in the snapshot's size.
         """
+        if rng is not None and not isinstance(rng, Random):
+            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
         fields = cls._open(data, [])
         net = snapshot_network(fields)
         text = str(make_network(net.value, net.prefixlen, net.family))

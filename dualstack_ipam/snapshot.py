@@ -38,10 +38,20 @@ def write_int(value: int) -> int | str:
 
 
 def read_int(value: Any, what: str, *, minimum: int = 0) -> int:
-    """Read an int written by :func:`write_int`; :class:`SnapshotError` otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    """Read an int written by :func:`write_int`; :class:`SnapshotError` otherwise.
+
+    A string must hold a number of at least 2**53, as :func:`write_int` writes
+    it (the canonical form), and at most 60 digits.
+    """
+    if type(value) is int:
         number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 60:
+    elif (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) < 60
+        and int(value) >= _JSON_SAFE_INT
+    ):
         number = int(value)
     else:
         raise SnapshotError(f"snapshot field {what!r} must be an integer, got {value!r}")
@@ -66,7 +76,7 @@ def open_envelope(data: Any, kind: str, keys: Iterable[str]) -> Mapping[str, Any
     if data.get("kind") != kind:
         raise SnapshotError(f"snapshot kind {data.get('kind')!r} is not {kind!r}")
     version = data.get("version")
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != FORMAT_VERSION:
         raise SnapshotError(
             f"snapshot version {version!r} is not supported (this release reads {FORMAT_VERSION})"
         )

@@ -15,9 +15,15 @@ from typing import Any
 
 import netaddr
 
-from ._family import Net, make_network, parse_network
+from ._family import Net, make_address, make_network, parse_address, parse_network
 from ._pool import BasePool, check_strategy, snapshot_network
-from .errors import InvalidConfigError, NotInRangeError, PoolExhaustedError, SnapshotError
+from .errors import (
+    AddressFormatError,
+    InvalidConfigError,
+    NotInRangeError,
+    PoolExhaustedError,
+    SnapshotError,
+)
 from .snapshot import envelope, read_int, write_int
 
 __all__ = ["SubnetPool"]
@@ -111,7 +117,7 @@ class SubnetPool(BasePool):
         net = parse_network(cidr)
         span = self._span(net)
         if span is None:
-            value = make_network(net.value, net.prefixlen, net.family)
+            value = _canonical(cidr, net)
             raise NotInRangeError(
                 f"{cidr!r} does not overlap the pool {_text(self._net)}",
                 value=value,
@@ -229,7 +235,7 @@ class SubnetPool(BasePool):
         if net.family is not self._family or not 0 <= offset < 1 << (full - self._net.prefixlen):
             raise NotInRangeError(
                 f"{address_or_cidr!r} is not inside the pool {_text(self._net)}",
-                value=make_network(net.value, net.prefixlen, net.family),
+                value=_canonical(address_or_cidr, net),
                 pool_cidr=self.cidr,
             )
         return offset >> self._shift
@@ -307,6 +313,8 @@ class SubnetPool(BasePool):
         cursor = read_int(fields["cursor"], "cursor")
         if cursor >= pool.capacity:
             raise SnapshotError(f"snapshot cursor {cursor} is outside [0, {pool.capacity})")
+        if cursor and pool.strategy != "next-fit":
+            raise SnapshotError(f"snapshot cursor {cursor} given for strategy {pool.strategy!r}")
         pool._load_bitmap(fields)
         pool._cursor = cursor
         return pool
@@ -321,6 +329,15 @@ class SubnetPool(BasePool):
             assert self._strategy == "next-fit" or self._cursor == 0
             assert 0 <= self._low < self._bitmap.size, f"low mark {self._low} out of range"
             assert self._bitmap.all_set(0, self._low), "low mark above a free subnet"
+
+
+def _canonical(raw: Any, net: Net) -> netaddr.IPAddress | netaddr.IPNetwork:
+    """The parsed form of ``raw`` for an error's ``.value``: an address stays one."""
+    try:
+        value, family = parse_address(raw)
+    except AddressFormatError:
+        return make_network(net.value, net.prefixlen, net.family)
+    return make_address(value, family)
 
 
 def _text(net: Net) -> str:
