@@ -55,13 +55,59 @@ def _unsupported(name: str, field: str, value: Any, choices: Sequence[str]) -> E
     return invalid(name, field, value, detail, "Unsupported value")
 
 
-def plain(obj: Any) -> Any:
-    """A deep copy with every mapping a ``dict`` and every list or tuple a ``list``."""
-    if isinstance(obj, Mapping):
-        return {key: plain(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(value) for value in obj]
-    return copy.deepcopy(obj)
+MAX_DEPTH = 100
+"""How deep a manifest may nest (real ones stay under 20): deeper data would
+overflow Python's recursion later, in ``repr`` or ``json``, not fail here."""
+
+
+def plain(obj: Any, name: str, field: str = "") -> Any:
+    """A deep copy with every mapping a ``dict`` and every list or tuple a ``list``.
+
+    ``field`` is the path of ``obj`` in its manifest, for error messages.
+
+    Raises:
+        ServiceValidationError: a part contains itself (a recursive YAML
+            alias), nests deeper than :data:`MAX_DEPTH`, or cannot be copied
+            (a generator); ``.field`` is the path of that part.
+    """
+    return _copy(obj, name, field, ())
+
+
+def _copy(obj: Any, name: str, field: str, ancestors: tuple[int, ...]) -> Any:
+    if isinstance(obj, (Mapping, list, tuple)):
+        if id(obj) in ancestors:
+            raise invalid(name, field, obj, "contains itself (a recursive alias)", "Forbidden")
+        if len(ancestors) == MAX_DEPTH:
+            raise invalid(name, field, obj, f"nests deeper than {MAX_DEPTH} levels", "Forbidden")
+        inner = (*ancestors, id(obj))
+        if isinstance(obj, Mapping):
+            return {
+                key: _copy(value, name, f"{field}.{key}" if field else str(key), inner)
+                for key, value in obj.items()
+            }
+        return [_copy(value, name, f"{field}[{i}]", inner) for i, value in enumerate(obj)]
+    try:
+        return copy.deepcopy(obj)
+    except (TypeError, ValueError, RecursionError, copy.Error):
+        raise invalid(name, field, obj, "must be plain data (a YAML or JSON value)") from None
+
+
+def read_manifest(manifest: Any) -> tuple[str, dict[str, Any]]:
+    """The key (:func:`service_key`) and a plain copy (:func:`plain`) of ``manifest``.
+
+    The copy comes first, so that nothing else ever meets a cycle or an
+    overly deep value.
+
+    Raises:
+        ServiceValidationError: as :func:`plain` and :func:`service_key`.
+
+    >>> read_manifest({"metadata": {"name": "web"}})
+    ('default/web', {'metadata': {'name': 'web'}})
+    """
+    meta = manifest.get("metadata") if isinstance(manifest, Mapping) else None
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    tree = plain(manifest, name if isinstance(name, str) and name else "<unnamed>")
+    return service_key(tree), tree
 
 
 def _other(family: IPFamily) -> IPFamily:
@@ -233,8 +279,11 @@ def describe(fields: Fields) -> Intent:
     if fields.type == "ExternalName":
         return _EXTERNAL
     families = fields.families + tuple(f for f, _ in fields.ips[len(fields.families) :])
-    kind = HEADLESS if fields.headless else CLUSTER
-    return Intent(kind, fields.policy, families, tuple(v for _, v in fields.ips))
+    if fields.headless:
+        return Intent(HEADLESS, fields.policy, families, ())
+    # A family listed without its address gets None, which no allocation matches.
+    requested = tuple(v for _, v in fields.ips) + (None,) * (len(families) - len(fields.ips))
+    return Intent(CLUSTER, fields.policy, families, requested)
 
 
 def addresses(intent: Intent) -> tuple[tuple[IPFamily, int | None], ...]:
@@ -339,43 +388,62 @@ def resolve(
     return Intent(CLUSTER, policy, tuple(families), (*requested, *dynamic))
 
 
-def merge(old: Mapping[str, Any], new: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """``new`` with omitted (absent or None) spec fields, name and namespace from ``old``.
+_PATCHED = ("clusterIP", "clusterIPs", "ipFamilies")
 
-    A change to ``ExternalName`` drops the family fields that are omitted or
-    unchanged (Kubernetes' ``dropTypeDependentFields``); one from it does not
-    inherit ``externalName``.
 
-    Raises:
-        ServiceValidationError: ``new`` renames the Service or moves it.
-    """
-    result: dict[str, Any] = plain(new)
-    meta = result["metadata"] = result.get("metadata") or {}
-    old_meta = old.get("metadata") or {}
+def _merge_metadata(old: Mapping[str, Any], new: Mapping[str, Any], name: str) -> dict[str, Any]:
+    meta = dict(_mapping(new.get("metadata"), "metadata", name))
+    old_meta = _mapping(old.get("metadata"), "metadata", name)
     for key, default in (("name", None), ("namespace", "default")):
-        given, before = meta.get(key) if isinstance(meta, dict) else None, old_meta.get(key)
+        given, before = meta.get(key), old_meta.get(key)
         if given is None and before is not None:
             meta[key] = before
         elif given not in (None, before or default):
             detail = f"may not change on update (was {before or default!r})"
             raise invalid(name, f"metadata.{key}", given, detail)
-    spec = result["spec"] = result.get("spec") or {}
+    return meta
+
+
+def merge(old: Mapping[str, Any], new: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``new`` with omitted spec fields, the name and the namespace from ``old``.
+
+    Both are plain trees (:func:`plain`); the result shares their parts.
+    Omitted means absent or None, and for ``clusterIP``, ``clusterIPs`` and
+    ``ipFamilies`` also ``""`` and ``[]`` unless either side is ExternalName:
+    Kubernetes' ``patchAllocatedValues`` keeps what was allocated when a
+    client resubmits its YAML, so a headless Service stays headless. A change
+    to ``ExternalName`` drops the family fields that are omitted or unchanged
+    (Kubernetes' ``dropTypeDependentFields``); one from it does not inherit
+    ``externalName``.
+
+    Raises:
+        ServiceValidationError: ``new``'s metadata or spec is not a mapping,
+            or ``new`` renames or moves the Service.
+
+    >>> old = {"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}}
+    >>> merge(old, {"spec": {"clusterIP": "", "clusterIPs": []}}, "h")["spec"]
+    {'clusterIP': 'None', 'clusterIPs': ['None']}
+    """
+    result = dict(new)
+    result["metadata"] = _merge_metadata(old, new, name)
+    spec = result["spec"] = dict(spec_of(new, name))
     old_spec = spec_of(old, name)
-    if not isinstance(spec, dict):
-        return result
-    old_external = old_spec.get("type") == "ExternalName"
-    new_external = spec.get("type", old_spec.get("type")) == "ExternalName"
+    old_type, new_type = old_spec.get("type"), spec.get("type")
+    new_type = old_type if new_type is None else new_type
+    old_external, new_external = old_type == "ExternalName", new_type == "ExternalName"
     skip: Sequence[str] = ()
     if new_external and not old_external:
         skip = _FAMILY_KEYS
         for key in _FAMILY_KEYS:
-            if key in spec and spec[key] in (None, plain(old_spec.get(key))):
+            if key in spec and spec[key] in (None, old_spec.get(key)):
                 del spec[key]
     elif old_external and not new_external:
         skip = ("externalName",)
+    patched = () if old_external or new_external else _PATCHED
     for key, value in old_spec.items():
-        if spec.get(key) is None and key not in skip:
-            spec[key] = plain(value)
+        given = spec.get(key)
+        if key not in skip and (given is None or (key in patched and given in ("", []))):
+            spec[key] = value
     return result
 
 
@@ -413,10 +481,9 @@ def check_kept(new: Intent, held: Sequence[Address], name: str) -> None:
 def render(manifest: dict[str, Any], intent: Intent, ips: Sequence[str]) -> dict[str, Any]:
     """Write the four IP fields of ``intent`` and ``ips`` into ``manifest``'s spec."""
     spec = manifest["spec"] = manifest.get("spec") or {}
-    if intent.kind == EXTERNAL:
+    if intent.kind == EXTERNAL:  # validation left only empty values here
         for key in _FAMILY_KEYS:
-            if spec.get(key) is None:
-                spec.pop(key, None)
+            spec.pop(key, None)
         return manifest
     ips = [NONE] if intent.kind == HEADLESS else list(ips)
     spec.update(clusterIP=ips[0], clusterIPs=ips, ipFamilyPolicy=intent.policy)

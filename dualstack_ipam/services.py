@@ -10,8 +10,13 @@ all-or-nothing and thread-safe.
 Choices where the contract is silent, made as a Kubernetes operator expects:
 
 - ``update_service`` inherits every omitted (absent or None) ``spec`` field,
-  and the name and namespace, from ``old``; the rest of ``new`` is taken as
-  it is. Returned addresses are in canonical text.
+  and the name and namespace, from ``old``; ``clusterIP: ""``,
+  ``clusterIPs: []`` and ``ipFamilies: []`` count as omitted too, as in
+  Kubernetes' ``patchAllocatedValues``. The rest of ``new`` is taken as it
+  is. Returned addresses are in canonical text.
+- A manifest must be plain data: a recursive YAML alias, nesting deeper than
+  100 levels or an uncopyable value (a generator) is a
+  ``ServiceValidationError`` at that path, in every manifest method.
 - ``release_service`` releases by key, as ``kubectl delete`` does.
 - A requested address held by another key raises :class:`ClusterIPTakenError`:
   both a ``ServiceValidationError`` (``.field``) and an
@@ -36,7 +41,6 @@ from .errors import (
     FamilyNotConfiguredError,
     InvalidConfigError,
     IPAMError,
-    NotInRangeError,
     PoolExhaustedError,
     ServiceValidationError,
     SnapshotError,
@@ -52,6 +56,13 @@ _KIND = "ServiceIPAllocator"
 
 def _text(address: tuple[IPFamily, int | None]) -> str:
     return "" if address[1] is None else str(make_address(address[1], address[0]))
+
+
+def _usable(cidr: netaddr.IPNetwork, value: int) -> bool:
+    """Whether ``value`` may be allocated in the Service range ``cidr`` (api.md:
+    IPv4 loses the network and broadcast addresses, IPv6 the network one)."""
+    first, last = int(cidr.first), int(cidr.last)
+    return first < value <= (last - 1 if cidr.version == 4 else last)
 
 
 def _check_key(key: Any) -> str:
@@ -155,40 +166,42 @@ class ServiceIPAllocator:
     def _take_all(self, intent: mf.Intent, first: int, name: str) -> tuple[Address, ...]:
         """Allocate ``intent``'s addresses from index ``first`` on, all or none.
 
-        Requested addresses go first; every pool is checked for room before a
-        dynamic address is drawn, so a failure never consumes the rng.
+        Everything that can fail is checked before anything is taken or
+        drawn from the rng, so a failure leaves every pool exactly as it was
+        (hidden search state included) and a seeded run keeps its sequence.
         """
         pairs = mf.addresses(intent)[first:]
-        taken: list[tuple[int, Address]] = []
-        try:
-            for i, (family, value) in enumerate(pairs):
-                if value is not None:
-                    field = f"spec.clusterIPs[{first + i}]"
-                    taken.append((i, (family, self._take_requested(family, value, field, name))))
-            for family, value in pairs:
-                pool = self._pools[family]
-                if value is None and not pool.free:
-                    message = f"range is full: no free address in {pool.cidr} for {name!r}"
-                    raise PoolExhaustedError(message, pool_cidr=pool.cidr)
-            for i, (family, value) in enumerate(pairs):
-                if value is None:
-                    taken.append((i, (family, self._take(family, None))))
-        except IPAMError:
-            self._free(address for _, address in taken)
-            raise
-        return tuple(address for _, address in sorted(taken))
+        for i, (family, value) in enumerate(pairs, start=first):
+            if value is not None:
+                self._check_requested(family, value, f"spec.clusterIPs[{i}]", name)
+        for family, value in pairs:
+            pool = self._pools[family]
+            if value is None and not pool.free:
+                message = f"range is full: no free address in {pool.cidr} for {name!r}"
+                raise PoolExhaustedError(message, pool_cidr=pool.cidr)
+        return tuple((family, self._take(family, value)) for family, value in pairs)
 
-    def _take_requested(self, family: IPFamily, value: int, field: str, name: str) -> int:
-        text = _text((family, value))
-        try:
-            return self._take(family, value)
-        except AlreadyAllocatedError as exc:
-            message = f"Service {name!r} is invalid: {field}: Invalid value: {text!r}: {exc}"
-            raise ClusterIPTakenError(
-                message, field=field, value=exc.value, owner=exc.owner
-            ) from None
-        except NotInRangeError as exc:
-            raise mf.invalid(name, field, text, f"failed to allocate IP: {exc}") from None
+    def _check_requested(self, family: IPFamily, value: int, field: str, name: str) -> None:
+        """Refuse a requested address that is out of range or held, touching nothing.
+
+        Under our lock the pools hold exactly the owned addresses, so an
+        unowned usable address is free. (An update never requests one the
+        key keeps: those come before ``first``.)
+        """
+        pool, address = self._pools[family], make_address(value, family)
+        text = str(address)
+        if not _usable(pool.cidr, value):
+            v4 = family is IPFamily.IPv4
+            edges = "network and broadcast addresses" if v4 else "network address"
+            detail = f"provided IP is not in the valid range of {pool.cidr} (without its {edges})"
+            raise mf.invalid(name, field, text, f"failed to allocate IP: {detail}")
+        owner = self._owners.get((family, value))
+        if owner is not None:
+            message = (
+                f"Service {name!r} is invalid: {field}: Invalid value: {text!r}: provided IP "
+                f"is already allocated in {pool.cidr} to {owner!r}"
+            )
+            raise ClusterIPTakenError(message, field=field, value=address, owner=owner)
 
     # ------------------------------------------------------------ the seed's model
 
@@ -220,11 +233,14 @@ class ServiceIPAllocator:
         """
         _check_key(key)
         fam = None if family is None else parse_family(family)
-        value, ip_family = (None, None) if ip is None else parse_address(ip)
-        if fam is not None and ip_family not in (None, fam):
-            message = f"family {str(fam)!r} disagrees with ip {ip!r}, an {ip_family} address"
-            raise InvalidConfigError(message, value=ip)
-        fam = self._pool(fam or ip_family or next(iter(self._pools))).family
+        value = None
+        if ip is not None:
+            value, ip_family = parse_address(ip)
+            if fam not in (None, ip_family):
+                message = f"family {str(fam)!r} disagrees with ip {ip!r}, an {ip_family} address"
+                raise InvalidConfigError(message, value=make_address(value, ip_family))
+            fam = ip_family
+        fam = self._pool(fam or next(iter(self._pools))).family
         with self._lock:
             held = self._held.get(key)
             if held is None:
@@ -265,8 +281,11 @@ class ServiceIPAllocator:
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> _ = alloc.allocate("a", ip="10.96.0.1"); alloc.get("a"), alloc.get("b")
         ((IPAddress('10.96.0.1'),), None)
+
+        Raises:
+            InvalidConfigError: ``key`` is not a non-empty str.
         """
-        held = self._held.get(key)
+        held = self._held.get(_check_key(key))
         return None if held is None else tuple(make_address(v, f) for f, v in held)
 
     def items(self) -> list[tuple[str, tuple[netaddr.IPAddress, ...]]]:
@@ -280,12 +299,13 @@ class ServiceIPAllocator:
             return [(key, self.get(key) or ()) for key in sorted(self._held)]
 
     def __contains__(self, key: object) -> bool:
-        """Whether ``key`` holds addresses. Complexity: O(1).
+        """Whether ``key`` holds addresses (False for a non-str). Complexity: O(1).
 
-        >>> "a" in ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
-        False
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> "a" in alloc, [] in alloc
+        (False, False)
         """
-        return key in self._held
+        return isinstance(key, str) and key in self._held
 
     def __len__(self) -> int:
         """The number of keys holding addresses. Complexity: O(1).
@@ -334,8 +354,9 @@ class ServiceIPAllocator:
         mutated.
 
         Raises:
-            ServiceValidationError: an invalid manifest, or a requested IP
-                out of range (``.field`` is the path: ``spec.clusterIPs[1]``).
+            ServiceValidationError: an invalid manifest (one that is not plain
+                data too), or a requested IP out of range (``.field`` is the
+                path: ``spec.clusterIPs[1]``).
             ClusterIPTakenError: a requested IP is held by another key.
             AlreadyAllocatedError: the key holds an allocation the manifest
                 does not describe.
@@ -349,33 +370,37 @@ class ServiceIPAllocator:
         >>> {k: svc["spec"][k] for k in ("clusterIPs", "ipFamilies", "ipFamilyPolicy")}
         {'clusterIPs': ['10.96.0.7'], 'ipFamilies': ['IPv4'], 'ipFamilyPolicy': 'SingleStack'}
         """
-        key = mf.service_key(manifest)
+        key, result = mf.read_manifest(manifest)
         name = key.partition("/")[2]
-        fields = mf.read_fields(mf.spec_of(manifest, name), name)
+        fields = mf.read_fields(mf.spec_of(result, name), name)
         intent = mf.resolve(fields, tuple(self._pools), None, name)
-        result = mf.plain(manifest)
         with self._lock:
             held = self._held.get(key)
             if held is None and intent.kind == mf.CLUSTER:
                 held = self._take_all(intent, 0, name)
                 self._record(key, held)
             elif held is not None and not mf.describes(intent, held):
-                message = f"Service {key!r} holds {[_text(a) for a in held]}, unlike {manifest!r}"
+                message = f"Service {key!r} holds {[_text(a) for a in held]}, unlike {result!r}"
                 raise AlreadyAllocatedError(message, value=key, owner=key)
         return mf.render(result, intent, [_text(a) for a in held or ()])
 
     def update_service(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
         """Update a Service from ``old`` (what this allocator holds) to ``new``.
 
-        Omitted fields of ``new`` are inherited from ``old``. ``clusterIPs[0]``
-        and ``ipFamilies[0]`` are immutable; a second family is added with a
-        dual-stack policy and dropped (and released) only with
-        ``SingleStack``; a change to ``ExternalName`` releases the addresses,
-        one from it allocates.
+        Omitted fields of ``new`` are inherited from ``old``: absent or None,
+        and ``clusterIP: ""``, ``clusterIPs: []`` or ``ipFamilies: []`` (so
+        resubmitted YAML keeps a headless Service headless and a ClusterIP one
+        its addresses). ``clusterIPs[0]`` and ``ipFamilies[0]`` are immutable;
+        a second family is added with a dual-stack policy and dropped (and
+        released) only with ``SingleStack``; a change to ``ExternalName``
+        releases the addresses, one from it allocates. Neither argument is
+        mutated.
 
         Raises:
-            ServiceValidationError: ``old`` is not what the key holds, the
-                name or namespace changes, or an update rule is broken.
+            ServiceValidationError: ``old`` is not what the key holds (its
+                message starts with "old manifest" when ``old`` itself is
+                invalid), ``new`` is not a mapping of plain data, the name or
+                namespace changes, or an update rule is broken.
             ClusterIPTakenError, PoolExhaustedError: as :meth:`allocate_service`.
 
         Complexity: O(size of the manifests) plus O(1) amortised per family.
@@ -387,28 +412,17 @@ class ServiceIPAllocator:
         >>> new["spec"]["clusterIPs"], alloc.get("default/web")
         (['10.96.0.17', 'fd00::11'], (IPAddress('10.96.0.17'), IPAddress('fd00::11')))
         """
-        try:
-            key = mf.service_key(old)
-            name = key.partition("/")[2]
-            before = mf.describe(mf.read_fields(mf.spec_of(old, name), name))
-        except ServiceValidationError as exc:
-            message = f"old manifest: {exc}"
-            raise ServiceValidationError(message, field=exc.field, value=exc.value) from None
-        if not isinstance(new, Mapping):
-            raise mf.invalid(name, "", new, "the new manifest must be a mapping")
+        key, old_tree, before = self._read_old(old)
+        name = key.partition("/")[2]
+        new_tree = mf.plain(new, name)
+        if not isinstance(new_tree, dict):
+            raise mf.invalid(name, "", new_tree, "the new manifest must be a mapping")
+        merged = mf.merge(old_tree, new_tree, name)
+        mf.service_key(merged)  # new's kind and apiVersion
+        spec = mf.spec_of(merged, name)
         with self._lock:
             held = self._held.get(key, ())
-            listed = mf.addresses(before)
-            if listed != held or (before.kind == mf.CLUSTER and not listed):
-                ips = [_text(a) for a in listed]
-                message = (
-                    f"the old manifest of {key!r} lists cluster IPs {ips}, but this allocator "
-                    f"holds {[_text(a) for a in held]} for it"
-                )
-                raise ServiceValidationError(message, field="spec.clusterIPs", value=ips)
-            merged = mf.merge(old, new, name)
-            mf.service_key(merged)
-            spec = mf.spec_of(merged, name)
+            self._check_old(key, before, held)
             mf.check_unchanged(before, spec, name)
             base = None if before.kind == mf.EXTERNAL else before
             after = mf.resolve(mf.read_fields(spec, name), tuple(self._pools), base, name)
@@ -419,20 +433,46 @@ class ServiceIPAllocator:
             self._record(key, kept + added)
         return mf.render(merged, after, [_text(a) for a in kept + added])
 
+    @staticmethod
+    def _read_old(old: Any) -> tuple[str, dict[str, Any], mf.Intent]:
+        """The key, a plain copy and the intent of an update's ``old`` manifest."""
+        try:
+            key, tree = mf.read_manifest(old)
+            name = key.partition("/")[2]
+            return key, tree, mf.describe(mf.read_fields(mf.spec_of(tree, name), name))
+        except ServiceValidationError as exc:
+            message = f"old manifest: {exc}"
+            raise ServiceValidationError(message, field=exc.field, value=exc.value) from None
+
+    @staticmethod
+    def _check_old(key: str, before: mf.Intent, held: tuple[Address, ...]) -> None:
+        """Refuse an ``old`` manifest that does not list exactly what ``key`` holds."""
+        listed = mf.addresses(before)
+        if listed == held and (listed or before.kind != mf.CLUSTER):
+            return
+        ips = [_text(a) for a in listed if a[1] is not None]
+        families = [str(family) for family in before.families]
+        message = (
+            f"the old manifest of {key!r} lists cluster IPs {ips} for ipFamilies {families}, "
+            f"but this allocator holds {[_text(a) for a in held]} for it"
+        )
+        raise ServiceValidationError(message, field="spec.clusterIPs", value=ips)
+
     def release_service(self, manifest: Mapping[str, Any]) -> bool:
         """Release the addresses of the Service ``manifest`` names (by key).
 
         Raises:
-            ServiceValidationError: no valid ``metadata.name`` / namespace.
+            ServiceValidationError: no valid ``metadata.name`` / namespace,
+                or not plain data (as :meth:`allocate_service` refuses).
 
-        Complexity: O(1) amortised.
+        Complexity: O(size of the manifest).
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> svc = alloc.allocate_service({"metadata": {"name": "web"}})
         >>> alloc.release_service(svc), alloc.release_service(svc)
         (True, False)
         """
-        return self.release(mf.service_key(manifest))
+        return self.release(mf.read_manifest(manifest)[0])
 
     # ------------------------------------------------------------ snapshots
 
@@ -464,6 +504,7 @@ class ServiceIPAllocator:
         """Rebuild an allocator from :meth:`snapshot`; its pools draw from ``rng``.
 
         Raises:
+            InvalidConfigError: ``rng`` is not a ``random.Random`` (checked first).
             SnapshotError: corrupt, truncated, of another kind or version, or
                 keys, pools and counts that disagree.
 
@@ -474,6 +515,8 @@ class ServiceIPAllocator:
         >>> ServiceIPAllocator.restore(alloc.snapshot()).get("dns")
         (IPAddress('10.96.0.10'),)
         """
+        if rng is not None and not isinstance(rng, Random):  # an argument, not the data
+            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
         data = open_envelope(data, _KIND, ["strategy", "config", "pools", "services"])
         used, config = read_int(data["used"], "used"), ClusterConfig.from_dict(data["config"])
         pools, services = data["pools"], data["services"]

@@ -4,6 +4,7 @@ dual-stack defaulting table, validation field paths, and the update rules."""
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import netaddr
@@ -19,6 +20,7 @@ from dualstack_ipam import (
     ServiceValidationError,
 )
 from dualstack_ipam.config import ClusterConfig
+from dualstack_ipam.service_ips import ServiceIPPool
 from dualstack_ipam.services import ClusterIPTakenError, ServiceIPAllocator
 
 V4, V6 = "10.96.0.50", "fd00::50"  # inside the Service ranges below
@@ -466,6 +468,12 @@ class TestCreate:
         assert len(alloc) == 0
         assert alloc.used("IPv4") == alloc.used("IPv6") == 0
 
+    def test_external_name_output_has_no_family_keys(self) -> None:
+        empty = {"clusterIP": "", "clusterIPs": [], "ipFamilies": [], "ipFamilyPolicy": None}
+        manifest = service(type="ExternalName", externalName="db.example.com", **empty)
+        result = create(allocator(), manifest)
+        assert result["spec"] == {"type": "ExternalName", "externalName": "db.example.com"}
+
     def test_python_none_is_unset(self) -> None:
         manifest = service(
             clusterIP=None, clusterIPs=None, ipFamilies=None, ipFamilyPolicy=None, ipFamily=None
@@ -596,6 +604,66 @@ class TestCreate:
         assert alloc.snapshot() == before
 
 
+# A sparse IPv6 range (/64) and a tiny IPv4 one (/29: 6 addresses).
+SPARSE = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/29,fd00::/64")
+
+
+def seeded(ipv4_full: bool) -> tuple[ServiceIPAllocator, random.Random]:
+    """An allocator on Random(5) whose IPv6 picks filled all but one slot of
+    their (256-slot) chunk: taking that slot and giving it back is where
+    hidden state could change."""
+    rng = random.Random(5)
+    alloc = ServiceIPAllocator(SPARSE, rng=rng)
+    for i in range(255):
+        alloc.allocate(f"k{i}", family="IPv6")
+    for i in range(6 if ipv4_full else 1):
+        alloc.allocate(f"v4-{i}", family="IPv4")
+    return alloc, rng
+
+
+@pytest.mark.parametrize("ipv4_full", [False, True], ids=["taken-ip", "exhausted-family"])
+def test_failed_create_keeps_the_seeded_sequence(
+    ipv4_full: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """api.md: a failed call changes nothing, and a seeded rng gives one sequence.
+
+    So a failing create draws nothing from the rng and takes (then gives
+    back) no address: everything that can fail is checked first.
+    """
+    (failing, rng), (clean, _) = seeded(ipv4_full), seeded(ipv4_full)
+    # The IPv6 address both would draw next, learnt from a third twin.
+    nxt = str(seeded(ipv4_full)[0].allocate("probe", family="IPv6"))
+    spec: dict[str, Any] = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
+    if ipv4_full:  # IPv4 needs a dynamic address and has none
+        spec.update(clusterIP=nxt, clusterIPs=[nxt])
+        error: type[IPAMError] = PoolExhaustedError
+    else:  # the requested IPv4 address is held by "v4-0"
+        held = failing.get("v4-0")
+        assert held is not None
+        spec.update(clusterIP=nxt, clusterIPs=[nxt, str(held[0])])
+        error = ClusterIPTakenError
+    calls: list[str] = []
+    for method in ("allocate", "allocate_next", "release"):
+        original = getattr(ServiceIPPool, method)
+
+        def spy(pool: ServiceIPPool, *args: Any, _method: Any = original) -> Any:
+            calls.append(_method.__name__)
+            return _method(pool, *args)
+
+        monkeypatch.setattr(ServiceIPPool, method, spy)
+    before, state = failing.snapshot(), rng.getstate()
+    with pytest.raises(error):
+        failing.allocate_service(service("x", **spec))
+    monkeypatch.undo()
+    assert calls == []
+    assert rng.getstate() == state
+    assert failing.snapshot() == before
+    failing._check_invariants()
+    draws = [[str(a.allocate(f"n{i}", family="IPv6")) for i in range(4)] for a in (failing, clean)]
+    assert draws[0] == draws[1]
+    assert draws[0][0] == nxt
+
+
 # field path of the first error Kubernetes reports, for manifests it refuses
 INVALID: list[tuple[Any, str]] = [
     (["not", "a", "mapping"], ""),
@@ -658,6 +726,14 @@ def test_invalid_manifest(manifest: Any, field: str) -> None:
 
 
 # ------------------------------------------------------------ updates
+
+# Unset on update (Kubernetes' patchAllocatedValues): what was allocated stays.
+EMPTY_IP_FIELDS = [
+    {"clusterIP": ""},
+    {"clusterIPs": []},
+    {"clusterIP": "", "clusterIPs": []},
+    {"clusterIP": "", "clusterIPs": [], "ipFamilies": []},
+]
 
 
 class TestUpdate:
@@ -864,6 +940,158 @@ class TestUpdate:
         alloc = allocator()
         old = create(alloc, service())
         assert refused(alloc, alloc.update_service, old, ["spec"]).field == ""
+
+    @pytest.mark.parametrize("metadata", ["x", ["x"], True, 7])
+    def test_new_metadata_must_be_a_mapping(self, metadata: Any) -> None:
+        alloc = allocator()
+        old = create(alloc, service())
+        error = refused(alloc, alloc.update_service, old, {"metadata": metadata})
+        assert error.field == "metadata"
+        assert repr(metadata) in str(error)
+
+    @pytest.mark.parametrize("selector", [{"app": "a"}, None])
+    @pytest.mark.parametrize("spec", EMPTY_IP_FIELDS)
+    def test_empty_ip_fields_keep_a_headless_service(
+        self, spec: dict[str, Any], selector: Any
+    ) -> None:
+        """Kubernetes' patchAllocatedValues: "" and [] on update are unset."""
+        alloc = allocator()
+        old = create(alloc, service(clusterIP="None", selector=selector))
+        before = alloc.snapshot()
+        new = alloc.update_service(old, {"spec": {**spec, "selector": selector}})
+        assert new["spec"] == old["spec"]
+        assert alloc.snapshot() == before
+        assert len(alloc) == 0
+
+    @pytest.mark.parametrize("spec", EMPTY_IP_FIELDS)
+    def test_empty_ip_fields_keep_the_cluster_ips(self, spec: dict[str, Any]) -> None:
+        alloc = allocator()
+        old = create(alloc, service(ipFamilyPolicy="RequireDualStack"))
+        before = alloc.snapshot()
+        assert alloc.update_service(old, {"spec": spec})["spec"] == old["spec"]
+        assert alloc.snapshot() == before
+        # and only the omitted ones are inherited: a given secondary is a change
+        changed = {**spec, "clusterIP": old["spec"]["clusterIP"]}
+        changed["clusterIPs"] = [old["spec"]["clusterIP"], "fd00::99"]
+        refused(alloc, alloc.update_service, old, {"spec": changed})
+
+    def test_empty_ip_fields_with_external_name(self) -> None:
+        alloc = allocator()
+        old = create(alloc, service(ipFamilyPolicy="PreferDualStack"))
+        empty = {"clusterIP": "", "clusterIPs": [], "type": "ExternalName", "externalName": "x.io"}
+        external = alloc.update_service(old, {"spec": empty})
+        assert external["spec"] == {"type": "ExternalName", "externalName": "x.io"}
+        assert len(alloc) == 0
+        back = alloc.update_service(external, {"spec": {"type": "ClusterIP", "clusterIP": ""}})
+        assert len(back["spec"]["clusterIPs"]) == 1
+        assert alloc.get("default/web") == (netaddr.IPAddress(back["spec"]["clusterIP"]),)
+
+    @pytest.mark.parametrize("spec", [{"type": None}, {"type": None, "externalName": "y.io"}])
+    def test_none_type_inherits_external_name(self, spec: dict[str, Any]) -> None:
+        alloc = allocator()
+        old = create(alloc, service(type="ExternalName", externalName="x.io"))
+        new = alloc.update_service(old, {"spec": spec})
+        assert new["spec"] == {
+            "type": "ExternalName",
+            "externalName": spec.get("externalName", "x.io"),
+        }
+        assert len(alloc) == 0
+
+    @pytest.mark.parametrize(
+        ("name", "spec"),
+        [
+            ("q", {"ipFamilies": ["IPv4"]}),
+            ("web", {"ipFamilies": ["IPv4", "IPv6"], "clusterIP": V4}),
+            ("web", {"ipFamilies": ["IPv4", "IPv6"], "clusterIP": V4, "clusterIPs": [V4]}),
+        ],
+    )
+    def test_old_listing_more_families_than_ips(self, name: str, spec: dict[str, Any]) -> None:
+        alloc = allocator()
+        create(alloc, service(clusterIP=V4))
+        old = {"metadata": {"name": name}, "spec": spec}
+        error = refused(alloc, alloc.update_service, old, {})
+        assert error.field == "spec.clusterIPs"
+        assert repr(f"default/{name}") in str(error)
+
+
+# ------------------------------------------------------------ not plain data
+
+RECURSIVE = {  # YAML documents whose aliases make a cycle, by where it closes
+    "spec.ports[0].x": "metadata: {name: web}\nspec:\n  ports: &p\n    - {port: 80, x: *p}",
+    "metadata.labels": "metadata: &m {name: web, labels: *m}",
+    "spec.selector.a": "metadata: {name: web}\nspec:\n  selector: &s {a: *s}",
+}
+
+
+def nested(depth: int) -> list[Any]:
+    deep: list[Any] = []
+    for _ in range(depth):
+        deep = [deep]
+    return deep
+
+
+def with_value(manifest: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
+    """A copy of ``manifest`` with ``value`` at ``field`` (dotted, no indices)."""
+    result = copy.deepcopy(manifest)
+    *parents, last = field.split(".")
+    node = result
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return result
+
+
+def refused_everywhere(alloc: ServiceIPAllocator, make: Any, field: str) -> None:
+    """``make(name)`` builds a bad manifest: every manifest method refuses it at
+    ``field`` (as ``old`` of an update too) and changes nothing."""
+    old = create(alloc, service("old"))
+    bad_old = make("old")
+    bad_old["spec"] = {**(bad_old.get("spec") or {}), **old["spec"]}
+    before = alloc.snapshot()
+    calls = [
+        (alloc.allocate_service, (make("web"),)),
+        (alloc.release_service, (make("old"),)),
+        (alloc.update_service, (old, make("old"))),
+        (alloc.update_service, (bad_old, {})),
+    ]
+    for call, args in calls:
+        with pytest.raises(ServiceValidationError) as info:
+            call(*args)
+        assert info.value.field == field
+        assert alloc.snapshot() == before
+    assert str(info.value).startswith("old manifest")
+    alloc._check_invariants()
+
+
+class TestNotPlainData:
+    """Recursive YAML aliases, nesting deeper than any manifest needs, and
+    values that cannot be copied (generators) are invalid manifests."""
+
+    @pytest.mark.parametrize("field", list(RECURSIVE))
+    def test_recursive_manifest(self, field: str) -> None:
+        def make(name: str) -> Any:
+            manifest = yaml.safe_load(RECURSIVE[field])
+            manifest["metadata"]["name"] = name
+            return manifest
+
+        refused_everywhere(allocator(), make, field)
+
+    def test_too_deep_manifest(self) -> None:
+        def make(name: str) -> dict[str, Any]:
+            return service(name, ports=nested(5000))
+
+        alloc = allocator()
+        with pytest.raises(ServiceValidationError) as info:
+            alloc.allocate_service(make("web"))
+        assert info.value.field.startswith("spec.ports[0][0][0]")
+        refused_everywhere(alloc, make, info.value.field)
+
+    @pytest.mark.parametrize("field", ["spec.ports", "metadata.labels", "status"])
+    def test_generator_anywhere(self, field: str) -> None:
+        def make(name: str) -> dict[str, Any]:
+            return with_value(service(name), field, (port for port in (80, 443)))
+
+        refused_everywhere(allocator(), make, field)
 
 
 # ------------------------------------------------------------ properties

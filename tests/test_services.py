@@ -195,6 +195,13 @@ class TestAllocate:
         assert alloc.release("a")
         assert alloc.allocate("c") == first
 
+    def test_disagreement_error_carries_the_parsed_address(self) -> None:
+        alloc = ServiceIPAllocator(SEED)
+        error = unchanged(alloc, InvalidConfigError, alloc.allocate, "a", "IPv4", "fd00::1")
+        assert isinstance(error.value, netaddr.IPAddress)
+        assert error.value == ip("fd00::1")
+        assert "fd00::1" in str(error)
+
     def test_seeded_rng_is_reproducible(self) -> None:
         runs = []
         for _ in range(2):
@@ -220,6 +227,15 @@ class TestQueries:
         assert alloc.get("a") is None
         assert (len(alloc), alloc.used("IPv4"), alloc.used("IPv6")) == (1, 0, 1)
         assert alloc.allocate("c", ip="10.96.0.1") == a  # the address is free again
+
+    @pytest.mark.parametrize("key", [[], ["x"], {}, 7, None, ""])
+    def test_get_and_in_of_a_non_key(self, key: Any) -> None:
+        alloc = ServiceIPAllocator(SEED)
+        alloc.allocate("x")
+        with pytest.raises(InvalidConfigError) as info:
+            alloc.get(key)
+        assert repr(key) in str(info.value)
+        assert (key in alloc) is False
 
     def test_get_is_primary_first(self) -> None:
         alloc = ServiceIPAllocator(SEED)
@@ -275,6 +291,14 @@ class TestSnapshot:
         assert [one.allocate(f"n{i}") for i in range(5)] == [
             two.allocate(f"n{i}") for i in range(5)
         ]
+
+    @pytest.mark.parametrize("data", ["good", None, {"kind": "ServiceIPAllocator"}])
+    def test_bad_rng_is_an_argument_error(self, data: Any) -> None:
+        snapshot = populated().snapshot() if data == "good" else data
+        with pytest.raises(InvalidConfigError) as info:
+            ServiceIPAllocator.restore(snapshot, rng="x")  # type: ignore[arg-type]
+        assert not isinstance(info.value, SnapshotError)
+        assert "'x'" in str(info.value)
 
     @staticmethod
     def corrupt(edit: Any) -> dict[str, Any]:
