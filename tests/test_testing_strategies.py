@@ -436,7 +436,12 @@ SHRINKS: list[tuple[str, st.SearchStrategy[Any], Callable[[Any], bool], str]] = 
         "service-pool-full",
         ds.service_ip_pools(),
         lambda p: p.capacity and p.free == 0,
-        "ServiceIPPool('10.0.0.0/24', strategy='random')<used=254/254>",
+        # Two minimal full pools: which one the shrinker settles on depends on
+        # what the run explored before (seen to differ with test selection).
+        (
+            "ServiceIPPool('10.0.0.0/24', strategy='random')<used=254/254>",
+            "ServiceIPPool('10.0.0.0/30', strategy='random')<used=2/2>",
+        ),
     ),
     (
         "node-allocator-used",
@@ -484,14 +489,16 @@ SHRINKS: list[tuple[str, st.SearchStrategy[Any], Callable[[Any], bool], str]] = 
     [case[1:] for case in SHRINKS],
     ids=[case[0] for case in SHRINKS],
 )
-def test_shrink_target(strategy: Any, condition: Callable[[Any], bool], expected: str) -> None:
+def test_shrink_target(
+    strategy: Any, condition: Callable[[Any], bool], expected: str | tuple[str, ...]
+) -> None:
     found = find(
         strategy,
         condition,
         settings=settings(database=None, max_examples=1000, derandomize=True),
         random=random.Random(0),
     )
-    assert str(found) == expected
+    assert str(found) in (expected if isinstance(expected, tuple) else (expected,))
 
 
 # ------------------------------------------------------------ edge cases are reached
