@@ -406,7 +406,7 @@ def test_service_pool_release_and_reallocate(pool: ServiceIPPool) -> None:
 
 # ------------------------------------------------------------ shrink targets
 
-SHRINKS: list[tuple[str, st.SearchStrategy[Any], Callable[[Any], bool], str]] = [
+SHRINKS: list[tuple[str, st.SearchStrategy[Any], Callable[[Any], bool], str | tuple[str, ...]]] = [
     ("family", ds.ip_families(), lambda f: f is IPFamily.IPv6, "IPv6"),
     ("cidr-v6", ds.cidrs(family="IPv6"), lambda n: n.prefixlen >= 48, "fd00::/48"),
     (
