@@ -1,7 +1,7 @@
 """Chunk geometry and the serialised form shared by both bitmap layouts.
 
 A universe ``[0, size)`` is cut into chunks of ``2**shift`` slots (at most
-``2**max_shift``: 4,096 for the dense layout, 256 for the sparse one, or fewer
+``2**max_shift``: 4,096 for the dense layout, 1,024 for the sparse one, or fewer
 for a smaller universe); the last chunk may be shorter. Serialised, a
 bitmap is::
 

@@ -3,7 +3,7 @@
 Measured against a flat bitmap with a summary and a 64-ary tree of words
 (``benchmarks/bitmap_designs.py``, ``docs/performance.md``):
 
-* The universe is cut into chunks of ``2**shift`` slots (256, or fewer for
+* The universe is cut into chunks of ``2**shift`` slots (1,024, or fewer for
   a smaller universe). A chunk is in one of three states:
 
   - *empty*: stored nowhere (a /64 costs nothing until used);
@@ -16,7 +16,7 @@ Measured against a flat bitmap with a summary and a 64-ary tree of words
     full chunks always merge into one run.
 
 * "First free at or after ``i``" looks at ``i``'s chunk; a partial chunk is
-  searched with ``bytearray.find`` (C ``memchr`` over at most 256 bytes); an
+  searched with ``bytearray.find`` (C ``memchr`` over at most 1 KiB); an
   absent chunk is either empty (``i`` is free) or inside a run, found by
   ``bisect`` in C, whose end is followed by a chunk that is not full.
   Hence at most three chunk visits per search, whatever the size or fill.
@@ -24,7 +24,7 @@ Measured against a flat bitmap with a summary and a 64-ary tree of words
 * A chunk is also the unit of persistence: a distributed store can keep one
   key per chunk (its packed bits) plus the run list.
 
-Memory follows the partial chunks (about 0.5 KiB each with their index
+Memory follows the partial chunks (about 1.2 KiB each with their index
 entries); a run of full chunks costs one list entry however long it is, so
 ``occupy`` of 2**40 subnets is a few list operations.
 """
@@ -42,10 +42,12 @@ from ._bitcodec import Geometry, decode, encode
 
 __all__ = ["LOCALITY_SPAN", "SHIFT", "SparseBitmap"]
 
-SHIFT = 8
-"""log2 of a sparse chunk: 256 slots. Small, because a chunk's buffer is the
-cost of an address allocated far from others (~0.5 KiB with its entries);
-runs of full chunks cost nothing per chunk, so locality fills stay cheap."""
+SHIFT = 10
+"""log2 of a sparse chunk: 1,024 slots. A chunk's buffer is the cost of an
+address allocated far from all others (~1.2 KiB with its index entries), and
+a chunk turning full or partial costs a few microseconds of index upkeep:
+256-slot chunks cost 0.4 KiB but made churn near full 1.6x slower, 4,096-slot
+ones 4.2 KiB (``docs/performance.md`` has the measurements)."""
 
 LOCALITY_SPAN = 1 << 24
 """Random picks over bands wider than this keep to chunks already in use."""

@@ -170,8 +170,8 @@ def test_sparse_random_picks_keep_locality() -> None:
     rng = random.Random(0)
     picks = {bitmap.take_random(256, 2**64, rng) for _ in range(20_000)}
     assert len(picks) == 20_000 == bitmap.count
-    # 20,000 picks fill whole 256-slot chunks instead of 20,000 scattered ones.
-    assert len({pick >> 8 for pick in picks}) <= 20_000 // 256 + 2
+    # 20,000 picks fill whole 1,024-slot chunks instead of 20,000 scattered ones.
+    assert len({pick >> 10 for pick in picks}) <= 20_000 // 1024 + 2
     bitmap.check_invariants()
 
 
