@@ -678,6 +678,11 @@ def run(cfg: Settings, log: Callable[[str], None]) -> dict[str, Any]:
     naive_rows: list[dict[str, Any]] = []
     fills: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
+    # Warm-up: a process's first measurements run slow (allocator, caches,
+    # clock ramp-up); one discarded pass over the first case absorbs that.
+    warm = Filled.create(next(iter(specs(cfg.quick))), seed=999)
+    measure_level(warm, cfg, Random(0))
+    del warm
     for n, spec in enumerate(specs(cfg.quick)):
         filled = Filled.create(spec, seed=1000 + n)
         for fill, target in fill_targets(filled, cfg):
@@ -796,11 +801,15 @@ def check_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     big = _find(cases, "IPv4 /12", "random", "allocate_next", 0.999)
     small = _find(cases, "IPv4 /24", "random", "allocate_next", 0.0)
     if big and small:
-        ratio = big["ns"] / small["ns"]
+        # Compared in units of the floor timed beside each case, so that a
+        # load spike during one of the two cases does not decide the goal.
+        ratio = big["x_floor"] / small["x_floor"]
         add(
-            "cost at 2**20 slots 99.9 % full <= 2x cost at /24 empty (random)",
+            "cost at 2**20 slots 99.9 % full <= 2x cost at /24 empty (random, each "
+            "as a multiple of the floor timed beside it)",
             ratio <= 2.0,
-            f"{big['ns']:.0f} ns vs {small['ns']:.0f} ns = {ratio:.2f}x",
+            f"{big['x_floor']:.2f}x floor ({big['ns']:.0f} ns) vs {small['x_floor']:.2f}x "
+            f"floor ({small['ns']:.0f} ns) = {ratio:.2f}x",
         )
         add(
             "reference: faster than Kubernetes' Go bitmap (~6,400 ns) at 2**20, 99.9 %",
