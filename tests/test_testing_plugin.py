@@ -130,8 +130,11 @@ def test_opt_in_through_pytest_plugins(project: Path) -> None:
 
 
 def test_without_the_plugin_there_are_no_fixtures(project: Path) -> None:
+    # Without --strict-markers: newer pytest versions stop at collection on
+    # the plugin's unregistered marker (exit 2) before fixtures are looked up.
+    (project / "pytest.ini").write_text("[pytest]\n")
     done, _ = run_pytest(project, plugin=False)
-    assert done.returncode == 1
+    assert done.returncode == 1, done.stdout
     assert "fixture 'cluster_config' not found" in done.stdout
 
 
