@@ -51,12 +51,12 @@ class IPFamily(StrEnum):
 
     @property
     def width(self) -> int:
-        """Bits in an address of this family (32 or 128)."""
+        """Bits in an address of this family (32 or 128). Complexity: O(1)."""
         return 32 if self is IPFamily.IPv4 else 128
 
     @property
     def version(self) -> int:
-        """The IP version number (4 or 6)."""
+        """The IP version number (4 or 6). Complexity: O(1)."""
         return 4 if self is IPFamily.IPv4 else 6
 
 

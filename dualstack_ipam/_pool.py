@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
-from typing import Any
+from typing import Any, Self
 
 import netaddr
 
@@ -14,7 +14,7 @@ from ._family import IPFamily, Net, make_network, parse_network
 from .errors import InvalidConfigError, IPAMError, SnapshotError
 from .snapshot import open_envelope, read_int
 
-__all__ = ["BasePool", "check_strategy", "snapshot_network"]
+__all__ = ["BasePool", "check_strategy"]
 
 _BATCH = 64
 """Runs read per lock acquisition when iterating a pool."""
@@ -28,17 +28,6 @@ def check_strategy(strategy: Any, allowed: tuple[str, ...]) -> str:
     raise InvalidConfigError(
         f"unknown strategy {strategy!r}: expected one of {choices}", value=strategy
     )
-
-
-def snapshot_network(data: Mapping[str, Any]) -> Net:
-    """The pool range written in a snapshot, or SnapshotError."""
-    text = data["cidr"]
-    if not isinstance(text, str):
-        raise SnapshotError(f"snapshot field 'cidr' must be a string, got {text!r}")
-    try:
-        return parse_network(text)
-    except IPAMError as exc:
-        raise SnapshotError(f"snapshot field 'cidr' is not a network: {exc}") from None
 
 
 class BasePool:
@@ -117,8 +106,31 @@ class BasePool:
         self._bitmap = bitmap
 
     @classmethod
-    def _open(cls, data: Any, keys: Iterable[str]) -> Mapping[str, Any]:
-        return open_envelope(data, cls._KIND, ["cidr", "strategy", "allocated", *keys])
+    def _from_snapshot(
+        cls, data: Any, keys: Iterable[str], build: Callable[[str, Mapping[str, Any]], Self]
+    ) -> tuple[Self, Mapping[str, Any]]:
+        """Check a snapshot's envelope and range, ``build`` the pool, load its set.
+
+        Raises:
+            SnapshotError: anything missing, corrupt, not canonical, or refused
+                by the constructor.
+        """
+        fields = open_envelope(data, cls._KIND, ["cidr", "strategy", "allocated", *keys])
+        text = fields["cidr"]
+        try:
+            net = parse_network(text) if isinstance(text, str) else None
+        except IPAMError:
+            net = None
+        if net is None or str(make_network(*net)) != text:
+            raise SnapshotError(
+                f"{cls._KIND} snapshot field 'cidr' is not a network in canonical form: {text!r}"
+            )
+        try:
+            pool = build(text, fields)
+        except InvalidConfigError as exc:
+            raise SnapshotError(f"{cls._KIND} snapshot: {exc}") from None
+        pool._load_bitmap(fields)
+        return pool, fields
 
     def _check_base_invariants(self) -> None:
         self._bitmap.check_invariants()

@@ -19,17 +19,15 @@ from ._family import (
     IPFamily,
     address_factory,
     make_address,
-    make_network,
     parse_address,
     parse_network,
 )
-from ._pool import BasePool, check_strategy, snapshot_network
+from ._pool import BasePool, check_strategy
 from .errors import (
     AlreadyAllocatedError,
     InvalidConfigError,
     NotInRangeError,
     PoolExhaustedError,
-    SnapshotError,
 )
 from .snapshot import envelope
 
@@ -288,16 +286,9 @@ class ServiceIPPool(BasePool):
         """
         if rng is not None and not isinstance(rng, Random):
             raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
-        fields = cls._open(data, [])
-        net = snapshot_network(fields)
-        text = str(make_network(net.value, net.prefixlen, net.family))
-        if text != fields["cidr"]:
-            raise SnapshotError(f"snapshot cidr {fields['cidr']!r} is not in canonical form")
-        try:
-            pool = cls(text, strategy=fields["strategy"], rng=rng)
-        except InvalidConfigError as exc:
-            raise SnapshotError(f"ServiceIPPool snapshot: {exc}") from None
-        pool._load_bitmap(fields)
+        pool, _ = cls._from_snapshot(
+            data, [], lambda cidr, f: cls(cidr, strategy=f["strategy"], rng=rng)
+        )
         pool._static_used = pool._count_static()
         return pool
 

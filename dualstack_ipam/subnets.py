@@ -16,7 +16,7 @@ from typing import Any
 import netaddr
 
 from ._family import Net, make_address, make_network, parse_address, parse_network
-from ._pool import BasePool, check_strategy, snapshot_network
+from ._pool import BasePool, check_strategy
 from .errors import (
     AddressFormatError,
     InvalidConfigError,
@@ -302,20 +302,16 @@ class SubnetPool(BasePool):
 
         Complexity: O(n) in the snapshot's size.
         """
-        fields = cls._open(data, ["prefixlen", "cursor"])
-        net = snapshot_network(fields)
-        try:
-            pool = cls(_text(net), fields["prefixlen"], strategy=fields["strategy"])
-        except InvalidConfigError as exc:
-            raise SnapshotError(f"SubnetPool snapshot: {exc}") from None
-        if _text(net) != fields["cidr"]:
-            raise SnapshotError(f"snapshot cidr {fields['cidr']!r} is not in canonical form")
+        pool, fields = cls._from_snapshot(
+            data,
+            ["prefixlen", "cursor"],
+            lambda cidr, f: cls(cidr, f["prefixlen"], strategy=f["strategy"]),
+        )
         cursor = read_int(fields["cursor"], "cursor")
         if cursor >= pool.capacity:
             raise SnapshotError(f"snapshot cursor {cursor} is outside [0, {pool.capacity})")
         if cursor and pool.strategy != "next-fit":
             raise SnapshotError(f"snapshot cursor {cursor} given for strategy {pool.strategy!r}")
-        pool._load_bitmap(fields)
         pool._cursor = cursor
         return pool
 
