@@ -6,7 +6,8 @@ about IP addresses. Two layouts share one interface and one serialised form
 
 * :class:`~dualstack_ipam._dense.DenseBitmap` up to :data:`DENSE_MAX` slots: a
   flat ``bytearray`` (one byte per slot) plus per-chunk counts and "full"
-  flags; every search is at most three ``memchr`` calls over 8 KiB.
+  flags; a search is at most three ``memchr`` calls over 12 KiB, twice that
+  when it wraps around.
 * :class:`~dualstack_ipam._sparse.SparseBitmap` above it (IPv6 ranges, subnet
   pools of 2**40): chunks of 4,096 slots created lazily, runs of full chunks
   kept as ranges; memory follows what is allocated.

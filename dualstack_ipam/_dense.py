@@ -126,7 +126,7 @@ class DenseBitmap:
         """First free slot at or after ``start`` in ``[lo, hi)``, wrapping to ``lo``.
 
         Returns -1 when ``[lo, hi)`` is full. Requires ``lo <= start < hi``.
-        Complexity: O(1): ``memchr`` over at most 8 KiB.
+        Complexity: O(1): ``memchr`` over at most 12 KiB, 24 KiB when it wraps.
         """
         found = self._find_upto(start, hi)
         if found < 0 and lo < start:

@@ -57,7 +57,7 @@ def _split(value: Any, flag: str) -> list[Any]:
     if isinstance(value, _NETWORK_TYPES):
         # A single network object is iterable (over its addresses): never iterate it.
         return [value]
-    if isinstance(value, bytes) or not isinstance(value, Iterable):
+    if isinstance(value, (bytes, bytearray, memoryview)) or not isinstance(value, Iterable):
         raise InvalidConfigError(
             f"{flag} must be a sequence of CIDRs or one comma-separated string, got {value!r}",
             value=value,

@@ -48,7 +48,7 @@ def _networks(value: Any, what: str) -> list[Net]:
         items: list[Any] = [p.strip() for p in value.split(",")] if value.strip() else []
     elif isinstance(value, _NETWORK_TYPES):
         items = [value]  # iterable over its addresses: never iterate it
-    elif isinstance(value, bytes) or not isinstance(value, Iterable):
+    elif isinstance(value, (bytes, bytearray, memoryview)) or not isinstance(value, Iterable):
         raise InvalidConfigError(
             f"{what} must be a sequence of CIDRs or one comma-separated str, got {value!r}",
             value=value,

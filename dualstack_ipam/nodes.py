@@ -63,7 +63,7 @@ def _cidr_list(cidrs: Any) -> list[Any]:
         return [part.strip() for part in cidrs.split(",")] if cidrs.strip() else []
     if isinstance(cidrs, _NETWORK_TYPES):
         return [cidrs]
-    if isinstance(cidrs, bytes) or not isinstance(cidrs, Iterable):
+    if isinstance(cidrs, (bytes, bytearray, memoryview)) or not isinstance(cidrs, Iterable):
         raise InvalidConfigError(
             f"pod CIDRs must be a sequence of CIDRs or one comma-separated str, got {cidrs!r}",
             value=cidrs,

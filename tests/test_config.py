@@ -545,3 +545,18 @@ def test_node_capacity_matches_brute_force(config: ClusterConfig) -> None:
         assert config.node_capacity(family) == free
         counts.append(free)
     assert config.max_nodes == min(counts)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"10.0.0.0/8", bytearray(b"10.0.0.0/8"), memoryview(b"10.0.0.0/8")]
+)
+def test_binary_cidr_lists_are_refused_not_iterated(raw: object) -> None:
+    from dualstack_ipam import MasqueradePolicy, NodeCIDRAllocator
+
+    with pytest.raises(InvalidConfigError, match="sequence of CIDRs"):
+        ClusterConfig(raw)
+    alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16"))
+    with pytest.raises(InvalidConfigError):
+        alloc.occupy("node", raw)
+    with pytest.raises(InvalidConfigError):
+        MasqueradePolicy(raw)
