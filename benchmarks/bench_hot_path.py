@@ -34,6 +34,7 @@ import argparse
 import base64
 import binascii
 import json
+import os
 import sys
 import threading
 import time
@@ -41,6 +42,7 @@ import tracemalloc
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from random import Random
 from typing import Any
 
@@ -503,13 +505,29 @@ def fill_targets(filled: Filled, cfg: Settings) -> list[tuple[float, int]]:
 # ----------------------------------------------------------------- memory
 
 
+def _site(traceback: tracemalloc.Traceback) -> str:
+    """``file:line`` of an allocation, relative to the repository or the stdlib,
+    so that result files hold no machine-specific paths."""
+    frame = traceback[0]
+    path = Path(frame.filename).resolve()
+    for base, label in ((_REPO, ""), (Path(os.__file__).resolve().parent, "<stdlib>/")):
+        if path.is_relative_to(base):
+            return f"{label}{path.relative_to(base)}:{frame.lineno}"
+    return f"{path.name}:{frame.lineno}"
+
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
 def _traced_bytes(limit: int = 3) -> tuple[int, list[dict[str, Any]]]:
     """Bytes traced now (tracemalloc's own blocks left out) and the top sites."""
     snapshot = tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(False, tracemalloc.__file__)]
     )
     stats = snapshot.statistics("lineno")
-    sites = [{"site": str(s.traceback), "bytes": s.size, "blocks": s.count} for s in stats[:limit]]
+    sites = [
+        {"site": _site(s.traceback), "bytes": s.size, "blocks": s.count} for s in stats[:limit]
+    ]
     return sum(s.size for s in stats), sites
 
 
