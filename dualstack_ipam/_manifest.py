@@ -15,7 +15,7 @@ is checked: ports and labels are the API server's business.
 
 from __future__ import annotations
 
-import copy
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -59,21 +59,40 @@ MAX_DEPTH = 100
 """How deep a manifest may nest (real ones stay under 20): deeper data would
 overflow Python's recursion later, in ``repr`` or ``json``, not fail here."""
 
+MAX_VALUES = 100_000
+"""How many values a manifest may hold once YAML aliases are expanded. A real
+Service holds a few hundred; the limit stops an alias bomb (each level of
+aliases multiplying the size) before it eats memory and time."""
+
+_SCALARS = (str, int, float, type(None))
+
 
 def plain(obj: Any, name: str, field: str = "") -> Any:
     """A deep copy with every mapping a ``dict`` and every list or tuple a ``list``.
 
     ``field`` is the path of ``obj`` in its manifest, for error messages.
+    Only JSON data is accepted, as the Kubernetes API does: mappings with
+    string keys, lists, strings, finite numbers, booleans and null.
 
     Raises:
         ServiceValidationError: a part contains itself (a recursive YAML
-            alias), nests deeper than :data:`MAX_DEPTH`, or cannot be copied
-            (a generator); ``.field`` is the path of that part.
+            alias), nests deeper than :data:`MAX_DEPTH`, holds more than
+            :data:`MAX_VALUES` values, or is not JSON data (a date, bytes, a
+            set, NaN, a generator); ``.field`` is the path of that part.
     """
-    return _copy(obj, name, field, ())
+    return _copy(obj, name, field, (), [MAX_VALUES])
 
 
-def _copy(obj: Any, name: str, field: str, ancestors: tuple[int, ...]) -> Any:
+def _copy(obj: Any, name: str, field: str, ancestors: tuple[int, ...], budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise invalid(
+            name,
+            field,
+            "...",
+            f"makes the manifest hold more than {MAX_VALUES:,} values (YAML aliases included)",
+            "Forbidden",
+        )
     if isinstance(obj, (Mapping, list, tuple)):
         if id(obj) in ancestors:
             raise invalid(name, field, obj, "contains itself (a recursive alias)", "Forbidden")
@@ -81,15 +100,17 @@ def _copy(obj: Any, name: str, field: str, ancestors: tuple[int, ...]) -> Any:
             raise invalid(name, field, obj, f"nests deeper than {MAX_DEPTH} levels", "Forbidden")
         inner = (*ancestors, id(obj))
         if isinstance(obj, Mapping):
-            return {
-                key: _copy(value, name, f"{field}.{key}" if field else str(key), inner)
-                for key, value in obj.items()
-            }
-        return [_copy(value, name, f"{field}[{i}]", inner) for i, value in enumerate(obj)]
-    try:
-        return copy.deepcopy(obj)
-    except (TypeError, ValueError, RecursionError, copy.Error):
-        raise invalid(name, field, obj, "must be plain data (a YAML or JSON value)") from None
+            copied = {}
+            for key, value in obj.items():
+                path = f"{field}.{key}" if field else str(key)
+                if not isinstance(key, str):
+                    raise invalid(name, path, key, "keys must be strings (JSON object keys)")
+                copied[key] = _copy(value, name, path, inner, budget)
+            return copied
+        return [_copy(value, name, f"{field}[{i}]", inner, budget) for i, value in enumerate(obj)]
+    if not isinstance(obj, _SCALARS) or (isinstance(obj, float) and not math.isfinite(obj)):
+        raise invalid(name, field, obj, "must be plain data (a JSON value)")
+    return obj
 
 
 def read_manifest(manifest: Any) -> tuple[str, dict[str, Any]]:

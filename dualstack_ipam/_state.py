@@ -158,7 +158,7 @@ class State:
         if not isinstance(data, Mapping) or data.get("kind") != STATE_KIND:
             kind = data.get("kind") if isinstance(data, Mapping) else type(data).__name__
             raise SnapshotError(f"not a {STATE_KIND} object (kind {kind!r})")
-        if data.get("version") != STATE_VERSION or isinstance(data.get("version"), bool):
+        if type(data.get("version")) is not int or data["version"] != STATE_VERSION:
             raise SnapshotError(
                 f"state version {data.get('version')!r} is not supported "
                 f"(this release reads {STATE_VERSION})"

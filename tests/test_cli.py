@@ -805,3 +805,19 @@ def test_pyproject_declares_the_console_script() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["dualstack-ipam"] == "dualstack_ipam.cli:main"
     assert any(dep.startswith("click") for dep in project["optional-dependencies"]["cli"])
+
+
+def test_stdin_must_be_utf8_and_manifests_json_data(tmp_path: Path) -> None:
+    state = str(tmp_path / "state.json")
+    bad_bytes = b'{"metadata":{"name":"sur"},"spec":{"selector":{"app":"x\xff"}}}'
+    result = runner().invoke(
+        build_cli(), ["allocate-service", "-f", "-", "--state", state], input=bad_bytes
+    )
+    assert result.exit_code == 2
+    assert "not UTF-8 text" in error_line(result.stderr)
+    dated = "metadata: {name: d1, annotations: {x: 2020-01-01}}\n"
+    result = invoke("allocate-service", "-f", "-", "--state", state, "--json", input=dated)
+    assert result.exit_code == 2
+    assert "metadata.annotations.x" in error_line(result.stderr)
+    shown = ok_json("show", "--state", state)
+    assert shown["services"] == {}

@@ -1149,3 +1149,35 @@ def test_manifests_round_trip_through_update(batch: list[dict[str, Any]], cluste
         assert alloc.allocate_service(result) == result  # idempotent re-create
         assert alloc.snapshot() == held
         alloc._check_invariants()
+
+
+class TestJSONDataOnly:
+    """Manifests are JSON data, as the Kubernetes API takes them."""
+
+    def test_an_alias_bomb_is_refused_quickly(self) -> None:
+        lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+        for level in range(1, 10):
+            lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+        text = "metadata: {name: bomb}\nspec:\n  selector: {app: x}\n  " + "\n  ".join(lines)
+        alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        with pytest.raises(ServiceValidationError, match="more than 100,000 values"):
+            alloc.allocate_service(yaml.safe_load(text))
+        assert len(alloc) == 0
+
+    @pytest.mark.parametrize(
+        ("spec_text", "field"),
+        [
+            ("selector: {app: 2020-01-01}", "spec.selector.app"),  # a YAML date
+            ("selector: {app: !!binary aGVsbG8=}", "spec.selector.app"),
+            ("selector: !!set {a, b}", "spec.selector"),
+            ("ports: [{port: .nan}]", "spec.ports[0].port"),
+            ("selector: {80: web}", "spec.selector.80"),
+        ],
+    )
+    def test_values_that_are_not_json_are_refused(self, spec_text: str, field: str) -> None:
+        alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        manifest = yaml.safe_load(f"metadata: {{name: web}}\nspec:\n  {spec_text}\n")
+        with pytest.raises(ServiceValidationError) as info:
+            alloc.allocate_service(manifest)
+        assert info.value.field == field
+        assert len(alloc) == 0
