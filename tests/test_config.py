@@ -6,6 +6,7 @@ import importlib
 import ipaddress
 import json
 import pickle
+from typing import Any
 
 import attrs
 import netaddr
@@ -550,7 +551,7 @@ def test_node_capacity_matches_brute_force(config: ClusterConfig) -> None:
 @pytest.mark.parametrize(
     "raw", [b"10.0.0.0/8", bytearray(b"10.0.0.0/8"), memoryview(b"10.0.0.0/8")]
 )
-def test_binary_cidr_lists_are_refused_not_iterated(raw: object) -> None:
+def test_binary_cidr_lists_are_refused_not_iterated(raw: Any) -> None:
     from dualstack_ipam import MasqueradePolicy, NodeCIDRAllocator
 
     with pytest.raises(InvalidConfigError, match="sequence of CIDRs"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from typing import Any
 
 import netaddr
@@ -469,7 +470,12 @@ class TestCreate:
         assert alloc.used("IPv4") == alloc.used("IPv6") == 0
 
     def test_external_name_output_has_no_family_keys(self) -> None:
-        empty = {"clusterIP": "", "clusterIPs": [], "ipFamilies": [], "ipFamilyPolicy": None}
+        empty: dict[str, Any] = {
+            "clusterIP": "",
+            "clusterIPs": [],
+            "ipFamilies": [],
+            "ipFamilyPolicy": None,
+        }
         manifest = service(type="ExternalName", externalName="db.example.com", **empty)
         result = create(allocator(), manifest)
         assert result["spec"] == {"type": "ExternalName", "externalName": "db.example.com"}
@@ -1048,7 +1054,7 @@ def refused_everywhere(alloc: ServiceIPAllocator, make: Any, field: str) -> None
     bad_old = make("old")
     bad_old["spec"] = {**(bad_old.get("spec") or {}), **old["spec"]}
     before = alloc.snapshot()
-    calls = [
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
         (alloc.allocate_service, (make("web"),)),
         (alloc.release_service, (make("old"),)),
         (alloc.update_service, (old, make("old"))),

@@ -198,6 +198,7 @@ class TestAllocate:
     def test_disagreement_error_carries_the_parsed_address(self) -> None:
         alloc = ServiceIPAllocator(SEED)
         error = unchanged(alloc, InvalidConfigError, alloc.allocate, "a", "IPv4", "fd00::1")
+        assert isinstance(error, InvalidConfigError)
         assert isinstance(error.value, netaddr.IPAddress)
         assert error.value == ip("fd00::1")
         assert "fd00::1" in str(error)
