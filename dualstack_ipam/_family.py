@@ -24,13 +24,11 @@ __all__ = [
     "IPFamily",
     "Net",
     "address_factory",
-    "family_of",
     "make_address",
     "make_network",
     "parse_address",
     "parse_family",
     "parse_network",
-    "width",
 ]
 
 
@@ -64,11 +62,6 @@ _WIDTH = {IPFamily.IPv4: 32, IPFamily.IPv6: 128}
 _BY_VERSION = {4: IPFamily.IPv4, 6: IPFamily.IPv6}
 _AF = {IPFamily.IPv4: socket.AF_INET, IPFamily.IPv6: socket.AF_INET6}
 _MODULE = {IPFamily.IPv4: _nv4, IPFamily.IPv6: _nv6}
-
-
-def width(family: IPFamily) -> int:
-    """Bits in an address of ``family``."""
-    return _WIDTH[family]
 
 
 def parse_family(value: Any) -> IPFamily:
@@ -188,11 +181,6 @@ def parse_network(value: Any) -> Net:
         f"or ipaddress network, got {type(value).__name__})",
         value=value,
     )
-
-
-def family_of(value: Any) -> IPFamily:
-    """The family of an address or network in any accepted form."""
-    return parse_network(value).family
 
 
 def _mask(prefixlen: int, full: int) -> int:
