@@ -1,4 +1,4 @@
-"""Bitmap design comparison: the measurement behind ``dualstack_ipam._bitmap``.
+"""Bitmap design comparison: the measurement behind ``dualstack_ipam.bitmap.factory``.
 
 Run from the repository root::
 
@@ -7,11 +7,11 @@ Run from the repository root::
 Three structures answer the same raw-index questions (no locks, no address
 objects, no range checks beyond the search bounds):
 
-* ``Bitmap`` -- :class:`dualstack_ipam._bitmap.Bitmap` (the chunked layout,
+* ``Bitmap`` -- :class:`dualstack_ipam.bitmap.factory.Bitmap` (the chunked layout,
   ``SparseBitmap``): 4,096-slot chunks created lazily as ``bytearray`` (one
   byte per slot), runs of full chunks kept as sorted ranges. The pools use
   it above 2**24 slots.
-* ``Dense`` -- :class:`dualstack_ipam._dense.DenseBitmap`, what the pools
+* ``Dense`` -- :class:`dualstack_ipam.bitmap.dense.DenseBitmap`, what the pools
   use up to 2**24 slots (design A as the library ships it), when present.
 * ``A-flat`` -- :class:`FlatBytes` below: one flat ``bytearray`` with one byte
   per slot plus a one-byte-per-chunk "chunk full" summary, both searched
@@ -54,8 +54,8 @@ from functools import partial
 from random import Random
 from typing import Any, Protocol
 
-from dualstack_ipam import _bitmap
-from dualstack_ipam._bitmap import Bitmap
+from dualstack_ipam.bitmap import factory as _bitmap
+from dualstack_ipam.bitmap.factory import Bitmap
 
 from ._common import (
     format_table,

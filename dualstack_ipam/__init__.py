@@ -1,9 +1,9 @@
 """dualstack_ipam: IP address management for dual-stack Kubernetes-style clusters."""
 
-from ._family import IPFamily
-from .config import ClusterConfig
-from .egress import MasqueradePolicy, masquerade_config
-from .errors import (
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.egress import MasqueradePolicy, masquerade_config
+from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.errors import (
     AddressFormatError,
     AlreadyAllocatedError,
     ClusterIPTakenError,
@@ -15,10 +15,10 @@ from .errors import (
     ServiceValidationError,
     SnapshotError,
 )
-from .nodes import NodeCIDRAllocator
-from .service_ips import ServiceIPPool
-from .services import ServiceIPAllocator
-from .subnets import SubnetPool
+from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.pools.service_ips import ServiceIPPool
+from dualstack_ipam.pools.subnets import SubnetPool
+from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 __version__ = "0.1.0.dev0"
 

@@ -14,6 +14,6 @@ from __future__ import annotations
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from dualstack_ipam.cli import main
 
     sys.exit(main())

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import SnapshotError
+from dualstack_ipam.errors import SnapshotError
 
 __all__ = ["FORMAT_VERSION", "envelope", "open_envelope", "read_int", "write_int"]
 

@@ -29,8 +29,8 @@ from dualstack_ipam import (
     ServiceValidationError,
     SnapshotError,
 )
-from dualstack_ipam.service_ips import ServiceIPPool
-from dualstack_ipam.subnets import SubnetPool
+from dualstack_ipam.pools.service_ips import ServiceIPPool
+from dualstack_ipam.pools.subnets import SubnetPool
 
 Pool = SubnetPool | ServiceIPPool
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection
 
-from .._family import make_address, make_network
-from ..config import ClusterConfig
-from ..errors import AlreadyAllocatedError, PoolExhaustedError
-from ..nodes import NodeCIDRAllocator
-from ..services import ServiceIPAllocator
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.errors import AlreadyAllocatedError, PoolExhaustedError
+from dualstack_ipam.net.family import make_address, make_network
+from dualstack_ipam.services.allocator import ServiceIPAllocator
+
 from ._common import (
     LOOP_FILLS,
     LOOP_LIMIT,
@@ -174,7 +175,7 @@ def service_ip_allocators(
     fill: str | Collection[str] | None = None,
     strategy: str | None = None,
 ) -> st.SearchStrategy[ServiceIPAllocator]:
-    """:class:`~dualstack_ipam.services.ServiceIPAllocator` objects in a realistic state.
+    """:class:`~dualstack_ipam.services.allocator.ServiceIPAllocator` objects in a realistic state.
 
     Args:
         config: a fixed config with at least one Service range, or None to

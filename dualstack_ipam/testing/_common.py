@@ -30,8 +30,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "dualstack_ipam.testing needs Hypothesis: pip install 'dualstack_ipam[testing]'"
     ) from exc
 
-from .._family import IPFamily, Net, parse_family, parse_network
-from ..errors import InvalidConfigError
+from dualstack_ipam.errors import InvalidConfigError
+from dualstack_ipam.net.family import IPFamily, Net, parse_family, parse_network
 
 __all__ = [
     "FILLS",

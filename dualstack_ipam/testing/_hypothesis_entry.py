@@ -38,12 +38,12 @@ def _hypothesis_setup_hook() -> None:
 def _register() -> None:
     from hypothesis import strategies as st
 
-    from .._family import IPFamily
-    from ..config import ClusterConfig
-    from ..nodes import NodeCIDRAllocator
-    from ..service_ips import ServiceIPPool
-    from ..services import ServiceIPAllocator
-    from ..subnets import SubnetPool
+    from dualstack_ipam.cluster.config import ClusterConfig
+    from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+    from dualstack_ipam.net.family import IPFamily
+    from dualstack_ipam.pools.service_ips import ServiceIPPool
+    from dualstack_ipam.pools.subnets import SubnetPool
+    from dualstack_ipam.services.allocator import ServiceIPAllocator
 
     names: dict[type[Any], str] = {
         IPFamily: "ip_families",

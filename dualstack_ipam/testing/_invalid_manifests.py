@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .._family import IPFamily, make_address
-from ..config import ClusterConfig
-from ..services import ServiceIPAllocator
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.net.family import IPFamily, make_address
+from dualstack_ipam.services.allocator import ServiceIPAllocator
+
 from ._common import OTHER, st
 from ._manifests import (
     HOSTS,

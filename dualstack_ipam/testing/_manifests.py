@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from .._family import IPFamily, make_address
-from ..config import ClusterConfig
-from ..service_ips import static_band_size
-from ..services import ServiceIPAllocator
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.net.family import IPFamily, make_address
+from dualstack_ipam.pools.service_ips import static_band_size
+from dualstack_ipam.services.allocator import ServiceIPAllocator
+
 from ._common import OTHER, InvalidArgument, choose, st
 
 __all__ = ["MANIFEST_KINDS", "Cluster", "context", "free_address", "service_manifests", "shell"]
@@ -243,7 +244,7 @@ def service_manifests(
             every cluster accepts are drawn: ``plain``, ``policy`` (no
             ``RequireDualStack``, no ``ipFamilies``), ``headless`` and
             ``external-name``.
-        allocator: a :class:`~dualstack_ipam.services.ServiceIPAllocator`;
+        allocator: a :class:`~dualstack_ipam.services.allocator.ServiceIPAllocator`;
             its config is used, names are ones it does not hold, and
             ``static-ip`` addresses are free in it when the manifest is
             drawn. When no address is free, ``static-ip`` is not drawn.

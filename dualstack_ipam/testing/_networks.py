@@ -7,8 +7,9 @@ from typing import Any
 
 import netaddr
 
-from .._family import IPFamily, Net, make_network, parse_network
-from ..config import DEFAULT_NODE_MASK, ClusterConfig
+from dualstack_ipam.cluster.config import DEFAULT_NODE_MASK, ClusterConfig
+from dualstack_ipam.net.family import IPFamily, Net, make_network, parse_network
+
 from ._common import (
     MASK_BAND,
     NODE_BITS_BAND,

@@ -15,7 +15,7 @@ Fixtures (function-scoped):
 - ``node_allocator``: an empty :class:`~dualstack_ipam.NodeCIDRAllocator`
   for ``cluster_config``.
 - ``service_allocator``: an empty
-  :class:`~dualstack_ipam.services.ServiceIPAllocator` for
+  :class:`~dualstack_ipam.services.allocator.ServiceIPAllocator` for
   ``cluster_config``, its ``rng`` seeded.
 - ``dualstack_ipam_seed``: the test's seed (an ``int``).
 
@@ -35,9 +35,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ..config import ClusterConfig
-from ..nodes import NodeCIDRAllocator
-from ..services import ServiceIPAllocator
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.services.allocator import ServiceIPAllocator
+
 from ._common import st
 from .strategies import cluster_configs
 

@@ -45,12 +45,13 @@ from typing import Any, ClassVar
 
 import netaddr
 
-from .._family import IPFamily
-from .._manifest import service_key
-from ..config import ClusterConfig
-from ..errors import PoolExhaustedError, ServiceValidationError
-from ..nodes import NodeCIDRAllocator
-from ..services import ServiceIPAllocator
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.errors import PoolExhaustedError, ServiceValidationError
+from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.services.allocator import ServiceIPAllocator
+from dualstack_ipam.services.manifest import service_key
+
 from ._common import st
 from .strategies import cluster_configs, invalid_service_manifests, service_manifests
 

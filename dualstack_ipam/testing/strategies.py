@@ -16,7 +16,7 @@ Every strategy:
 - generates only valid values: configurations pass every
   :class:`~dualstack_ipam.ClusterConfig` rule, pools and allocators pass
   their ``_check_invariants()``, manifests are accepted by
-  :meth:`~dualstack_ipam.services.ServiceIPAllocator.allocate_service`;
+  :meth:`~dualstack_ipam.services.allocator.ServiceIPAllocator.allocate_service`;
 - builds them constructively (no ``.filter``), and fills pools by ranges,
   so a full IPv6 ``/64`` costs no more than a full ``/24``;
 - shrinks to the simplest case: IPv4 before IPv6, single-stack before

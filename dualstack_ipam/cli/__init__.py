@@ -1,0 +1,52 @@
+"""The ``dualstack-ipam`` command line: click wiring in :mod:`.app`, the
+commands in :mod:`.commands` and :mod:`.service_commands`, the demo in
+:mod:`.demo`, tables and JSON in :mod:`.render`, the state in :mod:`.state`.
+
+Scripts import the commands from here: ``from dualstack_ipam.cli import main``.
+"""
+
+from dualstack_ipam.cli.app import (
+    DEFAULT_CONFIG,
+    DEFAULT_FLAGS,
+    DEMO_NODES,
+    DEMO_SEED,
+    PROG,
+    SEED_SERVICES,
+    CLIError,
+    build_cli,
+    exit_code_for,
+    format_table,
+    main,
+    parse_manifests,
+    run_allocate_node,
+    run_allocate_service,
+    run_demo,
+    run_init,
+    run_plan,
+    run_release_node,
+    run_release_service,
+    run_show,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_FLAGS",
+    "DEMO_NODES",
+    "DEMO_SEED",
+    "PROG",
+    "SEED_SERVICES",
+    "CLIError",
+    "build_cli",
+    "exit_code_for",
+    "format_table",
+    "main",
+    "parse_manifests",
+    "run_allocate_node",
+    "run_allocate_service",
+    "run_demo",
+    "run_init",
+    "run_plan",
+    "run_release_node",
+    "run_release_service",
+    "run_show",
+]

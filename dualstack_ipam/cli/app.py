@@ -1,0 +1,385 @@
+"""The ``dualstack-ipam`` command line (also ``python -m dualstack_ipam``).
+
+Usage (see ``docs/cli.md`` for every command, flag and exit code)::
+
+    dualstack-ipam demo                      # the seed's scenario, on the default cluster
+    dualstack-ipam plan --cluster-cidr=10.244.0.0/16,fc00::/24 \\
+        --service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112 [--json]
+    dualstack-ipam init FLAGS... [--state FILE]
+    dualstack-ipam allocate-node NAME [--state FILE] [--json]
+    dualstack-ipam release-node NAME
+    dualstack-ipam allocate-service -f service.yaml     # "-f -" reads stdin
+    dualstack-ipam release-service -f service.yaml | NAMESPACE/NAME
+    dualstack-ipam show [--json]
+
+Exit codes: 0 done; 1 refused by the current state (a range exhausted, an
+address or CIDR taken, a manifest asking for a taken cluster IP); 2 bad
+input (flags, manifests, a corrupt or unreadable state file, a Service
+command on a cluster without a Service range). Errors are one line on
+stderr, ``dualstack-ipam: error: ...``, never a traceback.
+
+The library never imports click or PyYAML: this module imports them only
+when :func:`main` (or :func:`build_cli`) runs, and without them ``main``
+says which extra to install and exits 2. The commands themselves are plain
+functions (``run_plan``, ``run_allocate_node``, ...) that return the text
+to print; click only parses the command line. They live in private modules
+(:mod:`~dualstack_ipam.cli.commands`, :mod:`~dualstack_ipam.cli.service_commands`,
+:mod:`~dualstack_ipam.cli.demo`, printing through :mod:`~dualstack_ipam.cli.render`)
+and are re-exported here, which is where scripts import them from. This
+module holds the click wiring, the mapping of every error to one stderr
+line and an exit code, and :func:`main`.
+
+>>> code = main(["plan", "--cluster-cidr=10.0.0.0/16", "--node-cidr-mask-size=20", "--json"])
+... # doctest: +ELLIPSIS
+{
+  "config": {...},
+  "max_nodes": 16,
+  "families": {
+    "IPv4": {
+      "nodes": 16,
+      "addresses_per_node": 4096,
+      "service_ips": 0
+    }
+  },
+  "component_flags": {...}
+}
+>>> code
+0
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dualstack_ipam.cli import state as _state
+from dualstack_ipam.cli.commands import (
+    DEFAULT_CONFIG,
+    DEFAULT_FLAGS,
+    PROG,
+    CLIError,
+    exit_code_for,
+    run_allocate_node,
+    run_init,
+    run_plan,
+    run_release_node,
+    run_show,
+)
+from dualstack_ipam.cli.demo import DEMO_NODES as DEMO_NODES
+from dualstack_ipam.cli.demo import DEMO_SEED as DEMO_SEED
+from dualstack_ipam.cli.demo import SEED_SERVICES as SEED_SERVICES
+from dualstack_ipam.cli.demo import run_demo
+from dualstack_ipam.cli.render import format_table
+from dualstack_ipam.cli.service_commands import (
+    parse_manifests,
+    run_allocate_service,
+    run_release_service,
+)
+from dualstack_ipam.errors import IPAMError
+
+if TYPE_CHECKING:
+    import click
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_FLAGS",
+    "PROG",
+    "CLIError",
+    "build_cli",
+    "exit_code_for",
+    "format_table",
+    "main",
+    "parse_manifests",
+    "run_allocate_node",
+    "run_allocate_service",
+    "run_demo",
+    "run_init",
+    "run_plan",
+    "run_release_node",
+    "run_release_service",
+    "run_show",
+]
+
+_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug, not the user's input
+_Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
+
+
+# ------------------------------------------------------------------ errors
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename!r}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+def _guarded(call: Callable[[], Any]) -> int:
+    """Run ``call`` (click's main); any error becomes one stderr line and an exit code."""
+    import click
+    import yaml
+
+    try:
+        code = call()
+        # Non-standalone click returns the code of --help / --version
+        # exits, and the callbacks' None otherwise.
+        return code if isinstance(code, int) and not isinstance(code, bool) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        ctx = exc.ctx
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        problem = exc.format_message() + hint
+        code = exc.exit_code
+    except click.ClickException as exc:
+        problem, code = exc.format_message(), exc.exit_code
+    except click.Abort:
+        problem, code = "aborted", 130
+    except (IPAMError, CLIError, _state.StateError, yaml.YAMLError) as exc:
+        problem, code = str(exc), exit_code_for(exc)
+    except OSError as exc:
+        problem, code = _message(exc), 2
+    except Exception as exc:  # never a traceback, but say it is ours
+        problem = f"internal error, please report it: {type(exc).__name__}: {exc}"
+        code = _INTERNAL_ERROR
+    click.echo(f"{PROG}: error: {_one_line(problem)}", err=True)
+    return code
+
+
+# ------------------------------------------------------------------ click
+
+
+def _group_class() -> type[click.Group]:
+    """A click group whose ``main`` never raises: see :func:`_guarded`."""
+    import click
+
+    class Group(click.Group):
+        def main(
+            self,
+            args: Sequence[str] | None = None,
+            prog_name: str | None = None,
+            complete_var: str | None = None,
+            standalone_mode: bool = True,
+            windows_expand_args: bool = True,
+            **extra: Any,
+        ) -> Any:
+            # A bare "dualstack-ipam" shows the help, as --help does.
+            argv = list(sys.argv[1:] if args is None else args) or ["--help"]
+            code = _guarded(
+                lambda: click.Group.main(
+                    self,
+                    argv,
+                    prog_name or PROG,
+                    complete_var,
+                    standalone_mode=False,
+                    windows_expand_args=windows_expand_args,
+                    **extra,
+                )
+            )
+            if standalone_mode:
+                sys.exit(code)
+            return code
+
+    return Group
+
+
+def _json_option(command: _Decorated) -> _Decorated:
+    import click
+
+    option = click.option(
+        "--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout."
+    )
+    return option(command)
+
+
+def _state_option(command: _Decorated) -> _Decorated:
+    import click
+
+    option = click.option(
+        "--state",
+        "state_path",
+        default=_state.DEFAULT_STATE_FILE,
+        show_default=True,
+        metavar="FILE",
+        help="The state file (created with the default cluster if missing).",
+    )
+    return option(command)
+
+
+def _file_option(command: _Decorated) -> _Decorated:
+    import click
+
+    option = click.option(
+        "-f",
+        "--filename",
+        "sources",
+        multiple=True,
+        metavar="FILE",
+        help="Service manifests, YAML or JSON ('-' for stdin); may be repeated.",
+    )
+    return option(command)
+
+
+def _flags_argument(command: _Decorated) -> _Decorated:
+    import click
+
+    return click.argument("flags", nargs=-1, type=click.UNPROCESSED)(command)
+
+
+# Commands that take kube-controller-manager flags pass unknown options through.
+_PASS_FLAGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def _add_cluster_commands(cli: click.Group) -> None:
+    """``demo``, ``plan``, ``init`` and ``show``: the cluster as a whole."""
+    import click
+
+    @cli.command()
+    @_json_option
+    def demo(as_json: bool) -> None:
+        """The seed's scenario on the default cluster: nodes and three Services."""
+        click.echo(run_demo(as_json=as_json))
+
+    @cli.command(context_settings=_PASS_FLAGS)
+    @_json_option
+    @click.option(
+        "--with-feature-gate",
+        "feature_gate",
+        is_flag=True,
+        help="Render --feature-gates=IPv6DualStack=true for every component (1.16-1.22).",
+    )
+    @_flags_argument
+    def plan(flags: tuple[str, ...], as_json: bool, feature_gate: bool) -> None:
+        """Validate kube-controller-manager flags; print capacity and component flags.
+
+        FLAGS: --cluster-cidr, --service-cluster-ip-range, --node-cidr-mask-size,
+        --node-cidr-mask-size-ipv4/-ipv6, --allocate-node-cidrs, --feature-gates.
+        """
+        click.echo(run_plan(flags, as_json=as_json, feature_gate=feature_gate))
+
+    @cli.command(context_settings=_PASS_FLAGS)
+    @_json_option
+    @_state_option
+    @_flags_argument
+    def init(flags: tuple[str, ...], as_json: bool, state_path: str) -> None:
+        """Create the state file for the cluster FLAGS describe (never overwrites)."""
+        click.echo(run_init(flags, state_path, as_json=as_json))
+
+    @cli.command()
+    @_json_option
+    @_state_option
+    def show(as_json: bool, state_path: str) -> None:
+        """Print the nodes, the Services and the usage per family."""
+        click.echo(run_show(state_path, as_json=as_json))
+
+
+def _add_node_commands(cli: click.Group) -> None:
+    """``allocate-node`` and ``release-node``."""
+    import click
+
+    @cli.command("allocate-node")
+    @_json_option
+    @_state_option
+    @click.argument("name")
+    def allocate_node(name: str, as_json: bool, state_path: str) -> None:
+        """Give node NAME one pod CIDR per family (idempotent)."""
+        click.echo(run_allocate_node(name, state_path, as_json=as_json))
+
+    @cli.command("release-node")
+    @_json_option
+    @_state_option
+    @click.argument("name")
+    def release_node(name: str, as_json: bool, state_path: str) -> None:
+        """Free node NAME's pod CIDRs (a no-op if it holds none)."""
+        click.echo(run_release_node(name, state_path, as_json=as_json))
+
+
+def _add_service_commands(cli: click.Group) -> None:
+    """``allocate-service`` and ``release-service``."""
+    import click
+
+    @cli.command("allocate-service")
+    @_json_option
+    @_state_option
+    @_file_option
+    def allocate_service(sources: tuple[str, ...], as_json: bool, state_path: str) -> None:
+        """Allocate cluster IPs for the Service manifests in FILE, all or nothing."""
+        if not sources:
+            raise click.UsageError("Missing option '-f' / '--filename'.")
+        click.echo(run_allocate_service(sources, state_path, as_json=as_json))
+
+    @cli.command("release-service")
+    @_json_option
+    @_state_option
+    @_file_option
+    @click.argument("key", required=False, metavar="[NAMESPACE/NAME]")
+    def release_service(
+        key: str | None, sources: tuple[str, ...], as_json: bool, state_path: str
+    ) -> None:
+        """Release the Services in FILE, or NAMESPACE/NAME (no-op when not held)."""
+        click.echo(run_release_service(key, sources, state_path, as_json=as_json))
+
+
+def build_cli() -> click.Group:
+    """The click command group; imports click and PyYAML (ImportError without them).
+
+    Its ``main`` never raises nor prints a traceback: errors become one line
+    on stderr and an exit code (see :func:`exit_code_for`). With
+    ``standalone_mode=False`` it returns the exit code instead of exiting.
+
+    Complexity:
+        O(1).
+
+    >>> build_cli().main(["plan", "--bogus"], standalone_mode=False)
+    2
+    """
+    import click
+    import yaml  # noqa: F401  # fail here, before any command runs, without PyYAML
+
+    from dualstack_ipam import __version__
+
+    @click.group(
+        name=PROG, cls=_group_class(), context_settings={"help_option_names": ["-h", "--help"]}
+    )
+    @click.version_option(__version__, prog_name=PROG)
+    def cli() -> None:
+        """IP address management for dual-stack (IPv4 + IPv6) Kubernetes-style clusters.
+
+        Exit codes: 0 done, 1 refused by the current state (exhausted, taken),
+        2 bad input.
+        """
+
+    _add_cluster_commands(cli)
+    _add_node_commands(cli)
+    _add_service_commands(cli)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Without click or PyYAML it prints one line telling how to install them
+    and returns 2.
+
+    Complexity:
+        That of the command run.
+
+    >>> main(["plan", "--cluster-cidr=nonsense"])  # the error line goes to stderr
+    2
+    """
+    try:
+        cli = build_cli()
+    except ImportError as exc:
+        missing = exc.name or "a dependency"
+        sys.stderr.write(
+            f"{PROG}: error: the command line needs click and PyYAML ({missing} is not "
+            "installed): pip install 'dualstack_ipam[cli]'\n"
+        )
+        return 2
+    args = list(sys.argv[1:] if argv is None else argv)
+    return int(cli.main(args, prog_name=PROG, standalone_mode=False))

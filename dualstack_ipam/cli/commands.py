@@ -1,0 +1,338 @@
+"""The CLI's commands as plain functions: each one returns the text to print.
+
+``dualstack-ipam plan`` is :func:`run_plan`, ``init`` is :func:`run_init`,
+``show``, ``allocate-node`` and ``release-node`` likewise; the Service
+commands are in :mod:`dualstack_ipam.cli.service_commands` and ``demo`` in
+:mod:`dualstack_ipam.cli.demo`, on the ground laid here: the default cluster,
+:class:`CLIError` and :func:`exit_code_for`. :mod:`dualstack_ipam.cli` only
+parses the command line and calls them, and re-exports them for scripts.
+
+They raise the library's errors, :class:`~dualstack_ipam.cli.state.StateError`
+for an unusable state file, and :class:`CLIError` for input the library
+never sees (a bad node name, an unreadable manifest file);
+:func:`exit_code_for` says how each ends the program. Every stateful
+command runs in one :func:`~dualstack_ipam.cli.state.transaction` on its
+state file, so it is all-or-nothing and queues behind concurrent runs.
+Nothing here imports click or PyYAML.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from dualstack_ipam.cli import state as _state
+from dualstack_ipam.cli.render import (
+    capacity_json,
+    capacity_table,
+    describe,
+    families,
+    flags_table,
+    format_table,
+    node_table,
+    to_json,
+    usage_table,
+)
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.errors import AlreadyAllocatedError, PoolExhaustedError
+from dualstack_ipam.snapshot import write_int
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_FLAGS",
+    "PROG",
+    "CLIError",
+    "exit_code_for",
+    "run_allocate_node",
+    "run_init",
+    "run_plan",
+    "run_release_node",
+    "run_show",
+]
+
+PROG = "dualstack-ipam"
+
+DEFAULT_FLAGS = (
+    "--cluster-cidr=10.244.0.0/16,fc00::/24",
+    "--service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112",
+    "--node-cidr-mask-size-ipv4=24",
+    "--node-cidr-mask-size-ipv6=64",
+)
+"""The seed's kube-controller-manager flags: the embedded default cluster."""
+
+DEFAULT_CONFIG = ClusterConfig.from_flags(DEFAULT_FLAGS)
+"""The cluster of ``demo`` and of a state file created without ``init``."""
+
+# Kubernetes node names are DNS-1123 subdomains.
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+class CLIError(Exception):
+    """An error the CLI reports on one line, with its exit code.
+
+    >>> CLIError("no Service range").exit_code
+    2
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error: 1 if the current state refused, 2 if the input is bad.
+
+    :class:`PoolExhaustedError` and :class:`AlreadyAllocatedError` are
+    refusals by the state; that includes
+    :class:`~dualstack_ipam.services.allocator.ClusterIPTakenError`, the
+    ``ServiceValidationError`` a manifest gets when it asks for a cluster IP
+    another Service holds (it is both). Every other library error, a corrupt
+    state file, bad YAML or an unreadable file is bad input.
+
+    Complexity:
+        O(1).
+
+    >>> from dualstack_ipam import PoolExhaustedError, InvalidConfigError
+    >>> exit_code_for(PoolExhaustedError("full")), exit_code_for(InvalidConfigError("bad"))
+    (1, 2)
+    """
+    if isinstance(exc, CLIError):
+        return exc.exit_code
+    if isinstance(exc, (PoolExhaustedError, AlreadyAllocatedError)):
+        return 1
+    return 2
+
+
+# ------------------------------------------------------------------ cluster
+
+
+def run_plan(flags: Sequence[str], *, as_json: bool = False, feature_gate: bool = False) -> str:
+    """Validate kube-controller-manager style flags; capacity and component flags.
+
+    ``feature_gate`` adds ``--feature-gates=IPv6DualStack=true`` to every
+    component (Kubernetes 1.16-1.22, as the seed shows).
+
+    Complexity:
+        O(len(flags)), plus building a Service pool per range to count it.
+
+    Raises:
+        InvalidConfigError: the flags do not validate (exit 2).
+
+    >>> print(run_plan(["--cluster-cidr=10.0.0.0/16", "--node-cidr-mask-size=20"]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Cluster: single-stack cluster 10.0.0.0/16 (Service ranges: none), primary family IPv4
+    Capacity: at most 16 nodes
+    FAMILY  CLUSTER CIDR  NODE MASK  NODES  ADDRESSES/NODE  SERVICE RANGE  SERVICE IPS
+    IPv4    10.0.0.0/16   /20           16            4096  -                        0
+    <BLANKLINE>
+    COMPONENT                FLAGS
+    kube-controller-manager  --allocate-node-cidrs=true
+                             --cluster-cidr=10.0.0.0/16
+                             --node-cidr-mask-size=20
+    kube-apiserver           (none)
+    kubelet                  (none)
+    kube-proxy               --proxy-mode=ipvs
+                             --cluster-cidr=10.0.0.0/16
+    """
+    config = ClusterConfig.from_flags(list(flags))
+    component_flags = config.component_flags(feature_gate=feature_gate)
+    if as_json:
+        return to_json(
+            {
+                "config": config.to_dict(),
+                "max_nodes": write_int(config.max_nodes),
+                "families": capacity_json(config),
+                "component_flags": component_flags,
+            }
+        )
+    return "\n".join(
+        [
+            f"Cluster: {describe(config)}",
+            f"Capacity: at most {config.max_nodes} nodes",
+            capacity_table(config),
+            "",
+            flags_table(component_flags),
+        ]
+    )
+
+
+def run_init(flags: Sequence[str], state_path: str, *, as_json: bool = False) -> str:
+    """Create the state file ``state_path`` for the cluster ``flags`` describe.
+
+    A Service range is optional (without one, the Service commands refuse).
+
+    Complexity:
+        O(len(flags)) plus the pools' construction.
+
+    Raises:
+        InvalidConfigError: bad flags (exit 2).
+        StateError: the file exists; it is not touched (exit 2).
+
+    >>> import os, tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "state.json")
+    >>> print(run_init(["--cluster-cidr=fd00::/48"], path, as_json=True))  # doctest: +ELLIPSIS
+    {
+      "state": ".../state.json",
+      "config": {
+        "cluster_cidrs": [
+          "fd00::/48"
+        ],
+    ...
+    >>> print(run_allocate_node("node-1", path))
+    NODE    IPv6 POD CIDR
+    node-1  fd00::/64
+    >>> folder.cleanup()
+    """
+    config = ClusterConfig.from_flags(list(flags))
+    _state.create(state_path, config)
+    if as_json:
+        return to_json({"state": state_path, "config": config.to_dict()})
+    return "\n".join(
+        [
+            f"Created {state_path}: {describe(config)}",
+            f"Capacity: at most {config.max_nodes} nodes",
+            capacity_table(config),
+        ]
+    )
+
+
+def _usage(state: _state.State) -> dict[str, Any]:
+    usage: dict[str, Any] = {}
+    for family in families(state.config):
+        nodes = None
+        if family in state.config.families:
+            nodes = {
+                "capacity": write_int(state.nodes.capacity(family)),
+                "reserved": write_int(state.nodes.reserved(family)),
+                "used": write_int(state.nodes.used(family)),
+                "free": write_int(state.nodes.free(family)),
+            }
+        ips = None
+        if state.services is not None and family in state.config.service_families:
+            ips = {
+                "capacity": write_int(state.services.capacity(family)),
+                "used": write_int(state.services.used(family)),
+                "free": write_int(state.services.free(family)),
+            }
+        usage[str(family)] = {"node_cidrs": nodes, "service_ips": ips}
+    return usage
+
+
+def run_show(state_path: str, *, as_json: bool = False) -> str:
+    """What the state file holds: nodes, Services, and usage per family.
+
+    A missing file is created with the default cluster, as for every
+    stateful command; an existing one is not rewritten.
+
+    Complexity:
+        O(size of the state file), plus the wait for its lock.
+
+    >>> import os, tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "state.json")
+    >>> _ = run_allocate_node("node-1", path)
+    >>> import json; json.loads(run_show(path, as_json=True))["nodes"]
+    {'node-1': ['10.244.0.0/24', 'fc00::/64']}
+    >>> folder.cleanup()
+    """
+    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
+        nodes = sorted(state.nodes.items())
+        services = [] if state.services is None else state.services.items()
+        usage = _usage(state)
+        config = state.config
+    if as_json:
+        return to_json(
+            {
+                "config": config.to_dict(),
+                "nodes": {node: [str(c) for c in cidrs] for node, cidrs in nodes},
+                "services": {key: [str(a) for a in held] for key, held in services},
+                "usage": usage,
+            }
+        )
+    parts = [f"State {state_path}: {describe(config)}", ""]
+    parts.append(node_table(config, nodes) if nodes else "No node holds a pod CIDR.")
+    parts.append("")
+    if services:
+        parts.append(
+            format_table(
+                ["SERVICE", "CLUSTER IPS"],
+                [[key, ", ".join(map(str, held))] for key, held in services],
+            )
+        )
+    else:
+        parts.append("No Service holds a cluster IP.")
+    parts += ["", usage_table(usage)]
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------ nodes
+
+
+def _check_node_name(name: str) -> str:
+    if len(name) > 253 or not _NODE_NAME.fullmatch(name):
+        raise CLIError(
+            f"invalid node name {name!r}: a Kubernetes node name is a DNS-1123 subdomain "
+            "(lower-case letters, digits, '-' and '.', at most 253 characters)"
+        )
+    return name
+
+
+def run_allocate_node(name: str, state_path: str, *, as_json: bool = False) -> str:
+    """Give node ``name`` one pod CIDR per family (idempotent), saved in the state file.
+
+    Complexity:
+        O(size of the state file), plus the wait for its lock.
+
+    Raises:
+        CLIError: ``name`` is not a DNS-1123 subdomain (exit 2).
+        PoolExhaustedError: a family has no free node CIDR (exit 1).
+
+    >>> import os, tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "state.json")
+    >>> print(run_allocate_node("node-1", path, as_json=True))
+    {
+      "node": "node-1",
+      "cidrs": [
+        "10.244.0.0/24",
+        "fc00::/64"
+      ]
+    }
+    >>> folder.cleanup()
+    """
+    _check_node_name(name)
+    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
+        cidrs = state.nodes.allocate(name)
+        config = state.config
+    if as_json:
+        return to_json({"node": name, "cidrs": [str(c) for c in cidrs]})
+    return node_table(config, [(name, cidrs)])
+
+
+def run_release_node(name: str, state_path: str, *, as_json: bool = False) -> str:
+    """Free node ``name``'s pod CIDRs; a node holding none is a no-op.
+
+    Complexity:
+        O(size of the state file), plus the wait for its lock.
+
+    >>> import os, tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "state.json")
+    >>> _ = run_allocate_node("node-1", path)
+    >>> print(run_release_node("node-1", path)); print(run_release_node("node-1", path))
+    released node 'node-1': 10.244.0.0/24, fc00::/64
+    node 'node-1' holds no pod CIDR: nothing released
+    >>> folder.cleanup()
+    """
+    _check_node_name(name)
+    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
+        cidrs = state.nodes.get(name) or ()
+        released = state.nodes.release(name)
+    texts = [str(c) for c in cidrs]
+    if as_json:
+        return to_json({"node": name, "released": released, "cidrs": texts})
+    if not released:
+        return f"node {name!r} holds no pod CIDR: nothing released"
+    return f"released node {name!r}: {', '.join(texts)}"

@@ -1,0 +1,673 @@
+"""NodeCIDRAllocator: one pod CIDR per family per node (Kubernetes ``rangeAllocator``).
+
+One :class:`~dualstack_ipam.pools.subnets.SubnetPool` per cluster CIDR, carved at
+the family's node mask. The allocator adds what Kubernetes' controller keeps
+around its ``CidrSet``\\ s: who holds what, and the rules that tie a node's
+CIDRs of both families together. Where Kubernetes leaks the first family's
+CIDR when the second family is exhausted, and matches a node's ``podCIDRs``
+to pools by position, this allocator is all-or-nothing and matches by family.
+
+Inside, a node's CIDRs are subnet indices (``{family: index}``) and the
+reverse map ``(family, index) -> node`` makes :meth:`~NodeCIDRAllocator.owner_of`
+O(1). Service ranges that overlap a cluster CIDR are occupied at
+construction, as kube-controller-manager does at start-up, and are never
+handed out nor released.
+
+>>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
+>>> alloc.allocate("node-a")
+(IPNetwork('10.244.0.0/24'), IPNetwork('fc00::/64'))
+>>> alloc.owner_of("10.244.0.17"), alloc.used("IPv6"), alloc.free("IPv4")
+('node-a', 1, 255)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterable, Iterator
+from random import Random
+from typing import Any
+
+import netaddr
+
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.errors import (
+    AlreadyAllocatedError,
+    FamilyNotConfiguredError,
+    InvalidConfigError,
+    IPAMError,
+    NotInRangeError,
+    PoolExhaustedError,
+    SnapshotError,
+)
+from dualstack_ipam.net.family import (
+    IPFamily,
+    Net,
+    make_address,
+    make_network,
+    parse_family,
+    parse_network,
+)
+from dualstack_ipam.pools.subnets import SubnetPool
+from dualstack_ipam.snapshot import envelope, open_envelope, read_int
+
+__all__ = ["NodeCIDRAllocator"]
+
+_KIND = "NodeCIDRAllocator"
+_NETWORK_TYPES = (netaddr.IPNetwork, ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+def _check_node(node: Any) -> str:
+    if not isinstance(node, str) or not node:
+        raise InvalidConfigError(f"a node name must be a non-empty str, got {node!r}", value=node)
+    return node
+
+
+def _cidr_list(cidrs: Any) -> list[Any]:
+    # A str may list CIDRs with commas, like --cluster-cidr; a network object
+    # is iterable over its addresses and so must never be iterated.
+    if isinstance(cidrs, str):
+        return [part.strip() for part in cidrs.split(",")] if cidrs.strip() else []
+    if isinstance(cidrs, _NETWORK_TYPES):
+        return [cidrs]
+    if isinstance(cidrs, (bytes, bytearray, memoryview)) or not isinstance(cidrs, Iterable):
+        raise InvalidConfigError(
+            f"pod CIDRs must be a sequence of CIDRs or one comma-separated str, got {cidrs!r}",
+            value=cidrs,
+        )
+    return list(cidrs)
+
+
+class NodeCIDRAllocator:
+    """Per-node pod CIDRs, one per configured family, in the cluster's order.
+
+    Args:
+        config: the :class:`~dualstack_ipam.ClusterConfig`.
+        strategy: ``"next-fit"`` (Kubernetes' rotating cursor) or
+            ``"lowest"``, passed to every :class:`SubnetPool`.
+
+    Node names are non-empty strings (:class:`InvalidConfigError` otherwise).
+    Every method is thread-safe: one re-entrant lock guards the owners and
+    the pools together.
+
+    Raises:
+        InvalidConfigError: ``config`` is not a ClusterConfig, or a bad strategy.
+
+    >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.0.0/20"))
+    >>> alloc.capacity("IPv4"), alloc.reserved("IPv4"), alloc.allocate("n1")
+    (256, 16, (IPNetwork('10.0.16.0/24'),))
+    """
+
+    __slots__ = ("_config", "_lock", "_nodes", "_owners", "_pools", "_reserved", "_strategy")
+
+    def __init__(self, config: ClusterConfig, *, strategy: str = "next-fit") -> None:
+        if not isinstance(config, ClusterConfig):
+            raise InvalidConfigError(
+                f"config must be a ClusterConfig, got {type(config).__name__}", value=config
+            )
+        self._config = config
+        self._pools: dict[IPFamily, SubnetPool] = {
+            family: SubnetPool(
+                config.cluster_cidr(family), config.node_mask(family), strategy=strategy
+            )
+            for family in config.families
+        }
+        self._strategy = strategy
+        # family -> [first, stop) subnet indices set aside for the Service range.
+        self._reserved: dict[IPFamily, tuple[int, int]] = {}
+        for family, pool in self._pools.items():
+            if family in config.service_families:
+                service = config.service_cidr(family)
+                if pool.cidr.first <= service.last and service.first <= pool.cidr.last:
+                    first = pool.index_of(make_address(max(service.first, pool.cidr.first), family))
+                    last = pool.index_of(make_address(min(service.last, pool.cidr.last), family))
+                    pool.occupy(service)
+                    self._reserved[family] = (first, last + 1)
+        self._nodes: dict[str, dict[IPFamily, int]] = {}
+        self._owners: dict[tuple[IPFamily, int], str] = {}
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeCIDRAllocator({self._config!r}, strategy={self._strategy!r})<nodes={len(self)}>"
+        )
+
+    @property
+    def config(self) -> ClusterConfig:
+        """The cluster configuration.
+
+        Complexity:
+            O(1).
+
+        >>> NodeCIDRAllocator(ClusterConfig("10.244.0.0/16")).config.families
+        (<IPFamily.IPv4: 'IPv4'>,)
+        """
+        return self._config
+
+    @property
+    def strategy(self) -> str:
+        """The pools' allocation strategy.
+
+        Complexity:
+            O(1).
+
+        >>> NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"), strategy="lowest").strategy
+        'lowest'
+        """
+        return self._strategy
+
+    # ------------------------------------------------------------ helpers
+
+    def _pool(self, family: Any) -> SubnetPool:
+        fam = parse_family(family)
+        try:
+            return self._pools[fam]
+        except KeyError:
+            raise FamilyNotConfiguredError(
+                f"the cluster has no {fam} cluster CIDR "
+                f"(configured: {', '.join(str(f) for f in self._pools)})",
+                family=fam,
+            ) from None
+
+    def _cidrs(self, held: dict[IPFamily, int]) -> tuple[netaddr.IPNetwork, ...]:
+        return tuple(
+            self._pools[family].subnet_at(held[family]) for family in self._pools if family in held
+        )
+
+    def _is_reserved(self, family: IPFamily, index: int) -> bool:
+        span = self._reserved.get(family)
+        return span is not None and span[0] <= index < span[1]
+
+    def _locate(self, node: str, net: Net, seen: dict[IPFamily, int]) -> int:
+        """The subnet index of one of ``node``'s pod CIDRs, checked against the config."""
+        pool = self._pools.get(net.family)
+        text = str(make_network(*net))
+        if pool is None:
+            raise FamilyNotConfiguredError(
+                f"node {node!r}: pod CIDR {text!r} is {net.family}, which the cluster has no "
+                f"cluster CIDR for",
+                family=net.family,
+            )
+        if net.family in seen:
+            other = pool.subnet_at(seen[net.family])
+            raise InvalidConfigError(
+                f"node {node!r}: two {net.family} pod CIDRs ({other} and {text}); "
+                "a node holds at most one per family",
+                value=make_network(*net),
+            )
+        if net.prefixlen != pool.prefixlen:
+            raise InvalidConfigError(
+                f"node {node!r}: pod CIDR {text!r} has prefix length {net.prefixlen}, but the "
+                f"{net.family} node mask is {pool.prefixlen}",
+                value=make_network(*net),
+            )
+        try:
+            return pool.index_of(make_network(*net))
+        except NotInRangeError:
+            raise NotInRangeError(
+                f"node {node!r}: pod CIDR {text!r} is not inside the cluster CIDR {pool.cidr}",
+                value=make_network(*net),
+                pool_cidr=pool.cidr,
+            ) from None
+
+    # ------------------------------------------------------------ public
+
+    def allocate(self, node: str) -> tuple[netaddr.IPNetwork, ...]:
+        """Give ``node`` one pod CIDR per family, in ``config.families`` order.
+
+        Idempotent: a node that has CIDRs gets the same ones back, and a node
+        holding only some families (after a partial :meth:`occupy`) gets the
+        missing ones. Atomic: if any family it needs is exhausted, nothing
+        changes (no pool, no cursor).
+
+        Complexity:
+            O(1) amortised per family (the pools' free-space search).
+
+        Raises:
+            PoolExhaustedError: a needed family has no free subnet.
+            InvalidConfigError: ``node`` is not a non-empty str.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("fc00::/24,10.244.0.0/16"))
+        >>> alloc.allocate("a")
+        (IPNetwork('fc00::/64'), IPNetwork('10.244.0.0/24'))
+        >>> alloc.allocate("a") == alloc.get("a")
+        True
+        """
+        _check_node(node)
+        with self._lock:
+            held = self._nodes.get(node, {})
+            missing = [family for family in self._pools if family not in held]
+            for family in missing:
+                # Checking every family first is what makes the call atomic:
+                # under our lock no one else touches the pools.
+                if self._pools[family].free == 0:
+                    raise PoolExhaustedError(
+                        "CIDR allocation failed; there are no remaining CIDRs left to allocate "
+                        f"in the accepted range {self._pools[family].cidr} (node {node!r})",
+                        pool_cidr=self._pools[family].cidr,
+                    )
+            if missing:
+                held = dict(held)
+                for family in missing:
+                    pool = self._pools[family]
+                    index = pool.index_of(pool.allocate_next())
+                    held[family] = index
+                    self._owners[family, index] = node
+                self._nodes[node] = held
+            return self._cidrs(held)
+
+    def occupy(self, node: str, cidrs: Any) -> tuple[netaddr.IPNetwork, ...]:
+        """Record pod CIDRs ``node`` already has (e.g. after a controller restart).
+
+        ``cidrs`` is a sequence (or one comma-separated str) of one to
+        ``len(config.families)`` CIDRs, at most one per family, matched to
+        the pools by family, not position. Host bits are dropped. Occupying
+        what the node already holds is a no-op. All-or-nothing.
+
+        Returns:
+            Every CIDR ``node`` holds afterwards, in ``config.families`` order.
+
+        Complexity:
+            O(k) for k CIDRs.
+
+        Raises:
+            InvalidConfigError: no CIDR, two of one family, or a prefix
+                length other than the node mask (:class:`AddressFormatError`
+                for unparseable input).
+            FamilyNotConfiguredError: a CIDR of a family the cluster lacks.
+            NotInRangeError: a CIDR outside its cluster CIDR.
+            AlreadyAllocatedError: a CIDR held by another node (``.owner``
+                names it) or set aside for Services, or ``node`` already
+                holding a different CIDR of that family.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
+        >>> alloc.occupy("a", ["fc00:0:0:7::/64", "10.244.3.0/24"])
+        (IPNetwork('10.244.3.0/24'), IPNetwork('fc00:0:0:7::/64'))
+        >>> alloc.owner_of("fc00:0:0:7::1")
+        'a'
+        """
+        _check_node(node)
+        nets = [parse_network(cidr) for cidr in _cidr_list(cidrs)]
+        if not nets:
+            raise InvalidConfigError(
+                f"node {node!r}: no pod CIDR given to occupy (got {cidrs!r})", value=cidrs
+            )
+        with self._lock:
+            wanted: dict[IPFamily, int] = {}
+            for net in nets:
+                wanted[net.family] = self._locate(node, net, wanted)
+            held = self._nodes.get(node, {})
+            for family, index in wanted.items():
+                cidr = self._pools[family].subnet_at(index)
+                owner = self._owners.get((family, index))
+                if owner is not None and owner != node:
+                    raise AlreadyAllocatedError(
+                        f"node {node!r}: pod CIDR {cidr} is already allocated to node {owner!r}",
+                        value=cidr,
+                        owner=owner,
+                    )
+                if self._is_reserved(family, index):
+                    raise AlreadyAllocatedError(
+                        f"node {node!r}: pod CIDR {cidr} overlaps the Service range "
+                        f"{self._config.service_cidr(family)}, which is set aside",
+                        value=cidr,
+                    )
+                if family in held and held[family] != index:
+                    raise AlreadyAllocatedError(
+                        f"node {node!r} already holds {self._pools[family].subnet_at(held[family])}"
+                        f", not {cidr}",
+                        value=cidr,
+                        owner=node,
+                    )
+            new = {family: index for family, index in wanted.items() if family not in held}
+            if new:
+                held = {**held, **new}
+                for family, index in new.items():
+                    self._pools[family].occupy(self._pools[family].subnet_at(index))
+                    self._owners[family, index] = node
+                self._nodes[node] = held
+            return self._cidrs(held)
+
+    def release(self, node: str) -> bool:
+        """Free every pod CIDR of ``node``; True if it held any.
+
+        Releasing an unknown node is a no-op that returns False.
+
+        Complexity:
+            O(1) per family.
+
+        Raises:
+            InvalidConfigError: ``node`` is not a non-empty str.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.allocate("a")
+        >>> alloc.release("a"), alloc.release("a"), alloc.used("IPv4")
+        (True, False, 0)
+        """
+        _check_node(node)
+        with self._lock:
+            held = self._nodes.pop(node, None)
+            if held is None:
+                return False
+            for family, index in held.items():
+                pool = self._pools[family]
+                pool.release(pool.subnet_at(index))
+                del self._owners[family, index]
+            return True
+
+    def get(self, node: str) -> tuple[netaddr.IPNetwork, ...] | None:
+        """The pod CIDRs of ``node`` in ``config.families`` order, or None.
+
+        Complexity:
+            O(1).
+
+        Raises:
+            InvalidConfigError: ``node`` is not a non-empty str.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> alloc.get("a") is None, alloc.allocate("a") == alloc.get("a")
+        (True, True)
+        """
+        _check_node(node)
+        with self._lock:
+            held = self._nodes.get(node)
+            return None if held is None else self._cidrs(held)
+
+    def __contains__(self, node: object) -> bool:
+        """Whether ``node`` holds any pod CIDR (False for non-str).
+
+        Complexity:
+            O(1).
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.allocate("a")
+        >>> "a" in alloc, "b" in alloc, 3 in alloc
+        (True, False, False)
+        """
+        return isinstance(node, str) and node in self._nodes
+
+    def __len__(self) -> int:
+        """The number of nodes holding pod CIDRs.
+
+        Complexity:
+            O(1).
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.allocate("a"), alloc.allocate("b")
+        >>> len(alloc)
+        2
+        """
+        return len(self._nodes)
+
+    def __iter__(self) -> Iterator[str]:
+        """The node names, in the order they got their first CIDR (a copy).
+
+        Complexity:
+            O(n) for the copy.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.allocate("b"), alloc.allocate("a")
+        >>> list(alloc)
+        ['b', 'a']
+        """
+        with self._lock:
+            return iter(list(self._nodes))
+
+    def items(self) -> list[tuple[str, tuple[netaddr.IPNetwork, ...]]]:
+        """``(node, cidrs)`` pairs, cidrs in ``config.families`` order (a copy).
+
+        Complexity:
+            O(n).
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.allocate("a")
+        >>> alloc.items()
+        [('a', (IPNetwork('10.244.0.0/24'),))]
+        """
+        with self._lock:
+            return [(node, self._cidrs(held)) for node, held in self._nodes.items()]
+
+    def owner_of(self, address_or_cidr: Any) -> str | None:
+        """The node whose pod CIDR holds ``address_or_cidr`` entirely, or None.
+
+        None for a network larger than a node CIDR, for anything outside the
+        cluster CIDRs and for a family the cluster does not have.
+
+        Complexity:
+            O(1).
+
+        Raises:
+            AddressFormatError: not an address or network.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.allocate("a")
+        >>> alloc.owner_of("10.244.0.0/26"), alloc.owner_of("10.244.0.0/16"), alloc.owner_of("::1")
+        ('a', None, None)
+        """
+        net = parse_network(address_or_cidr)
+        pool = self._pools.get(net.family)
+        if pool is None or net.prefixlen < pool.prefixlen:
+            return None
+        try:
+            index = pool.index_of(make_network(*net))
+        except NotInRangeError:
+            return None
+        with self._lock:
+            return self._owners.get((net.family, index))
+
+    def capacity(self, family: IPFamily | str) -> int:
+        """Subnets of ``family``'s cluster CIDR at the node mask (reserved included).
+
+        Complexity:
+            O(1).
+
+        Raises:
+            FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        >>> NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24")).capacity("IPv6") == 2**40
+        True
+        """
+        return self._pool(family).capacity
+
+    def reserved(self, family: IPFamily | str) -> int:
+        """Subnets of ``family`` set aside because a Service range overlaps them.
+
+        Complexity:
+            O(1).
+
+        Raises:
+            FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        >>> NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22")).reserved("IPv4")
+        4
+        """
+        fam = self._pool(family).family
+        span = self._reserved.get(fam)
+        return 0 if span is None else span[1] - span[0]
+
+    def used(self, family: IPFamily | str) -> int:
+        """Subnets of ``family`` held by nodes.
+
+        Complexity:
+            O(1).
+
+        Raises:
+            FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
+        >>> _ = alloc.allocate("a")
+        >>> alloc.used("IPv4")
+        1
+        """
+        with self._lock:
+            return self._pool(family).used - self.reserved(family)
+
+    def free(self, family: IPFamily | str) -> int:
+        """Subnets of ``family`` still free: capacity - reserved - used.
+
+        Complexity:
+            O(1).
+
+        Raises:
+            FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
+        >>> _ = alloc.allocate("a")
+        >>> alloc.free("IPv4")
+        251
+        """
+        return self._pool(family).free
+
+    # --------------------------------------------------------- snapshots
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready, versioned description of the whole allocator.
+
+        Keys: ``kind`` (``"NodeCIDRAllocator"``), ``version``, ``used`` (the
+        number of nodes), ``config`` (:meth:`ClusterConfig.to_dict`),
+        ``strategy``, ``pools`` (each pool's snapshot, in
+        ``config.families`` order; cursors included) and ``nodes`` (node ->
+        list of CIDR text, in ``config.families`` order).
+
+        Complexity:
+            O(n) in the nodes and the pools' allocated chunks.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.allocate("a")
+        >>> data = alloc.snapshot()
+        >>> data["kind"], data["used"], data["nodes"]
+        ('NodeCIDRAllocator', 1, {'a': ['10.244.0.0/24']})
+        >>> NodeCIDRAllocator.restore(data).snapshot() == data
+        True
+        """
+        with self._lock:
+            return envelope(
+                _KIND,
+                len(self._nodes),
+                config=self._config.to_dict(),
+                strategy=self._strategy,
+                pools=[pool.snapshot() for pool in self._pools.values()],
+                nodes={
+                    node: [str(c) for c in self._cidrs(held)] for node, held in self._nodes.items()
+                },
+            )
+
+    @classmethod
+    def restore(cls, data: Any, *, rng: Random | None = None) -> NodeCIDRAllocator:
+        """Rebuild an allocator from :meth:`snapshot` (``rng`` is unused).
+
+        The pools are restored as written (cursors included) and must agree
+        with the configuration, the Service set-aside and the nodes: every
+        node CIDR allocated, no CIDR held twice, and the counts equal.
+
+        Complexity:
+            O(n) in the snapshot's size.
+
+        Raises:
+            SnapshotError: corrupt, truncated, of another kind or version, or
+                with owners and pools that disagree.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
+        >>> _ = alloc.allocate("a")
+        >>> NodeCIDRAllocator.restore(alloc.snapshot()).get("a") == alloc.get("a")
+        True
+        """
+        fields = open_envelope(data, _KIND, ["config", "strategy", "pools", "nodes"])
+        config = ClusterConfig.from_dict(fields["config"])
+        try:
+            alloc = cls(config, strategy=fields["strategy"])
+        except InvalidConfigError as exc:
+            raise SnapshotError(f"{_KIND} snapshot: {exc}") from None
+        pools, nodes = fields["pools"], fields["nodes"]
+        if not isinstance(pools, list) or len(pools) != len(config.families):
+            raise SnapshotError(
+                f"{_KIND} snapshot needs one pool per family {list(map(str, config.families))}"
+            )
+        if not isinstance(nodes, dict):
+            raise SnapshotError(f"{_KIND} snapshot field 'nodes' must be a mapping")
+        for family, pool_data in zip(config.families, pools, strict=True):
+            alloc._load_pool(family, pool_data)
+        for node, cidrs in nodes.items():
+            alloc._load_node(node, cidrs)
+        alloc._check_counts(read_int(fields["used"], "used"))
+        return alloc
+
+    def _load_pool(self, family: IPFamily, data: Any) -> None:
+        pool = SubnetPool.restore(data)
+        fresh = self._pools[family]
+        if (pool.cidr, pool.prefixlen, pool.strategy) != (
+            fresh.cidr,
+            fresh.prefixlen,
+            fresh.strategy,
+        ):
+            raise SnapshotError(
+                f"{_KIND} snapshot: {family} pool {pool!r} does not match the configuration "
+                f"({fresh!r})"
+            )
+        if family in self._reserved and not pool.is_allocated(self._config.service_cidr(family)):
+            raise SnapshotError(
+                f"{_KIND} snapshot: the {family} subnets set aside for the Service range "
+                f"{self._config.service_cidr(family)} are not all allocated"
+            )
+        self._pools[family] = pool
+
+    def _load_node(self, node: Any, cidrs: Any) -> None:
+        if not isinstance(node, str) or not node:
+            raise SnapshotError(f"{_KIND} snapshot: bad node name {node!r}")
+        if not isinstance(cidrs, list) or not cidrs or not all(isinstance(c, str) for c in cidrs):
+            raise SnapshotError(f"{_KIND} snapshot: node {node!r} needs a list of CIDR text")
+        held: dict[IPFamily, int] = {}
+        try:
+            for cidr in cidrs:
+                net = parse_network(cidr)
+                held[net.family] = self._locate(node, net, held)
+        except IPAMError as exc:
+            raise SnapshotError(f"{_KIND} snapshot: {exc}") from None
+        order = [family for family in self._pools if family in held]
+        if [parse_network(c).family for c in cidrs] != order:
+            raise SnapshotError(f"{_KIND} snapshot: node {node!r} CIDRs not in family order")
+        for family, index in held.items():
+            cidr = self._pools[family].subnet_at(index)
+            if (family, index) in self._owners or self._is_reserved(family, index):
+                raise SnapshotError(f"{_KIND} snapshot: {cidr} is held twice (node {node!r})")
+            if not self._pools[family].is_allocated(cidr):
+                raise SnapshotError(f"{_KIND} snapshot: node {node!r} holds {cidr}, which is free")
+            self._owners[family, index] = node
+        self._nodes[node] = held
+
+    def _check_counts(self, used: int) -> None:
+        if used != len(self._nodes):
+            raise SnapshotError(f"{_KIND} snapshot says used={used} but lists {len(self._nodes)}")
+        for family, pool in self._pools.items():
+            held = sum(1 for f, _ in self._owners if f is family)
+            if pool.used != held + self.reserved(family):
+                raise SnapshotError(
+                    f"{_KIND} snapshot: the {family} pool has {pool.used} subnets allocated, but "
+                    f"nodes hold {held} and Services {self.reserved(family)}"
+                )
+
+    def _check_invariants(self) -> None:
+        """Assert owners and pools agree, no CIDR is shared, counts add up.
+
+        Complexity:
+            O(n) in the nodes and the pools' allocated chunks.
+        """
+        with self._lock:
+            assert list(self._pools) == list(self._config.families)
+            owned = 0
+            for node, held in self._nodes.items():
+                assert held, f"node {node!r} holds nothing"
+                for family, index in held.items():
+                    assert self._owners.get((family, index)) == node, (node, family, index)
+                    assert not self._is_reserved(family, index), (node, family, index)
+                    assert self._pools[family].is_allocated(self._pools[family].subnet_at(index))
+                    owned += 1
+            assert owned == len(self._owners), "owners not the inverse of nodes"
+            for family, pool in self._pools.items():
+                pool._check_invariants()
+                assert pool.strategy == self._strategy
+                count = sum(1 for f, _ in self._owners if f is family)
+                assert pool.used == count + self.reserved(family), (family, pool.used, count)
+                assert pool.capacity - self.reserved(family) == self._config.node_capacity(family)
+                if family in self._reserved:
+                    assert pool.is_allocated(self._config.service_cidr(family))

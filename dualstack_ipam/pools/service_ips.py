@@ -1,0 +1,318 @@
+"""ServiceIPPool: single addresses from a Service range (Kubernetes ``ipallocator``).
+
+Slot ``k`` of the allocated set is the address ``network + 1 + k``: the
+network address is never handed out, nor is the IPv4 broadcast address. The
+slots ``[0, offset)`` form the static band of KEP-3070; dynamic allocation
+takes from ``[offset, capacity)`` first. Unlike Kubernetes, every address of
+an IPv6 range is usable, a /64 included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from random import Random
+from typing import Any
+
+import netaddr
+
+from dualstack_ipam.errors import (
+    AlreadyAllocatedError,
+    InvalidConfigError,
+    NotInRangeError,
+    PoolExhaustedError,
+)
+from dualstack_ipam.net.family import (
+    IPFamily,
+    address_factory,
+    make_address,
+    parse_address,
+    parse_network,
+)
+from dualstack_ipam.pools.base import BasePool, check_strategy
+from dualstack_ipam.snapshot import envelope
+
+__all__ = ["ServiceIPPool", "static_band_size"]
+
+_STRATEGIES = ("random", "sequential")
+
+
+def static_band_size(range_size: int) -> int:
+    """KEP-3070's static band for a range of ``range_size`` addresses.
+
+    0 if the range holds 16 addresses or fewer, else ``range_size // 16``
+    clamped to ``[16, 256]``. Complexity: O(1).
+
+    >>> [static_band_size(2**h) for h in (4, 5, 10, 24)]
+    [0, 16, 64, 256]
+    """
+    if range_size <= 16:
+        return 0
+    return min(max(16, range_size // 16), 256)
+
+
+class ServiceIPPool(BasePool):
+    """Service cluster IPs from one range.
+
+    Args:
+        cidr: the Service range (host bits are dropped).
+        strategy: ``"random"`` (the default, as Kubernetes: a random start in
+            the band, then the next free address) or ``"sequential"`` (the
+            lowest free address of the band).
+        rng: a ``random.Random`` for reproducible runs; a fresh one if None.
+
+    Raises:
+        AddressFormatError: ``cidr`` is not a network.
+        InvalidConfigError: a bad ``strategy`` or ``rng``.
+
+    >>> import random
+    >>> pool = ServiceIPPool("10.96.0.0/12", rng=random.Random(1))
+    >>> pool.capacity, pool.offset
+    (1048574, 256)
+    >>> pool.allocate("10.96.0.10"), pool.is_allocated("10.96.0.10"), pool.used
+    (IPAddress('10.96.0.10'), True, 1)
+    >>> ServiceIPPool("fd00::/64", strategy="sequential").allocate_next()
+    IPAddress('fd00::101')
+    """
+
+    __slots__ = (
+        "_base",
+        "_low",
+        "_low_static",
+        "_make",
+        "_offset",
+        "_random",
+        "_rng",
+        "_static_used",
+        "_top",
+    )
+
+    _KIND = "ServiceIPPool"
+
+    def __init__(self, cidr: Any, *, strategy: str = "random", rng: Random | None = None) -> None:
+        net = parse_network(cidr)
+        if rng is not None and not isinstance(rng, Random):
+            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
+        size = 1 << (net.family.width - net.prefixlen)
+        usable = max(size - 2, 0) if net.family is IPFamily.IPv4 else size - 1
+        super().__init__(net, usable, check_strategy(strategy, _STRATEGIES))
+        self._base = net.value + 1
+        self._offset = static_band_size(size)
+        self._top = usable
+        self._random = self._strategy == "random"
+        self._rng = rng if rng is not None else Random()
+        self._make = address_factory(net.family)
+        # Used slots in the static band, so a full dynamic band is skipped in
+        # O(1) instead of being searched on every allocation.
+        self._static_used = 0
+        # Every slot of [offset, _low) and of [0, _low_static) is used, so the
+        # sequential strategy starts its search there instead of re-walking
+        # the full runs below (allocate keeps this true; release lowers them).
+        self._low = self._offset
+        self._low_static = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"ServiceIPPool({str(self.cidr)!r}, strategy={self._strategy!r})"
+            f"<used={self.used}/{self.capacity}>"
+        )
+
+    @property
+    def offset(self) -> int:
+        """Size of the static band at the bottom of the range. Complexity: O(1)."""
+        return self._offset
+
+    # ------------------------------------------------------------ helpers
+
+    def _slot(self, ip: Any) -> int:
+        """The slot of ``ip``, or -1 if it is not a usable address of the range."""
+        value, family = parse_address(ip)
+        slot = value - self._base
+        if family is not self._family or not 0 <= slot < self._bitmap.size:
+            return -1
+        return slot
+
+    def _slot_or_raise(self, ip: Any) -> int:
+        slot = self._slot(ip)
+        if slot < 0:
+            value, family = parse_address(ip)
+            raise NotInRangeError(
+                f"provided IP {ip!r} is not in the valid range of {self.cidr}; the range of "
+                "valid IPs excludes the network address"
+                + (" and the broadcast address" if self._family is IPFamily.IPv4 else ""),
+                value=make_address(value, family),
+                pool_cidr=self.cidr,
+            )
+        return slot
+
+    # ------------------------------------------------------------ public
+
+    def allocate(self, ip: Any) -> netaddr.IPAddress:
+        """Allocate the address ``ip``.
+
+        Raises:
+            NotInRangeError: ``ip`` is not a usable address of this range.
+            AlreadyAllocatedError: ``ip`` is taken.
+
+        Complexity: O(1) amortised.
+
+        >>> pool = ServiceIPPool("192.168.1.0/24")
+        >>> pool.allocate("192.168.1.1")
+        IPAddress('192.168.1.1')
+        """
+        slot = self._slot_or_raise(ip)
+        address = make_address(self._base + slot, self._family)
+        with self._lock:
+            if not self._bitmap.add(slot):
+                raise AlreadyAllocatedError(
+                    f"provided IP {ip!r} is already allocated in {self.cidr}", value=address
+                )
+            if slot < self._offset:
+                self._static_used += 1
+        return address
+
+    def allocate_next(self) -> netaddr.IPAddress:
+        """Allocate a dynamic address: the upper band first, then the static band.
+
+        Raises:
+            PoolExhaustedError: every usable address is allocated.
+
+        Complexity: O(1) amortised; independent of the range size and fill.
+
+        >>> pool = ServiceIPPool("192.168.1.0/25", strategy="sequential")
+        >>> pool.offset, pool.allocate_next()
+        (16, IPAddress('192.168.1.17'))
+        """
+        with self._lock:
+            bitmap, offset, top = self._bitmap, self._offset, self._top
+            slot = -1
+            if bitmap._used - self._static_used < top - offset:
+                if self._random:
+                    slot = bitmap.take_random(offset, top, self._rng)
+                else:
+                    slot = bitmap.take_free(self._low, offset, top)
+                    self._low = slot + 1 if slot + 1 < top else offset
+            elif self._static_used < offset:
+                if self._random:
+                    slot = bitmap.take_random(0, offset, self._rng)
+                else:
+                    slot = bitmap.take_free(self._low_static, 0, offset)
+                    self._low_static = slot + 1 if slot + 1 < offset else 0
+                self._static_used += 1
+            if slot < 0:
+                raise PoolExhaustedError(
+                    f"range is full: no free address left in {self.cidr}", pool_cidr=self.cidr
+                )
+            return self._make(self._base + slot)
+
+    def release(self, ip: Any) -> bool:
+        """Free ``ip``; True if it was allocated, False if it was already free.
+
+        Raises:
+            NotInRangeError: ``ip`` is not a usable address of this range.
+
+        Complexity: O(1) amortised.
+
+        >>> pool = ServiceIPPool("192.168.1.0/24"); _ = pool.allocate("192.168.1.9")
+        >>> pool.release("192.168.1.9"), pool.release("192.168.1.9")
+        (True, False)
+        """
+        slot = self._slot_or_raise(ip)
+        with self._lock:
+            if not self._bitmap.discard(slot):
+                return False
+            if slot < self._offset:
+                self._static_used -= 1
+                if slot < self._low_static:
+                    self._low_static = slot
+            elif slot < self._low:
+                self._low = slot
+            return True
+
+    def is_allocated(self, ip: Any) -> bool:
+        """Whether ``ip`` is allocated (False outside the usable range).
+
+        Complexity: O(1).
+
+        >>> ServiceIPPool("192.168.1.0/24").is_allocated("10.0.0.1")
+        False
+        """
+        slot = self._slot(ip)
+        if slot < 0:
+            return False
+        with self._lock:
+            return slot in self._bitmap
+
+    def __iter__(self) -> Iterator[netaddr.IPAddress]:
+        """Allocated addresses, ascending (a generator over one consistent state).
+
+        Complexity: O(1) per address, after copying the O(runs) run list.
+        """
+        for slot in self._indices():
+            yield make_address(self._base + slot, self._family)
+
+    # --------------------------------------------------------- snapshots
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready, versioned description of the pool.
+
+        The random generator's state is not part of it: pass ``rng`` to
+        :meth:`restore` for a reproducible continuation.
+
+        Complexity: O(n) in the allocated chunks.
+
+        >>> pool = ServiceIPPool("10.96.0.0/24"); _ = pool.allocate("10.96.0.1")
+        >>> restored = ServiceIPPool.restore(pool.snapshot())
+        >>> list(restored), restored.snapshot() == pool.snapshot()
+        ([IPAddress('10.96.0.1')], True)
+        """
+        with self._lock:
+            return envelope(
+                self._KIND,
+                self._bitmap.count,
+                cidr=str(self.cidr),
+                strategy=self._strategy,
+                allocated=self._bitmap.to_json(),
+            )
+
+    @classmethod
+    def restore(cls, data: Any, *, rng: Random | None = None) -> ServiceIPPool:
+        """Rebuild a pool from :meth:`snapshot`, drawing from ``rng`` if given.
+
+        Raises:
+            SnapshotError: corrupt, truncated, of another kind or version, or
+                with counts that disagree with the allocated set.
+
+        Complexity: O(n) in the snapshot's size.
+        """
+        if rng is not None and not isinstance(rng, Random):
+            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
+        pool, _ = cls._from_snapshot(
+            data, [], lambda cidr, f: cls(cidr, strategy=f["strategy"], rng=rng)
+        )
+        pool._static_used = pool._count_static()
+        return pool
+
+    def _count_static(self) -> int:
+        used = 0
+        for start, stop in self._bitmap.runs():
+            if start >= self._offset:
+                break
+            used += min(stop, self._offset) - start
+        return used
+
+    def _check_invariants(self) -> None:
+        """Assert the pool's internal consistency. Complexity: O(n)."""
+        with self._lock:
+            self._check_base_invariants()
+            size = 1 << (self._family.width - self._net.prefixlen)
+            usable = max(size - 2, 0) if self._family is IPFamily.IPv4 else size - 1
+            assert self._bitmap.size == usable, "capacity disagrees with the range"
+            assert self._offset == static_band_size(size), "static band disagrees with the range"
+            assert self._base == self._net.value + 1
+            assert self._top == self._bitmap.size
+            assert self._static_used == self._count_static(), "static band count out of sync"
+            assert self._offset <= self._low <= max(self._offset, self._top - 1)
+            assert 0 <= self._low_static <= max(0, self._offset - 1)
+            assert self._bitmap.all_set(self._offset, self._low), "dynamic low mark too high"
+            assert self._bitmap.all_set(0, self._low_static), "static low mark too high"
+            assert self._strategy in _STRATEGIES

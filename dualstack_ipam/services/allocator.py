@@ -1,0 +1,582 @@
+"""ServiceIPAllocator: Service cluster IPs of every configured family, by key.
+
+One :class:`~dualstack_ipam.ServiceIPPool` per Service range. A key (a plain
+string, or ``namespace/name`` for manifests: one shared namespace) holds one
+address per family, primary first. The seed's ``allocate(key, family, ip)``
+and the manifest API, which applies Kubernetes' dual-stack Service rules
+(:mod:`dualstack_ipam.services.manifest`), share that state. Every call is
+all-or-nothing and thread-safe.
+
+Choices where the contract is silent, made as a Kubernetes operator expects:
+
+- ``update_service`` inherits every omitted (absent or None) ``spec`` field,
+  and the name and namespace, from ``old``; ``clusterIP: ""``,
+  ``clusterIPs: []`` and ``ipFamilies: []`` count as omitted too, as in
+  Kubernetes' ``patchAllocatedValues``. The rest of ``new`` is taken as it
+  is. Returned addresses are in canonical text.
+- A manifest must be plain data: a recursive YAML alias, nesting deeper than
+  100 levels or an uncopyable value (a generator) is a
+  ``ServiceValidationError`` at that path, in every manifest method.
+- ``release_service`` releases by key, as ``kubectl delete`` does.
+- A requested address held by another key raises :class:`ClusterIPTakenError`:
+  both a ``ServiceValidationError`` (``.field``) and an
+  ``AlreadyAllocatedError`` (``.owner``), so "taken" and "invalid" differ.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from random import Random
+from typing import Any
+
+import netaddr
+
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.errors import (
+    AlreadyAllocatedError,
+    ClusterIPTakenError,
+    FamilyNotConfiguredError,
+    InvalidConfigError,
+    IPAMError,
+    PoolExhaustedError,
+    ServiceValidationError,
+    SnapshotError,
+)
+from dualstack_ipam.net.family import IPFamily, make_address, parse_address, parse_family
+from dualstack_ipam.pools.service_ips import ServiceIPPool
+from dualstack_ipam.services import manifest as mf
+from dualstack_ipam.snapshot import envelope, open_envelope, read_int
+
+__all__ = ["ClusterIPTakenError", "ServiceIPAllocator"]
+
+Address = tuple[IPFamily, int]
+_KIND = "ServiceIPAllocator"
+
+
+def _text(address: tuple[IPFamily, int | None]) -> str:
+    return "" if address[1] is None else str(make_address(address[1], address[0]))
+
+
+def _usable(cidr: netaddr.IPNetwork, value: int) -> bool:
+    """Whether ``value`` may be allocated in the Service range ``cidr`` (api.md:
+    IPv4 loses the network and broadcast addresses, IPv6 the network one)."""
+    first, last = int(cidr.first), int(cidr.last)
+    return first < value <= (last - 1 if cidr.version == 4 else last)
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidConfigError(f"a key must be a non-empty str, got {key!r}", value=key)
+    return key
+
+
+class ServiceIPAllocator:
+    """Service cluster IPs from a cluster's Service ranges.
+
+    Args:
+        config: a :class:`~dualstack_ipam.ClusterConfig` with one or two
+            Service ranges; the first is the default family.
+        strategy: ``"random"`` or ``"sequential"``, for every pool.
+        rng: a ``random.Random`` shared by the pools, for reproducible runs.
+
+    Raises:
+        InvalidConfigError: no Service range, a bad strategy or rng.
+
+    >>> config = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12,fd00:10:96::/112")
+    >>> alloc = ServiceIPAllocator(config, strategy="sequential")
+    >>> alloc.allocate("dns", ip="10.96.0.10"), alloc.allocate("web", family="IPv6")
+    (IPAddress('10.96.0.10'), IPAddress('fd00:10:96::101'))
+    >>> svc = alloc.allocate_service({"metadata": {"name": "my-service"},
+    ...     "spec": {"ipFamilyPolicy": "PreferDualStack", "selector": {"app": "MyApp"}}})
+    >>> svc["spec"]["clusterIPs"], svc["spec"]["ipFamilies"]
+    (['10.96.1.1', 'fd00:10:96::102'], ['IPv4', 'IPv6'])
+    """
+
+    __slots__ = ("_config", "_held", "_lock", "_owners", "_pools", "_strategy")
+
+    def __init__(
+        self, config: ClusterConfig, *, strategy: str = "random", rng: Random | None = None
+    ) -> None:
+        if not isinstance(config, ClusterConfig) or not config.service_families:
+            raise InvalidConfigError(
+                "a ClusterConfig with a Service range (--service-cluster-ip-range) is needed "
+                f"to allocate cluster IPs, got {config!r}",
+                value=config,
+            )
+        families = config.service_families
+        pools = {
+            f: ServiceIPPool(config.service_cidr(f), strategy=strategy, rng=rng) for f in families
+        }
+        self._setup(config, strategy, pools)
+
+    def _setup(
+        self, config: ClusterConfig, strategy: str, pools: dict[IPFamily, ServiceIPPool]
+    ) -> None:
+        self._config, self._strategy, self._pools = config, strategy, pools
+        self._held: dict[str, tuple[Address, ...]] = {}  # key -> addresses, primary first
+        self._owners: dict[Address, str] = {}  # address -> key
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        ranges = ",".join(str(pool.cidr) for pool in self._pools.values())
+        return f"ServiceIPAllocator({ranges}, strategy={self._strategy!r})<keys={len(self)}>"
+
+    @property
+    def config(self) -> ClusterConfig:
+        """The cluster configuration. Complexity: O(1).
+
+        >>> config = ClusterConfig("10.244.0.0/16", "10.96.0.0/24")
+        >>> ServiceIPAllocator(config).config is config
+        True
+        """
+        return self._config
+
+    def _pool(self, family: Any) -> ServiceIPPool:
+        fam = parse_family(family)
+        if fam not in self._pools:
+            configured = ", ".join(map(str, self._pools))
+            message = f"the cluster has no {fam} Service range (configured: {configured})"
+            raise FamilyNotConfiguredError(message, family=fam)
+        return self._pools[fam]
+
+    def _record(self, key: str, addresses: tuple[Address, ...]) -> None:
+        for address in self._held.pop(key, ()):
+            del self._owners[address]
+        if addresses:
+            self._held[key] = addresses
+            self._owners.update(dict.fromkeys(addresses, key))
+
+    def _free(self, addresses: Iterable[Address]) -> None:
+        for family, value in addresses:
+            self._pools[family].release(make_address(value, family))
+
+    def _take(self, family: IPFamily, value: int | None) -> int:
+        pool = self._pools[family]
+        if value is None:
+            return int(pool.allocate_next())
+        address, owner = make_address(value, family), self._owners.get((family, value))
+        if owner is not None:
+            message = (
+                f"provided IP {str(address)!r} is already allocated in {pool.cidr} to {owner!r}"
+            )
+            raise AlreadyAllocatedError(message, value=address, owner=owner)
+        return int(pool.allocate(address))
+
+    def _take_all(self, intent: mf.Intent, first: int, name: str) -> tuple[Address, ...]:
+        """Allocate ``intent``'s addresses from index ``first`` on, all or none.
+
+        Everything that can fail is checked before anything is taken or
+        drawn from the rng, so a failure leaves every pool exactly as it was
+        (hidden search state included) and a seeded run keeps its sequence.
+        """
+        pairs = mf.addresses(intent)[first:]
+        for i, (family, value) in enumerate(pairs, start=first):
+            if value is not None:
+                self._check_requested(family, value, f"spec.clusterIPs[{i}]", name)
+        for family, value in pairs:
+            pool = self._pools[family]
+            if value is None and not pool.free:
+                message = f"range is full: no free address in {pool.cidr} for {name!r}"
+                raise PoolExhaustedError(message, pool_cidr=pool.cidr)
+        return tuple((family, self._take(family, value)) for family, value in pairs)
+
+    def _check_requested(self, family: IPFamily, value: int, field: str, name: str) -> None:
+        """Refuse a requested address that is out of range or held, touching nothing.
+
+        Under our lock the pools hold exactly the owned addresses, so an
+        unowned usable address is free. (An update never requests one the
+        key keeps: those come before ``first``.)
+        """
+        pool, address = self._pools[family], make_address(value, family)
+        text = str(address)
+        if not _usable(pool.cidr, value):
+            v4 = family is IPFamily.IPv4
+            edges = "network and broadcast addresses" if v4 else "network address"
+            detail = f"provided IP is not in the valid range of {pool.cidr} (without its {edges})"
+            raise mf.invalid(name, field, text, f"failed to allocate IP: {detail}")
+        owner = self._owners.get((family, value))
+        if owner is not None:
+            message = (
+                f"Service {name!r} is invalid: {field}: Invalid value: {text!r}: provided IP "
+                f"is already allocated in {pool.cidr} to {owner!r}"
+            )
+            raise ClusterIPTakenError(message, field=field, value=address, owner=owner)
+
+    # ------------------------------------------------------------ the seed's model
+
+    def allocate(
+        self, key: str, family: IPFamily | str | None = None, ip: Any = None
+    ) -> netaddr.IPAddress:
+        """One address of one family for ``key``.
+
+        ``family=None`` means the family of ``ip``, else the first Service
+        range. The same request for a key that holds exactly that one address
+        returns it.
+
+        Raises:
+            InvalidConfigError: a bad key or family, or a ``family`` that
+                disagrees with ``ip`` (checked first).
+            AddressFormatError: ``ip`` does not parse.
+            FamilyNotConfiguredError: no Service range of that family.
+            AlreadyAllocatedError: ``ip`` is held by another key, or ``key``
+                holds something else (``.owner`` names the holder).
+            NotInRangeError: ``ip`` is not usable in its range.
+            PoolExhaustedError: the range is full.
+
+        Complexity: O(1) amortised.
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"),
+        ...                            strategy="sequential")
+        >>> alloc.allocate("a"), alloc.allocate("a"), alloc.allocate("b", ip="10.96.0.5")
+        (IPAddress('10.96.0.17'), IPAddress('10.96.0.17'), IPAddress('10.96.0.5'))
+        """
+        _check_key(key)
+        fam = None if family is None else parse_family(family)
+        value = None
+        if ip is not None:
+            value, ip_family = parse_address(ip)
+            if fam not in (None, ip_family):
+                message = f"family {str(fam)!r} disagrees with ip {ip!r}, an {ip_family} address"
+                raise InvalidConfigError(message, value=make_address(value, ip_family))
+            fam = ip_family
+        fam = self._pool(fam or next(iter(self._pools))).family
+        with self._lock:
+            held = self._held.get(key)
+            if held is None:
+                held = ((fam, self._take(fam, value)),)
+                self._record(key, held)
+            elif len(held) != 1 or held[0][0] is not fam or value not in (None, held[0][1]):
+                message = (
+                    f"key {key!r} already holds {[_text(a) for a in held]}, not what "
+                    f"allocate({key!r}, family={family!r}, ip={ip!r}) asks for"
+                )
+                raise AlreadyAllocatedError(message, value=key, owner=key)
+        return make_address(held[0][1], fam)
+
+    def release(self, key: str) -> bool:
+        """Free every address ``key`` holds; False if it holds none.
+
+        Raises:
+            InvalidConfigError: ``key`` is not a non-empty str.
+
+        Complexity: O(1) amortised.
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> _ = alloc.allocate("a"); alloc.release("a"), alloc.release("a")
+        (True, False)
+        """
+        _check_key(key)
+        with self._lock:
+            held = self._held.get(key)
+            if held is None:
+                return False
+            self._free(held)
+            self._record(key, ())
+            return True
+
+    def get(self, key: str) -> tuple[netaddr.IPAddress, ...] | None:
+        """The addresses ``key`` holds, primary first, or None. Complexity: O(1).
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> _ = alloc.allocate("a", ip="10.96.0.1"); alloc.get("a"), alloc.get("b")
+        ((IPAddress('10.96.0.1'),), None)
+
+        Raises:
+            InvalidConfigError: ``key`` is not a non-empty str.
+        """
+        held = self._held.get(_check_key(key))
+        return None if held is None else tuple(make_address(v, f) for f, v in held)
+
+    def items(self) -> list[tuple[str, tuple[netaddr.IPAddress, ...]]]:
+        """``(key, addresses)`` pairs, sorted by key. Complexity: O(n log n).
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> _ = alloc.allocate("a", ip="10.96.0.1"); alloc.items()
+        [('a', (IPAddress('10.96.0.1'),))]
+        """
+        with self._lock:
+            return [(key, self.get(key) or ()) for key in sorted(self._held)]
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` holds addresses (False for a non-str). Complexity: O(1).
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> "a" in alloc, [] in alloc
+        (False, False)
+        """
+        return isinstance(key, str) and key in self._held
+
+    def __len__(self) -> int:
+        """The number of keys holding addresses. Complexity: O(1).
+
+        >>> len(ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")))
+        0
+        """
+        return len(self._held)
+
+    def capacity(self, family: IPFamily | str) -> int:
+        """Usable addresses of ``family`` (FamilyNotConfiguredError if it has no range).
+
+        Complexity: O(1).
+
+        >>> ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")).capacity("IPv4")
+        254
+        """
+        return self._pool(family).capacity
+
+    def used(self, family: IPFamily | str) -> int:
+        """Allocated addresses of ``family``. Complexity: O(1).
+
+        >>> ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")).used("IPv4")
+        0
+        """
+        return self._pool(family).used
+
+    def free(self, family: IPFamily | str) -> int:
+        """``capacity(family) - used(family)``. Complexity: O(1).
+
+        >>> ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")).free("IPv4")
+        254
+        """
+        return self._pool(family).free
+
+    # ------------------------------------------------------------ manifests
+
+    def allocate_service(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Service: a copy of ``manifest`` with its cluster IPs filled in.
+
+        The returned ``spec`` carries ``clusterIP``, ``clusterIPs``,
+        ``ipFamilies`` and ``ipFamilyPolicy`` as the API server defaults them
+        (none for ``ExternalName``). Headless and ExternalName Services get no
+        address and are not recorded. Creating a recorded key again returns
+        its allocation if the manifest describes it. ``manifest`` is never
+        mutated.
+
+        Raises:
+            ServiceValidationError: an invalid manifest (one that is not plain
+                data too), or a requested IP out of range (``.field`` is the
+                path: ``spec.clusterIPs[1]``).
+            ClusterIPTakenError: a requested IP is held by another key.
+            AlreadyAllocatedError: the key holds an allocation the manifest
+                does not describe.
+            PoolExhaustedError: a range is full (nothing is allocated).
+
+        Complexity: O(size of the manifest) plus O(1) amortised per family.
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> svc = alloc.allocate_service({"metadata": {"name": "db"},
+        ...                               "spec": {"clusterIP": "10.96.0.7"}})
+        >>> {k: svc["spec"][k] for k in ("clusterIPs", "ipFamilies", "ipFamilyPolicy")}
+        {'clusterIPs': ['10.96.0.7'], 'ipFamilies': ['IPv4'], 'ipFamilyPolicy': 'SingleStack'}
+        """
+        key, result = mf.read_manifest(manifest)
+        name = key.partition("/")[2]
+        fields = mf.read_fields(mf.spec_of(result, name), name)
+        intent = mf.resolve(fields, tuple(self._pools), None, name)
+        with self._lock:
+            held = self._held.get(key)
+            if held is None and intent.kind == mf.CLUSTER:
+                held = self._take_all(intent, 0, name)
+                self._record(key, held)
+            elif held is not None and not mf.describes(intent, held):
+                message = f"Service {key!r} holds {[_text(a) for a in held]}, unlike {result!r}"
+                raise AlreadyAllocatedError(message, value=key, owner=key)
+        return mf.render(result, intent, [_text(a) for a in held or ()])
+
+    def update_service(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+        """Update a Service from ``old`` (what this allocator holds) to ``new``.
+
+        Omitted fields of ``new`` are inherited from ``old``: absent or None,
+        and ``clusterIP: ""``, ``clusterIPs: []`` or ``ipFamilies: []`` (so
+        resubmitted YAML keeps a headless Service headless and a ClusterIP one
+        its addresses). ``clusterIPs[0]`` and ``ipFamilies[0]`` are immutable;
+        a second family is added with a dual-stack policy and dropped (and
+        released) only with ``SingleStack``; a change to ``ExternalName``
+        releases the addresses, one from it allocates. Neither argument is
+        mutated.
+
+        Raises:
+            ServiceValidationError: ``old`` is not what the key holds (its
+                message starts with "old manifest" when ``old`` itself is
+                invalid), ``new`` is not a mapping of plain data, the name or
+                namespace changes, or an update rule is broken.
+            ClusterIPTakenError, PoolExhaustedError: as :meth:`allocate_service`.
+
+        Complexity: O(size of the manifests) plus O(1) amortised per family.
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16,fc00::/24",
+        ...     "10.96.0.0/24,fd00::/120"), strategy="sequential")
+        >>> old = alloc.allocate_service({"metadata": {"name": "web"}})
+        >>> new = alloc.update_service(old, {"spec": {"ipFamilyPolicy": "RequireDualStack"}})
+        >>> new["spec"]["clusterIPs"], alloc.get("default/web")
+        (['10.96.0.17', 'fd00::11'], (IPAddress('10.96.0.17'), IPAddress('fd00::11')))
+        """
+        key, old_tree, before = self._read_old(old)
+        name = key.partition("/")[2]
+        new_tree = mf.plain(new, name)
+        if not isinstance(new_tree, dict):
+            raise mf.invalid(name, "", new_tree, "the new manifest must be a mapping")
+        merged = mf.merge(old_tree, new_tree, name)
+        mf.service_key(merged)  # new's kind and apiVersion
+        spec = mf.spec_of(merged, name)
+        with self._lock:
+            held = self._held.get(key, ())
+            self._check_old(key, before, held)
+            mf.check_unchanged(before, spec, name)
+            base = None if before.kind == mf.EXTERNAL else before
+            after = mf.resolve(mf.read_fields(spec, name), tuple(self._pools), base, name)
+            mf.check_kept(after, held, name)
+            kept = held[: len(after.requested)]
+            added = self._take_all(after, len(kept), name) if after.kind == mf.CLUSTER else ()
+            self._free(held[len(kept) :])
+            self._record(key, kept + added)
+        return mf.render(merged, after, [_text(a) for a in kept + added])
+
+    @staticmethod
+    def _read_old(old: Any) -> tuple[str, dict[str, Any], mf.Intent]:
+        """The key, a plain copy and the intent of an update's ``old`` manifest."""
+        try:
+            key, tree = mf.read_manifest(old)
+            name = key.partition("/")[2]
+            return key, tree, mf.describe(mf.read_fields(mf.spec_of(tree, name), name))
+        except ServiceValidationError as exc:
+            message = f"old manifest: {exc}"
+            raise ServiceValidationError(message, field=exc.field, value=exc.value) from None
+
+    @staticmethod
+    def _check_old(key: str, before: mf.Intent, held: tuple[Address, ...]) -> None:
+        """Refuse an ``old`` manifest that does not list exactly what ``key`` holds."""
+        listed = mf.addresses(before)
+        if listed == held and (listed or before.kind != mf.CLUSTER):
+            return
+        ips = [_text(a) for a in listed if a[1] is not None]
+        families = [str(family) for family in before.families]
+        message = (
+            f"the old manifest of {key!r} lists cluster IPs {ips} for ipFamilies {families}, "
+            f"but this allocator holds {[_text(a) for a in held]} for it"
+        )
+        raise ServiceValidationError(message, field="spec.clusterIPs", value=ips)
+
+    def release_service(self, manifest: Mapping[str, Any]) -> bool:
+        """Release the addresses of the Service ``manifest`` names (by key).
+
+        Raises:
+            ServiceValidationError: no valid ``metadata.name`` / namespace,
+                or not plain data (as :meth:`allocate_service` refuses).
+
+        Complexity: O(size of the manifest).
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> svc = alloc.allocate_service({"metadata": {"name": "web"}})
+        >>> alloc.release_service(svc), alloc.release_service(svc)
+        (True, False)
+        """
+        return self.release(mf.read_manifest(manifest)[0])
+
+    # ------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready: the config, each pool's snapshot, key -> addresses (``used`` counts
+        addresses).
+
+        Complexity: O(n).
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> _ = alloc.allocate("dns", ip="10.96.0.10")
+        >>> data = alloc.snapshot(); data["services"], data["used"]
+        ({'dns': ['10.96.0.10']}, 1)
+        >>> ServiceIPAllocator.restore(data).snapshot() == data
+        True
+        """
+        with self._lock:
+            return envelope(
+                _KIND,
+                len(self._owners),
+                strategy=self._strategy,
+                config=self._config.to_dict(),
+                pools={str(family): pool.snapshot() for family, pool in self._pools.items()},
+                services={key: [_text(a) for a in self._held[key]] for key in sorted(self._held)},
+            )
+
+    @classmethod
+    def restore(cls, data: Any, *, rng: Random | None = None) -> ServiceIPAllocator:
+        """Rebuild an allocator from :meth:`snapshot`; its pools draw from ``rng``.
+
+        Raises:
+            InvalidConfigError: ``rng`` is not a ``random.Random`` (checked first).
+            SnapshotError: corrupt, truncated, of another kind or version, or
+                keys, pools and counts that disagree.
+
+        Complexity: O(n).
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> _ = alloc.allocate("dns", ip="10.96.0.10")
+        >>> ServiceIPAllocator.restore(alloc.snapshot()).get("dns")
+        (IPAddress('10.96.0.10'),)
+        """
+        if rng is not None and not isinstance(rng, Random):  # an argument, not the data
+            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
+        data = open_envelope(data, _KIND, ["strategy", "config", "pools", "services"])
+        used, config = read_int(data["used"], "used"), ClusterConfig.from_dict(data["config"])
+        pools, services = data["pools"], data["services"]
+        names = {str(family) for family in config.service_families}
+        if not names or not isinstance(pools, Mapping) or set(pools) != names:
+            raise SnapshotError(f"{_KIND} snapshot needs one pool per Service range {names}")
+        if not isinstance(services, Mapping):
+            raise SnapshotError(f"{_KIND} snapshot field 'services' must be a mapping")
+        obj = cls.__new__(cls)
+        families = config.service_families
+        obj._setup(
+            config,
+            data["strategy"],
+            {f: ServiceIPPool.restore(pools[str(f)], rng=rng) for f in families},
+        )
+        for family, pool in obj._pools.items():
+            if pool.cidr != config.service_cidr(family) or pool.strategy != obj._strategy:
+                raise SnapshotError(f"{_KIND} snapshot pool {pool!r} disagrees with its config")
+        for key, texts in services.items():
+            obj._record(key, obj._read_held(key, texts))
+        counts = {f: sum(1 for g, _ in obj._owners if g is f) for f in families}
+        if used != len(obj._owners) or any(counts[f] != p.used for f, p in obj._pools.items()):
+            raise SnapshotError(
+                f"{_KIND} snapshot counts disagree: used={used}, keys hold {counts}"
+            )
+        return obj
+
+    def _read_held(self, key: Any, texts: Any) -> tuple[Address, ...]:
+        if not isinstance(key, str) or not key or not isinstance(texts, list) or not texts:
+            raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {texts!r} is malformed")
+        held: list[Address] = []
+        for text in texts:
+            try:
+                value, family = parse_address(text)
+            except IPAMError:
+                raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {text!r}") from None
+            pool, owner = self._pools.get(family), self._owners.get((family, value))
+            if pool is None or not pool.is_allocated(text) or family in dict(held) or owner:
+                raise SnapshotError(
+                    f"{_KIND} snapshot entry {key!r}: {text!r} is not allocated in its pool, "
+                    f"repeats a family, or is held by {owner!r} too"
+                )
+            held.append((family, value))
+        return tuple(held)
+
+    def _check_invariants(self) -> None:
+        """Assert owners against pools, and every count. Complexity: O(n)."""
+        with self._lock:
+            assert tuple(self._pools) == self._config.service_families
+            counts = dict.fromkeys(self._pools, 0)
+            for key, held in self._held.items():
+                assert isinstance(key, str), key
+                assert key, key
+                assert 1 <= len(held) <= 2, held
+                assert len(dict(held)) == len(held), held
+                for family, value in held:
+                    assert self._owners.get((family, value)) == key, (key, family, value)
+                    assert self._pools[family].is_allocated(make_address(value, family))
+                    counts[family] += 1
+            assert len(self._owners) == sum(counts.values())
+            for family, pool in self._pools.items():
+                pool._check_invariants()
+                assert pool.used == counts[family], (family, pool.used, counts[family])

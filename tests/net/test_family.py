@@ -1,0 +1,357 @@
+"""IPFamily and the input/output rules of api.md "Inputs and outputs".
+
+Parsing is checked both at the one internal entry point (``_family``) and
+through the public pools, which must accept exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import netaddr
+import pytest
+
+import dualstack_ipam
+from dualstack_ipam import AddressFormatError, InvalidConfigError, IPFamily
+from dualstack_ipam.net.family import (
+    make_address,
+    make_network,
+    parse_address,
+    parse_family,
+    parse_network,
+)
+from dualstack_ipam.pools.service_ips import ServiceIPPool
+from dualstack_ipam.pools.subnets import SubnetPool
+
+V4, V6 = IPFamily.IPv4, IPFamily.IPv6
+
+# Everything api.md says is not an address or a network.
+NOT_AN_ADDRESS: list[Any] = [
+    None,
+    1.5,
+    0.0,
+    167772161,  # an int is not accepted, even a valid address value
+    True,
+    b"10.0.0.1",
+    bytearray(b"10.0.0.1"),
+    "",
+    "garbage",
+    "10.0.0",
+    "10.0.0.256",
+    "010.0.0.1",
+    " 10.0.0.1",
+    "10.0.0.1 ",
+    "10.0.0.1\n",
+    "fe80::1%eth0",
+    "fd00:::1",
+    "fd00::g",
+    "10.0.0.1/24/3",
+    ["10.0.0.1"],
+    ("10.0.0.1",),
+    {"ip": "10.0.0.1"},
+    object(),
+]
+
+NOT_A_NETWORK: list[Any] = [
+    *NOT_AN_ADDRESS,
+    "10.0.0.0/33",
+    "10.0.0.0/-1",
+    "10.0.0.0/",
+    "10.0.0.0/24 ",
+    "10.0.0.0/ 24",
+    "10.0.0.0/+24",
+    "10.0.0.0/255.255.255.0",
+    "fd00::/129",
+    "fd00::/0x40",
+    "010.0.0.0/8",
+    "fe80::%eth0/64",
+]
+
+
+class TestIPFamily:
+    def test_members_and_values(self) -> None:
+        assert [m.value for m in IPFamily] == ["IPv4", "IPv6"]
+        assert IPFamily("IPv4") is V4
+        assert IPFamily("IPv6") is V6
+
+    def test_str_and_format_give_the_value(self) -> None:
+        assert str(V4) == "IPv4"
+        assert str(V6) == "IPv6"
+        assert f"{V4}" == "IPv4"
+        assert f"{V6:>6}" == "  IPv6"
+        assert "{}".format(V6) == "IPv6"  # noqa: UP032 - format() itself is under test
+        assert "%s" % V4 == "IPv4"  # noqa: UP031 - %-formatting is under test
+
+    def test_equal_to_and_hash_like_the_strings(self) -> None:
+        assert V4 == "IPv4"
+        assert V6 == "IPv6"
+        assert V4 != "IPv6"
+        assert V4 != V6
+        assert isinstance(V4, str)
+        assert {"IPv4": 1}[V4] == 1
+        by_family: dict[str, int] = {V6: 2}
+        assert by_family["IPv6"] == 2
+
+    def test_width_and_version(self) -> None:
+        assert (V4.width, V4.version) == (32, 4)
+        assert (V6.width, V6.version) == (128, 6)
+
+    @pytest.mark.parametrize(("text", "family"), [("IPv4", V4), ("IPv6", V6), (V4, V4), (V6, V6)])
+    def test_family_argument_accepts_the_strings(self, text: Any, family: IPFamily) -> None:
+        assert parse_family(text) is family
+
+    @pytest.mark.parametrize("bad", [None, "ipv4", "IPV6", "4", 4, 6, b"IPv4", " IPv4", ""])
+    def test_unknown_family_is_invalid_config(self, bad: Any) -> None:
+        with pytest.raises(InvalidConfigError) as info:
+            parse_family(bad)
+        assert repr(bad) in str(info.value)
+        assert info.value.value == bad
+
+    def test_pool_family_property_is_the_enum(self) -> None:
+        assert SubnetPool("10.0.0.0/16", 24).family is V4
+        assert SubnetPool("fd00::/48", 64).family is V6
+        assert ServiceIPPool("10.96.0.0/24").family is V4
+        assert ServiceIPPool("fd00::/120").family == "IPv6"
+
+
+class TestParseAddress:
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "10.1.2.3",
+            netaddr.IPAddress("10.1.2.3"),
+            ipaddress.IPv4Address("10.1.2.3"),
+        ],
+    )
+    def test_every_accepted_ipv4_type(self, value: Any) -> None:
+        assert parse_address(value) == (int(netaddr.IPAddress("10.1.2.3")), V4)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "fd00::1:2",
+            "FD00:0000::0001:0002",
+            netaddr.IPAddress("fd00::1:2"),
+            ipaddress.IPv6Address("fd00::1:2"),
+        ],
+    )
+    def test_every_accepted_ipv6_type(self, value: Any) -> None:
+        assert parse_address(value) == (int(netaddr.IPAddress("fd00::1:2")), V6)
+
+    @pytest.mark.parametrize("bad", NOT_AN_ADDRESS, ids=repr)
+    def test_anything_else_is_address_format_error(self, bad: Any) -> None:
+        with pytest.raises(AddressFormatError) as info:
+            parse_address(bad)
+        assert repr(bad) in str(info.value)
+        assert info.value.value is bad
+
+    def test_scoped_ipaddress_is_refused(self) -> None:
+        with pytest.raises(AddressFormatError):
+            parse_address(ipaddress.IPv6Address("fe80::1%eth0"))
+
+    def test_address_format_error_is_a_value_error(self) -> None:
+        with pytest.raises(ValueError, match="not"):
+            parse_address("not an address")
+
+
+class TestParseNetwork:
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "10.42.0.0/16",
+            netaddr.IPNetwork("10.42.0.0/16"),
+            ipaddress.IPv4Network("10.42.0.0/16"),
+            ipaddress.IPv4Interface("10.42.7.1/16"),
+        ],
+    )
+    def test_every_accepted_ipv4_type(self, value: Any) -> None:
+        net = parse_network(value)
+        assert (net.value, net.prefixlen, net.family) == (
+            netaddr.IPNetwork("10.42.0.0/16").first,
+            16,
+            V4,
+        )
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "fc00::/24",
+            netaddr.IPNetwork("fc00::/24"),
+            ipaddress.IPv6Network("fc00::/24"),
+            ipaddress.IPv6Interface("fc00::1/24"),
+        ],
+    )
+    def test_every_accepted_ipv6_type(self, value: Any) -> None:
+        assert tuple(parse_network(value)) == (netaddr.IPNetwork("fc00::/24").first, 24, V6)
+
+    @pytest.mark.parametrize(
+        ("value", "prefixlen"),
+        [
+            ("10.0.0.7", 32),
+            (netaddr.IPAddress("fd00::7"), 128),
+            (ipaddress.IPv4Address("1.2.3.4"), 32),
+        ],
+    )
+    def test_bare_address_is_a_host_network(self, value: Any, prefixlen: int) -> None:
+        assert parse_network(value).prefixlen == prefixlen
+
+    @pytest.mark.parametrize(
+        ("value", "canonical"),
+        [
+            ("127.123.3.0/16", "127.123.0.0/16"),
+            ("127.0.0.0/7", "126.0.0.0/7"),
+            ("10.1.2.3/0", "0.0.0.0/0"),
+            ("fc00:12:34::1/24", "fc00::/24"),
+            (netaddr.IPNetwork("10.1.2.3/8"), "10.0.0.0/8"),
+            (ipaddress.IPv4Network("10.1.2.0/8", strict=False), "10.0.0.0/8"),
+        ],
+    )
+    def test_host_bits_are_reduced(self, value: Any, canonical: str) -> None:
+        net = parse_network(value)
+        assert make_network(net.value, net.prefixlen, net.family) == netaddr.IPNetwork(canonical)
+
+    @pytest.mark.parametrize("bad", NOT_A_NETWORK, ids=repr)
+    def test_anything_else_is_address_format_error(self, bad: Any) -> None:
+        with pytest.raises(AddressFormatError) as info:
+            parse_network(bad)
+        assert repr(bad) in str(info.value)
+
+
+class TestMakeObjects:
+    def test_make_address_is_a_plain_netaddr_address(self) -> None:
+        for family, text in ((V4, "10.0.0.1"), (V6, "fd00::1")):
+            want = netaddr.IPAddress(text)
+            got = make_address(int(want), family)
+            assert type(got) is netaddr.IPAddress
+            assert (got, str(got), repr(got), hash(got), got.version) == (
+                want,
+                str(want),
+                repr(want),
+                hash(want),
+                want.version,
+            )
+
+    def test_make_network_is_a_plain_netaddr_network(self) -> None:
+        for family, text in ((V4, "10.42.0.0/16"), (V6, "fc00::/24")):
+            want = netaddr.IPNetwork(text)
+            got = make_network(want.first, want.prefixlen, family)
+            assert type(got) is netaddr.IPNetwork
+            assert (got, str(got), got.first, got.last, got.size) == (
+                want,
+                str(want),
+                want.first,
+                want.last,
+                want.size,
+            )
+
+
+class TestThroughThePools:
+    """The pools take every accepted type and return netaddr objects."""
+
+    @pytest.mark.parametrize(
+        "cidr",
+        [
+            "10.42.0.0/16",
+            "10.42.99.1/16",
+            netaddr.IPNetwork("10.42.0.0/16"),
+            netaddr.IPNetwork("10.42.3.4/16"),
+            ipaddress.IPv4Network("10.42.0.0/16"),
+            ipaddress.IPv4Interface("10.42.5.5/16"),
+        ],
+        ids=repr,
+    )
+    def test_subnet_pool_accepts_every_network_type(self, cidr: Any) -> None:
+        pool = SubnetPool(cidr, 24)
+        assert type(pool.cidr) is netaddr.IPNetwork
+        assert pool.cidr == netaddr.IPNetwork("10.42.0.0/16")
+        assert str(pool.cidr) == "10.42.0.0/16"
+
+    def test_subnet_pool_reduces_host_bits(self) -> None:
+        pool = SubnetPool("127.123.3.0/16", 24)
+        assert str(pool.cidr) == "127.123.0.0/16"
+        assert pool.subnet_at(15) == netaddr.IPNetwork("127.123.15.0/24")
+
+    @pytest.mark.parametrize(
+        "cidr",
+        ["10.96.0.0/24", netaddr.IPNetwork("10.96.0.9/24"), ipaddress.IPv4Network("10.96.0.0/24")],
+        ids=repr,
+    )
+    def test_service_pool_accepts_every_network_type(self, cidr: Any) -> None:
+        pool = ServiceIPPool(cidr)
+        assert type(pool.cidr) is netaddr.IPNetwork
+        assert str(pool.cidr) == "10.96.0.0/24"
+
+    @pytest.mark.parametrize(
+        "ip",
+        ["fd00::5", netaddr.IPAddress("fd00::5"), ipaddress.IPv6Address("fd00::5")],
+        ids=repr,
+    )
+    def test_service_pool_accepts_every_address_type(self, ip: Any) -> None:
+        pool = ServiceIPPool("fd00::/120")
+        got = pool.allocate(ip)
+        assert type(got) is netaddr.IPAddress
+        assert got == netaddr.IPAddress("fd00::5")
+        assert pool.is_allocated(ip)
+        assert pool.release(ip) is True
+
+    @pytest.mark.parametrize(
+        "cidr",
+        [
+            "10.42.7.0/24",
+            "10.42.7.9",
+            netaddr.IPNetwork("10.42.7.0/24"),
+            netaddr.IPAddress("10.42.7.200"),
+            ipaddress.IPv4Network("10.42.7.0/24"),
+            ipaddress.IPv4Address("10.42.7.1"),
+        ],
+        ids=repr,
+    )
+    def test_subnet_methods_accept_every_type(self, cidr: Any) -> None:
+        pool = SubnetPool("10.42.0.0/16", 24)
+        assert pool.index_of(cidr) == 7
+        assert pool.occupy(cidr) == 1
+        assert pool.is_allocated(cidr)
+        assert pool.release(cidr) == 1
+
+    def test_returned_objects_are_netaddr_in_canonical_form(self) -> None:
+        subnets = SubnetPool("10.42.3.3/16", 24)
+        net = subnets.allocate_next()
+        assert type(net) is netaddr.IPNetwork
+        assert str(net) == "10.42.0.0/24"
+        assert net.ip == net.network
+        assert all(type(n) is netaddr.IPNetwork and n.ip == n.network for n in subnets)
+        assert type(subnets.subnet_at(3)) is netaddr.IPNetwork
+        v6 = SubnetPool("FC00:0000::1/24", 64)
+        assert str(v6.cidr) == "fc00::/24"
+        assert str(v6.allocate_next()) == "fc00::/64"
+        ips = ServiceIPPool("FD00:0:0::/120", strategy="sequential")
+        ip = ips.allocate_next()
+        assert type(ip) is netaddr.IPAddress
+        assert str(ip) == "fd00::11"
+        assert all(type(a) is netaddr.IPAddress for a in ips)
+
+    def test_counts_are_ints_not_len(self) -> None:
+        for pool in (
+            SubnetPool("fc00::/24", 64),
+            ServiceIPPool("::/0"),
+            ServiceIPPool("10.0.0.0/8"),
+        ):
+            for name in ("capacity", "used", "free"):
+                assert type(getattr(pool, name)) is int, name
+            assert not hasattr(pool, "__len__")
+            with pytest.raises(TypeError):
+                len(pool)  # type: ignore[arg-type]
+        assert ServiceIPPool("::/0").capacity == 2**128 - 1
+        assert SubnetPool("fc00::/24", 64).capacity == 2**40
+
+
+def test_public_names_are_exported() -> None:
+    """The pools are importable from the top-level package (api.md)."""
+    from dualstack_ipam import ServiceIPPool as PublicServiceIPPool
+    from dualstack_ipam import SubnetPool as PublicSubnetPool
+
+    assert PublicSubnetPool is SubnetPool
+    assert PublicServiceIPPool is ServiceIPPool
+    for name in ("SubnetPool", "ServiceIPPool", "IPFamily", "AddressFormatError"):
+        assert name in dualstack_ipam.__all__
