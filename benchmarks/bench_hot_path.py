@@ -49,7 +49,7 @@ from typing import Any
 import netaddr
 
 from dualstack_ipam import ServiceIPPool, SubnetPool
-from dualstack_ipam.net.family import IPFamily, make_address, make_network
+from dualstack_ipam.net import IPFamily, make_address, make_network
 
 from ._common import (
     Batch,

@@ -15,7 +15,7 @@ from dualstack_ipam.errors import (
     ServiceValidationError,
     SnapshotError,
 )
-from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.net import IPFamily
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.pools.subnets import SubnetPool
 from dualstack_ipam.services.allocator import ServiceIPAllocator

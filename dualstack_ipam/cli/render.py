@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.net import IPFamily
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import manifest as _manifest
 from dualstack_ipam.snapshot import write_int

@@ -43,7 +43,7 @@ from dualstack_ipam.errors import (
     InvalidConfigError,
     SnapshotError,
 )
-from dualstack_ipam.net.family import IPFamily, Net, make_network, parse_family, parse_network
+from dualstack_ipam.net import IPFamily, Net, make_network, parse_family, parse_network
 
 __all__ = ["DEFAULT_NODE_MASK", "ClusterConfig"]
 

@@ -25,7 +25,7 @@ import netaddr
 
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import AddressFormatError, InvalidConfigError
-from dualstack_ipam.net.family import IPFamily, Net, make_network, parse_address, parse_network
+from dualstack_ipam.net import IPFamily, Net, make_network, parse_address, parse_network
 
 __all__ = ["LINK_LOCAL", "MasqueradePolicy", "masquerade_config"]
 

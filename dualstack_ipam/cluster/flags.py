@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from dualstack_ipam.errors import InvalidConfigError
-from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.net import IPFamily
 
 __all__ = [
     "CLUSTER_FLAG",

@@ -40,7 +40,7 @@ from dualstack_ipam.errors import (
     PoolExhaustedError,
     SnapshotError,
 )
-from dualstack_ipam.net.family import (
+from dualstack_ipam.net import (
     IPFamily,
     Net,
     make_address,

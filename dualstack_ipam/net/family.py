@@ -29,6 +29,7 @@ __all__ = [
     "parse_address",
     "parse_family",
     "parse_network",
+    "usable_span",
 ]
 
 
@@ -56,6 +57,39 @@ class IPFamily(StrEnum):
     def version(self) -> int:
         """The IP version number (4 or 6). Complexity: O(1)."""
         return 4 if self is IPFamily.IPv4 else 6
+
+    @property
+    def other(self) -> IPFamily:
+        """The other family: the one a dual-stack cluster pairs with this one.
+
+        Complexity: O(1).
+
+        >>> IPFamily.IPv4.other, IPFamily.IPv6.other
+        (<IPFamily.IPv6: 'IPv6'>, <IPFamily.IPv4: 'IPv4'>)
+        """
+        return IPFamily.IPv6 if self is IPFamily.IPv4 else IPFamily.IPv4
+
+
+def usable_span(family: IPFamily, prefixlen: int) -> tuple[int, int]:
+    """Where a Service range's usable addresses start, and how many there are.
+
+    The one home of the rule: an IPv4 range loses its network and broadcast
+    addresses, an IPv6 range only its network address (Kubernetes
+    ``ipallocator``); a /31 or /32 (IPv4) has none, a /128 none either.
+
+    Returns:
+        ``(first, count)``: the offset of the first usable address from the
+        network address, and the number of usable addresses.
+
+    Complexity: O(1).
+
+    >>> usable_span(IPFamily.IPv4, 24), usable_span(IPFamily.IPv6, 120)
+    ((1, 254), (1, 255))
+    >>> usable_span(IPFamily.IPv4, 31), usable_span(IPFamily.IPv6, 128)
+    ((1, 0), (1, 0))
+    """
+    size = 1 << (family.width - prefixlen)
+    return 1, (max(size - 2, 0) if family is IPFamily.IPv4 else size - 1)
 
 
 _WIDTH = {IPFamily.IPv4: 32, IPFamily.IPv6: 128}

@@ -16,7 +16,7 @@ from dualstack_ipam.bitmap.factory import (
     make_bitmap,
 )
 from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError
-from dualstack_ipam.net.family import IPFamily, Net, make_network, parse_network
+from dualstack_ipam.net import IPFamily, Net, make_network, parse_network
 from dualstack_ipam.snapshot import open_envelope, read_int
 
 __all__ = ["BasePool", "check_strategy"]

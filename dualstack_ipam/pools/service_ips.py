@@ -21,7 +21,7 @@ from dualstack_ipam.errors import (
     NotInRangeError,
     PoolExhaustedError,
 )
-from dualstack_ipam.net.family import (
+from dualstack_ipam.net import (
     IPFamily,
     address_factory,
     make_address,

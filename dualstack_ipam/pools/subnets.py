@@ -22,7 +22,7 @@ from dualstack_ipam.errors import (
     PoolExhaustedError,
     SnapshotError,
 )
-from dualstack_ipam.net.family import Net, make_address, make_network, parse_address, parse_network
+from dualstack_ipam.net import Net, make_address, make_network, parse_address, parse_network
 from dualstack_ipam.pools.base import BasePool, check_strategy
 from dualstack_ipam.snapshot import envelope, read_int, write_int
 

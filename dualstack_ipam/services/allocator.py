@@ -43,7 +43,7 @@ from dualstack_ipam.errors import (
     ServiceValidationError,
     SnapshotError,
 )
-from dualstack_ipam.net.family import IPFamily, make_address, parse_address, parse_family
+from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import manifest as mf
 from dualstack_ipam.snapshot import envelope, open_envelope, read_int

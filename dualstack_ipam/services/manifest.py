@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from dualstack_ipam.errors import IPAMError, ServiceValidationError
-from dualstack_ipam.net.family import IPFamily, make_address, parse_address
+from dualstack_ipam.net import IPFamily, make_address, parse_address
 
 SINGLE, PREFER, REQUIRE = "SingleStack", "PreferDualStack", "RequireDualStack"
 CLUSTER, HEADLESS, EXTERNAL = "cluster", "headless", "external"

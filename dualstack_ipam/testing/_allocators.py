@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.errors import AlreadyAllocatedError, PoolExhaustedError
-from dualstack_ipam.net.family import make_address, make_network
+from dualstack_ipam.net import make_address, make_network
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 from ._common import (

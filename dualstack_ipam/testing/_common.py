@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     ) from exc
 
 from dualstack_ipam.errors import InvalidConfigError
-from dualstack_ipam.net.family import IPFamily, Net, parse_family, parse_network
+from dualstack_ipam.net import IPFamily, Net, parse_family, parse_network
 
 __all__ = [
     "FILLS",

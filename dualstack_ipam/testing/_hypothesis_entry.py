@@ -40,7 +40,7 @@ def _register() -> None:
 
     from dualstack_ipam.cluster.config import ClusterConfig
     from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
-    from dualstack_ipam.net.family import IPFamily
+    from dualstack_ipam.net import IPFamily
     from dualstack_ipam.pools.service_ips import ServiceIPPool
     from dualstack_ipam.pools.subnets import SubnetPool
     from dualstack_ipam.services.allocator import ServiceIPAllocator

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.net.family import IPFamily, make_address
+from dualstack_ipam.net import IPFamily, make_address
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 from ._common import OTHER, st

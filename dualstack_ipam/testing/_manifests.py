@@ -19,7 +19,7 @@ from collections.abc import Collection
 from typing import Any
 
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.net.family import IPFamily, make_address
+from dualstack_ipam.net import IPFamily, make_address
 from dualstack_ipam.pools.service_ips import static_band_size
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 

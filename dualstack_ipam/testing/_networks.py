@@ -8,7 +8,7 @@ from typing import Any
 import netaddr
 
 from dualstack_ipam.cluster.config import DEFAULT_NODE_MASK, ClusterConfig
-from dualstack_ipam.net.family import IPFamily, Net, make_network, parse_network
+from dualstack_ipam.net import IPFamily, Net, make_network, parse_network
 
 from ._common import (
     MASK_BAND,

@@ -48,7 +48,7 @@ import netaddr
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.errors import PoolExhaustedError, ServiceValidationError
-from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.net import IPFamily
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 from dualstack_ipam.services.manifest import service_key
 

@@ -21,7 +21,7 @@ from dualstack_ipam.errors import (
     InvalidConfigError,
     SnapshotError,
 )
-from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.net import IPFamily
 
 SEED_CLUSTER = "--cluster-cidr=10.244.0.0/16,fc00::/24"
 SEED_GATE = '--feature-gates="IPv6DualStack=true"'

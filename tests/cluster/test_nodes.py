@@ -27,7 +27,7 @@ from dualstack_ipam.errors import (
     PoolExhaustedError,
     SnapshotError,
 )
-from dualstack_ipam.net.family import IPFamily
+from dualstack_ipam.net import IPFamily
 
 V4, V6 = IPFamily.IPv4, IPFamily.IPv6
 SEED = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12,fd00:10:96::/112")

@@ -14,7 +14,7 @@ import pytest
 
 import dualstack_ipam
 from dualstack_ipam import AddressFormatError, InvalidConfigError, IPFamily
-from dualstack_ipam.net.family import (
+from dualstack_ipam.net import (
     make_address,
     make_network,
     parse_address,
