@@ -14,6 +14,8 @@ from dualstack_ipam.errors import (
     PoolExhaustedError,
     ServiceValidationError,
     SnapshotError,
+    StoreError,
+    StoreUnavailableError,
 )
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.pools.service_ips import ServiceIPPool
@@ -39,6 +41,8 @@ __all__ = [
     "ServiceIPPool",
     "ServiceValidationError",
     "SnapshotError",
+    "StoreError",
+    "StoreUnavailableError",
     "SubnetPool",
     "__version__",
     "masquerade_config",

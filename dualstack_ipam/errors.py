@@ -17,11 +17,15 @@ working::
     ├── FamilyNotConfiguredError(IPAMError, ValueError)  asked for a family the
     │                                                 cluster has no range for
     ├── SnapshotError(IPAMError, ValueError)         corrupt or mismatched snapshot
-    └── ServiceValidationError(IPAMError, ValueError) a Service manifest that
-        │                                             Kubernetes would reject
-        └── ClusterIPTakenError(ServiceValidationError, AlreadyAllocatedError)
-                                                      a manifest asks for a
-                                                      cluster IP already taken
+    ├── ServiceValidationError(IPAMError, ValueError) a Service manifest that
+    │   │                                             Kubernetes would reject
+    │   └── ClusterIPTakenError(ServiceValidationError, AlreadyAllocatedError)
+    │                                                 a manifest asks for a
+    │                                                 cluster IP already taken
+    └── StoreError(IPAMError)                        a durable store is corrupt,
+        │                                             foreign or refused a request
+        └── StoreUnavailableError(StoreError)        the store could not be reached
+                                                      within the retry budget
 
 Messages name the offending input (its ``repr``) and the pool or range
 involved; the same values are kept as attributes so callers need not parse
@@ -51,6 +55,8 @@ __all__ = [
     "PoolExhaustedError",
     "ServiceValidationError",
     "SnapshotError",
+    "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -155,3 +161,27 @@ class ClusterIPTakenError(ServiceValidationError, AlreadyAllocatedError):
     def __init__(self, message: str, *, field: str, value: Any, owner: str | None) -> None:
         super().__init__(message, field=field, value=value)
         self.owner = owner
+
+
+class StoreError(IPAMError):
+    """A durable store failed: corrupt, foreign, or it refused the request.
+
+    Raised by the store layer (:mod:`dualstack_ipam.store`) when a store file
+    is not a store of ours or is damaged, or a backend reports a failure that
+    is not the caller's input. The store is left as it was.
+
+    Attributes:
+        path: the store's file or URL where one is involved, else None.
+    """
+
+    def __init__(self, message: str, *, path: Any = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached within the retry budget.
+
+    The outcome of the call is resolved before this is raised: what the call
+    asked for either happened completely or not at all, never half.
+    """
