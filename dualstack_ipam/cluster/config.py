@@ -21,7 +21,6 @@ rendered back (:meth:`ClusterConfig.component_flags`) so that
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,31 +42,22 @@ from dualstack_ipam.errors import (
     InvalidConfigError,
     SnapshotError,
 )
-from dualstack_ipam.net import IPFamily, Net, make_network, parse_family, parse_network
+from dualstack_ipam.net import (
+    CIDRList,
+    IPFamily,
+    Net,
+    make_network,
+    parse_family,
+    parse_network,
+    split_cidrs,
+)
 
 __all__ = ["DEFAULT_NODE_MASK", "ClusterConfig"]
 
 DEFAULT_NODE_MASK: Mapping[IPFamily, int] = {IPFamily.IPv4: 24, IPFamily.IPv6: 64}
 """kube-controller-manager's default node mask per family (/24 and /64)."""
 
-_NETWORK_TYPES = (netaddr.IPNetwork, ipaddress.IPv4Network, ipaddress.IPv6Network)
 _DICT_KEYS = frozenset({"cluster_cidrs", "service_cidrs", "node_mask_ipv4", "node_mask_ipv6"})
-
-
-def _split(value: Any, flag: str) -> list[Any]:
-    """One comma-separated string or a sequence of networks, as a list."""
-    if isinstance(value, str):
-        # Blanks around commas are forgiven: "a, b" is what people type.
-        return [part.strip() for part in value.split(",")] if value.strip() else []
-    if isinstance(value, _NETWORK_TYPES):
-        # A single network object is iterable (over its addresses): never iterate it.
-        return [value]
-    if isinstance(value, (bytes, bytearray, memoryview)) or not isinstance(value, Iterable):
-        raise InvalidConfigError(
-            f"{flag} must be a sequence of CIDRs or one comma-separated string, got {value!r}",
-            value=value,
-        )
-    return list(value)
 
 
 def _parse_list(items: list[Any], flag: str) -> list[Net]:
@@ -196,14 +186,14 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
 
     def __init__(
         self,
-        cluster_cidrs: str | Iterable[Any],
-        service_cidrs: str | Iterable[Any] = (),
+        cluster_cidrs: CIDRList,
+        service_cidrs: CIDRList = (),
         *,
         node_mask_ipv4: int = 24,
         node_mask_ipv6: int = 64,
     ) -> None:
-        cluster = _parse_list(_split(cluster_cidrs, CLUSTER_FLAG), CLUSTER_FLAG)
-        service = _parse_list(_split(service_cidrs, SERVICE_FLAG), SERVICE_FLAG)
+        cluster = _parse_list(split_cidrs(cluster_cidrs, CLUSTER_FLAG), CLUSTER_FLAG)
+        service = _parse_list(split_cidrs(service_cidrs, SERVICE_FLAG), SERVICE_FLAG)
         if not cluster:
             raise InvalidConfigError(
                 f"{CLUSTER_FLAG} is required: give one cluster CIDR, or two of different "
@@ -261,8 +251,8 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
 node_mask_ipv4=20, node_mask_ipv6=64)
         """
         values, dual_stack = read_cluster_flags(argv)
-        cluster_items = _split(values["cluster-cidr"], CLUSTER_FLAG)
-        service_items = _split(values.get("service-cluster-ip-range", ""), SERVICE_FLAG)
+        cluster_items = split_cidrs(values["cluster-cidr"], CLUSTER_FLAG)
+        service_items = split_cidrs(values.get("service-cluster-ip-range", ""), SERVICE_FLAG)
         cluster = _parse_list(cluster_items, CLUSTER_FLAG)
         service = _parse_list(service_items, SERVICE_FLAG)
         _check_pair(cluster, CLUSTER_FLAG, "clusterCIDRs")

@@ -15,7 +15,6 @@ iptables / ip6tables rules make, for both families in one object.
 
 from __future__ import annotations
 
-import ipaddress
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,7 +24,15 @@ import netaddr
 
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import AddressFormatError, InvalidConfigError
-from dualstack_ipam.net import IPFamily, Net, make_network, parse_address, parse_network
+from dualstack_ipam.net import (
+    CIDRList,
+    IPFamily,
+    Net,
+    make_network,
+    parse_address,
+    parse_network,
+    split_cidrs,
+)
 
 __all__ = ["LINK_LOCAL", "MasqueradePolicy", "masquerade_config"]
 
@@ -36,7 +43,6 @@ LINK_LOCAL: Mapping[IPFamily, netaddr.IPNetwork] = {
 """The link-local range of each family, not masqueraded unless asked."""
 
 _RESYNC_INTERVAL = "60s"
-_NETWORK_TYPES = (netaddr.IPNetwork, ipaddress.IPv4Network, ipaddress.IPv6Network)
 _CONFIG_KEYS = frozenset(
     {"nonMasqueradeCIDRs", "masqLinkLocal", "masqLinkLocalIPv6", "resyncInterval"}
 )
@@ -44,17 +50,7 @@ _CONFIG_KEYS = frozenset(
 
 def _networks(value: Any, what: str) -> list[Net]:
     """A sequence, or one comma-separated str, of networks, parsed; duplicates dropped."""
-    if isinstance(value, str):
-        items: list[Any] = [p.strip() for p in value.split(",")] if value.strip() else []
-    elif isinstance(value, _NETWORK_TYPES):
-        items = [value]  # iterable over its addresses: never iterate it
-    elif isinstance(value, (bytes, bytearray, memoryview)) or not isinstance(value, Iterable):
-        raise InvalidConfigError(
-            f"{what} must be a sequence of CIDRs or one comma-separated str, got {value!r}",
-            value=value,
-        )
-    else:
-        items = list(value)
+    items = split_cidrs(value, what)
     nets: list[Net] = []
     seen: set[Net] = set()
     for index, item in enumerate(items):
@@ -69,7 +65,7 @@ def _networks(value: Any, what: str) -> list[Net]:
 
 
 def masquerade_config(
-    config: ClusterConfig, *, extra_non_masquerade: Iterable[Any] | str = ()
+    config: ClusterConfig, *, extra_non_masquerade: CIDRList = ()
 ) -> dict[str, Any]:
     """The ip-masq-agent configuration for ``config`` (its YAML/JSON shape).
 
@@ -166,7 +162,7 @@ class MasqueradePolicy:
 
     def __init__(
         self,
-        non_masquerade_cidrs: Iterable[Any] | str,
+        non_masquerade_cidrs: CIDRList,
         *,
         masq_link_local: bool = False,
         masq_link_local_ipv6: bool = False,
@@ -192,7 +188,7 @@ class MasqueradePolicy:
 
     @classmethod
     def from_config(
-        cls, config: ClusterConfig, *, extra_non_masquerade: Iterable[Any] | str = ()
+        cls, config: ClusterConfig, *, extra_non_masquerade: CIDRList = ()
     ) -> MasqueradePolicy:
         """The policy :func:`masquerade_config` describes for ``config``.
 

@@ -5,6 +5,7 @@ Everything above imports from here (``from dualstack_ipam.net import ...``),
 never from the modules inside, so the layer can be rearranged freely.
 """
 
+from dualstack_ipam.net.cidrs import CIDRList, split_cidrs
 from dualstack_ipam.net.family import (
     IPFamily,
     Net,
@@ -18,6 +19,7 @@ from dualstack_ipam.net.family import (
 )
 
 __all__ = [
+    "CIDRList",
     "IPFamily",
     "Net",
     "address_factory",
@@ -26,5 +28,6 @@ __all__ = [
     "parse_address",
     "parse_family",
     "parse_network",
+    "split_cidrs",
     "usable_span",
 ]

@@ -68,7 +68,7 @@ def test_masquerade_config_errors() -> None:
     with pytest.raises(InvalidConfigError, match="ClusterConfig"):
         masquerade_config("10.0.0.0/8")  # type: ignore[arg-type]
     with pytest.raises(InvalidConfigError):
-        masquerade_config(SEED, extra_non_masquerade=5)  # type: ignore[arg-type]
+        masquerade_config(SEED, extra_non_masquerade=5)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,20 @@ def test_bad_cidrs() -> None:
     with pytest.raises(AddressFormatError, match=r"nonMasqueradeCIDRs\[1\]"):
         MasqueradePolicy(["10.0.0.0/8", "10.0.0.0/33"])
     with pytest.raises(InvalidConfigError):
-        MasqueradePolicy(42)  # type: ignore[arg-type]
+        MasqueradePolicy(42)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [netaddr.IPRange("10.0.0.0", "10.15.255.255"), netaddr.IPGlob("10.*.*.*"), {"10.0.0.0/8"}],
+    ids=["IPRange", "IPGlob", "set"],
+)
+def test_address_containers_and_sets_are_refused(bad: Any) -> None:
+    # Defect 5: one home for reading a list of CIDRs, refusing in O(1).
+    with pytest.raises(InvalidConfigError, match="nonMasqueradeCIDRs must be"):
+        MasqueradePolicy(bad)
+    with pytest.raises(InvalidConfigError, match="must be"):
+        masquerade_config(SEED, extra_non_masquerade=bad)
 
 
 def test_dict_round_trip() -> None:
