@@ -219,7 +219,7 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
     # -- flags ------------------------------------------------------------
 
     @classmethod
-    def from_flags(cls, argv: Sequence[str]) -> ClusterConfig:
+    def from_flags(cls, argv: Sequence[str], *, ignore_unknown: bool = False) -> ClusterConfig:
         """Parse kube-controller-manager style flags (the seed's flags).
 
         Accepted: ``--cluster-cidr`` (required), ``--service-cluster-ip-range``,
@@ -238,23 +238,40 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
         flag for a family the cluster lacks is refused. A mask value of 0 is
         taken literally (Kubernetes reads it as "unset").
 
+        With ``ignore_unknown=True`` the flags this library does not read are
+        skipped, so a whole kube-controller-manager command line can be
+        given; an unknown flag in ``--flag value`` form takes the next token
+        as its value when that token does not start with ``--``.
+
         Complexity:
             O(len(argv)).
 
         Raises:
-            InvalidConfigError: an unknown flag, a stray argument, a missing
-                or malformed value, ``IPv6DualStack=false`` with two CIDRs in
-                a list, and every rule of the constructor.
+            InvalidConfigError: an unknown flag (unless ``ignore_unknown``),
+                a stray argument, a missing, empty or malformed value,
+                ``IPv6DualStack=false`` with two CIDRs in a list, and every
+                rule of the constructor.
 
         >>> ClusterConfig.from_flags(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size=20"])
         ClusterConfig(cluster_cidrs=(IPNetwork('10.0.0.0/8'),), service_cidrs=(), \
 node_mask_ipv4=20, node_mask_ipv6=64)
+        >>> ClusterConfig.from_flags(
+        ...     ["--v", "2", "--leader-elect", "--cluster-cidr=fd00::/48"], ignore_unknown=True
+        ... ).cluster_cidrs
+        (IPNetwork('fd00::/48'),)
         """
-        values, dual_stack = read_cluster_flags(argv)
+        values, dual_stack = read_cluster_flags(argv, ignore_unknown=ignore_unknown)
         cluster_items = split_cidrs(values["cluster-cidr"], CLUSTER_FLAG)
         service_items = split_cidrs(values.get("service-cluster-ip-range", ""), SERVICE_FLAG)
         cluster = _parse_list(cluster_items, CLUSTER_FLAG)
         service = _parse_list(service_items, SERVICE_FLAG)
+        if not cluster:
+            # Checked before the mask flags, which need the cluster's families.
+            raise InvalidConfigError(
+                f"{CLUSTER_FLAG} is required: give one cluster CIDR, or two of different "
+                f"families for dual-stack (got {CLUSTER_FLAG}={values['cluster-cidr']!r})",
+                value=values["cluster-cidr"],
+            )
         _check_pair(cluster, CLUSTER_FLAG, "clusterCIDRs")
         _check_pair(service, SERVICE_FLAG, "serviceClusterIPRanges")
         check_dual_stack(values, dual_stack, len(cluster), len(service))

@@ -61,14 +61,25 @@ _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 
 
-def read_cluster_flags(argv: Sequence[str]) -> tuple[dict[str, str], bool]:
+def read_cluster_flags(
+    argv: Sequence[str], *, ignore_unknown: bool = False
+) -> tuple[dict[str, str], bool]:
     """The flag values of ``argv`` (by name, without ``--``) and the dual-stack gate.
 
     Checks what needs no CIDR: ``--cluster-cidr`` is present, the
     ``--allocate-node-cidrs`` value is a boolean (then ignored), and the
-    ``--feature-gates`` value parses.
+    ``--feature-gates`` value parses. ``ignore_unknown`` as in :func:`read_flags`.
+
+    Raises:
+        InvalidConfigError: a rule above, or one of :func:`read_flags`.
+
+    Complexity:
+        O(len(argv)).
+
+    >>> read_cluster_flags(["--cluster-cidr=10.0.0.0/8", "--v=2"], ignore_unknown=True)
+    ({'cluster-cidr': '10.0.0.0/8'}, True)
     """
-    values = read_flags(argv)
+    values = read_flags(argv, ignore_unknown=ignore_unknown)
     if "cluster-cidr" not in values:
         raise InvalidConfigError(f"{CLUSTER_FLAG} is required", value=list(argv))
     if "allocate-node-cidrs" in values:
@@ -85,10 +96,36 @@ def unquote(value: str) -> str:
     return value
 
 
-def read_flags(argv: Sequence[str]) -> dict[str, str]:
-    """The value of each flag in ``argv``, by name without ``--``; the last one wins."""
+def read_flags(argv: Sequence[str], *, ignore_unknown: bool = False) -> dict[str, str]:
+    """The value of each flag in ``argv``, by name without ``--``; the last one wins.
+
+    Args:
+        argv: the arguments, without the program name.
+        ignore_unknown: skip the flags this library does not read, so that a
+            whole kube-controller-manager command line can be given. A
+            skipped flag in ``--flag value`` form takes the next token as its
+            value when that token does not start with ``--`` (so a bare
+            boolean followed by another flag loses nothing).
+
+    Raises:
+        InvalidConfigError: ``argv`` is not a sequence of strings, a stray
+            argument, an unknown flag (unless ``ignore_unknown``), a missing
+            value.
+
+    Complexity:
+        O(len(argv)).
+
+    >>> read_flags(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size=20"])
+    {'cluster-cidr': '10.0.0.0/8', 'node-cidr-mask-size': '20'}
+    >>> read_flags(["--v", "2", "--leader-elect", "--cluster-cidr=fd00::/48"], ignore_unknown=True)
+    {'cluster-cidr': 'fd00::/48'}
+    """
     if isinstance(argv, str) or not isinstance(argv, Sequence):
         raise InvalidConfigError(f"flags must be a sequence of strings, got {argv!r}", value=argv)
+    if not isinstance(ignore_unknown, bool):
+        raise InvalidConfigError(
+            f"ignore_unknown must be a bool, got {ignore_unknown!r}", value=ignore_unknown
+        )
     values: dict[str, str] = {}
     index = 0
     while index < len(argv):
@@ -103,7 +140,12 @@ def read_flags(argv: Sequence[str]) -> dict[str, str]:
             )
         name, has_value, value = arg[2:].partition("=")
         if name not in _KNOWN_FLAGS:
-            raise InvalidConfigError(f"unknown flag: --{name}", value=arg)
+            if not ignore_unknown:
+                raise InvalidConfigError(f"unknown flag: --{name}", value=arg)
+            following = argv[index] if index < len(argv) else None
+            if not has_value and isinstance(following, str) and not following.startswith("--"):
+                index += 1
+            continue
         if not has_value:
             following = argv[index] if index < len(argv) else None
             if name in _BOOL_FLAGS:
@@ -179,7 +221,33 @@ def check_dual_stack(
 
 
 def mask_sizes(values: Mapping[str, str], families: list[IPFamily]) -> dict[IPFamily, int]:
-    """kube-controller-manager's choice of node masks from the three flags."""
+    """kube-controller-manager's choice of node masks from the three flags.
+
+    Args:
+        values: the flag values by name, as :func:`read_flags` returns them.
+        families: the cluster's families, primary first (one or two).
+
+    Returns:
+        The mask of each family a mask flag sets.
+
+    Raises:
+        InvalidConfigError: a malformed mask, ``--node-cidr-mask-size`` with
+            a dual-stack cluster or with a per-family flag, a per-family flag
+            for a family the cluster lacks, or no cluster family at all.
+
+    Complexity:
+        O(1).
+
+    >>> mask_sizes({"node-cidr-mask-size": "20"}, [IPFamily.IPv4])
+    {<IPFamily.IPv4: 'IPv4'>: 20}
+    """
+    if not families:
+        # Defect 2: an empty --cluster-cidr value used to reach families[0].
+        raise InvalidConfigError(
+            f"{CLUSTER_FLAG} is required: a node mask flag needs a cluster CIDR "
+            f"(got {CLUSTER_FLAG}={values.get(CLUSTER_FLAG[2:], '')!r})",
+            value=values.get(CLUSTER_FLAG[2:], ""),
+        )
     per_family = {
         family: parse_mask(values[flag[2:]], flag)
         for family, flag in FAMILY_MASK_FLAG.items()

@@ -188,6 +188,114 @@ def test_flags_must_be_a_sequence_of_strings(argv: object) -> None:
         ClusterConfig.from_flags([SEED_CLUSTER, 5])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("cidr", ["", " ", '""', "' '"])
+@pytest.mark.parametrize(
+    "mask", ["--node-cidr-mask-size", "--node-cidr-mask-size-ipv4", "--node-cidr-mask-size-ipv6"]
+)
+def test_empty_cluster_cidr_with_a_mask_flag(cidr: str, mask: str) -> None:
+    # Defect 2: an empty --cluster-cidr with a mask flag raised IndexError.
+    for argv in ([f"--cluster-cidr={cidr}", f"{mask}=24"], ["--cluster-cidr", cidr, mask, "24"]):
+        with pytest.raises(InvalidConfigError, match="--cluster-cidr is required") as info:
+            ClusterConfig.from_flags(argv)
+        assert "--cluster-cidr=" in str(info.value)
+
+
+# A real kube-controller-manager command line (kubeadm's static Pod, trimmed).
+KCM_ARGV = [
+    "--allocate-node-cidrs=true",
+    "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf",
+    "--bind-address=127.0.0.1",
+    "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+    "--cluster-cidr=10.244.0.0/16,fc00::/24",
+    "--cluster-name=kubernetes",
+    "--controllers=*,bootstrapsigner,tokencleaner",
+    "--leader-elect",
+    "--v",
+    "2",
+    "--profiling",
+    "--service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112",
+    "--node-cidr-mask-size-ipv4=25",
+    "--use-service-account-credentials=true",
+]
+
+
+def test_ignore_unknown_reads_a_real_command_line() -> None:
+    # Defect 7: a whole kube-controller-manager command line can be planned.
+    with pytest.raises(InvalidConfigError, match="unknown flag: --authentication-kubeconfig"):
+        ClusterConfig.from_flags(KCM_ARGV)
+    config = ClusterConfig.from_flags(KCM_ARGV, ignore_unknown=True)
+    assert config == ClusterConfig(
+        "10.244.0.0/16,fc00::/24", "10.96.0.0/12,fd00:10:96::/112", node_mask_ipv4=25
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # An unknown flag takes the next token as its value unless it is a flag.
+        (["--v", "--cluster-cidr=10.0.0.0/8"], "10.0.0.0/8"),
+        (["--v", "2", "--cluster-cidr", "10.0.0.0/8"], "10.0.0.0/8"),
+        (["--cluster-cidr", "10.0.0.0/8", "--kubeconfig", "/x", "--leader-elect"], "10.0.0.0/8"),
+        (["--cluster-cidr=10.0.0.0/8", "--unknown", "--cluster-cidr=fd00::/48"], "fd00::/48"),
+        (["--cluster-cidr=10.0.0.0/8", "--x=--cluster-cidr=fd00::/48"], "10.0.0.0/8"),
+        (["--cluster-cidr=10.0.0.0/8", "--x", "-", "--"], None),
+    ],
+)
+def test_ignore_unknown_value_rule(argv: list[str], expected: str | None) -> None:
+    if expected is None:
+        # Skipping unknown flags does not make stray arguments acceptable.
+        with pytest.raises(InvalidConfigError, match="unexpected argument '--'"):
+            ClusterConfig.from_flags(argv, ignore_unknown=True)
+        return
+    assert ClusterConfig.from_flags(argv, ignore_unknown=True).cluster_cidrs == (net(expected),)
+
+
+def test_ignore_unknown_keeps_every_other_rule() -> None:
+    with pytest.raises(InvalidConfigError, match=r"unexpected argument '10\.0\.0\.0/8'"):
+        ClusterConfig.from_flags([SEED_CLUSTER, "10.0.0.0/8"], ignore_unknown=True)
+    with pytest.raises(InvalidConfigError, match="--cluster-cidr is required"):
+        ClusterConfig.from_flags(["--cluster-cidrs=10.0.0.0/8"], ignore_unknown=True)
+    with pytest.raises(InvalidConfigError, match="not allowed with dual-stack"):
+        ClusterConfig.from_flags(
+            [SEED_CLUSTER, "--node-cidr-mask-size=24", "--v=2"], ignore_unknown=True
+        )
+    with pytest.raises(InvalidConfigError, match="ignore_unknown must be a bool"):
+        ClusterConfig.from_flags([SEED_CLUSTER], ignore_unknown="yes")  # type: ignore[arg-type]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[a-z][a-z-]{0,12}", fullmatch=True).filter(
+                lambda name: (
+                    not name.startswith(("cluster-cidr", "node-cidr", "service-", "alloc"))
+                    and name != "feature-gates"
+                )
+            ),
+            st.one_of(st.none(), st.from_regex(r"[a-z0-9/.=]{0,8}", fullmatch=True)),
+            st.booleans(),
+        ),
+        max_size=5,
+    ),
+    st.integers(min_value=0, max_value=5),
+)
+def test_unknown_flags_anywhere_change_nothing(
+    unknown: list[tuple[str, str | None, bool]], where: int
+) -> None:
+    extra: list[str] = []
+    for name, value, joined in unknown:
+        if value is None:
+            extra.append(f"--{name}")
+        elif joined:
+            extra.append(f"--{name}={value}")
+        else:
+            extra.extend([f"--{name}", value or "v"])
+    known = [SEED_CLUSTER, SEED_SERVICE, "--node-cidr-mask-size-ipv6=80"]
+    where = min(where, len(known))
+    argv = known[:where] + extra + known[where:]
+    assert ClusterConfig.from_flags(argv, ignore_unknown=True) == ClusterConfig.from_flags(known)
+
+
 # ------------------------------------------------------------- CIDR lists
 
 
