@@ -124,7 +124,21 @@ class Net(NamedTuple):
     family: IPFamily
 
 
+def _refuse_scope(value: Any) -> AddressFormatError:
+    return AddressFormatError(
+        f"{value!r} carries a scope id, which has no place in IPAM", value=value
+    )
+
+
+def _scope_id(value: ipaddress.IPv6Address | ipaddress.IPv6Network) -> str | None:
+    # A network keeps its scope on its network address; "0" is a scope too.
+    address = value.network_address if isinstance(value, ipaddress.IPv6Network) else value
+    return address.scope_id
+
+
 def _parse_text_address(text: str, original: Any) -> tuple[int, IPFamily]:
+    if "%" in text:
+        raise _refuse_scope(original)
     family = IPFamily.IPv6 if ":" in text else IPFamily.IPv4
     try:
         packed = socket.inet_pton(_AF[family], text)
@@ -153,11 +167,8 @@ def parse_address(value: Any) -> tuple[int, IPFamily]:
     if isinstance(value, netaddr.IPAddress):
         return int(value), _BY_VERSION[value.version]
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        if getattr(value, "scope_id", None):
-            raise AddressFormatError(
-                f"{value!r} carries a scope id, which has no place in IPAM",
-                value=value,
-            )
+        if isinstance(value, ipaddress.IPv6Address) and _scope_id(value) is not None:
+            raise _refuse_scope(value)
         return int(value), _BY_VERSION[value.version]
     raise AddressFormatError(
         f"{value!r} is not an IP address (expected str, netaddr.IPAddress "
@@ -181,6 +192,8 @@ def parse_network(value: Any) -> Net:
         AddressFormatError: anything else, or text that does not parse.
     """
     if isinstance(value, str):
+        if "%" in value:
+            raise _refuse_scope(value)
         address, slash, prefix = value.partition("/")
         number, family = _parse_text_address(address, value)
         full = _WIDTH[family]
@@ -203,9 +216,13 @@ def parse_network(value: Any) -> Net:
         family = _BY_VERSION[value.version]
         return Net(value.first, value.prefixlen, family)
     if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        if isinstance(value, ipaddress.IPv6Network) and _scope_id(value) is not None:
+            raise _refuse_scope(value)
         family = _BY_VERSION[value.version]
         return Net(int(value.network_address), value.prefixlen, family)
     if isinstance(value, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
+        if isinstance(value, ipaddress.IPv6Interface) and _scope_id(value) is not None:
+            raise _refuse_scope(value)
         return parse_network(value.network)
     if isinstance(value, (netaddr.IPAddress, ipaddress.IPv4Address, ipaddress.IPv6Address)):
         number, family = parse_address(value)

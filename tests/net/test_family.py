@@ -150,6 +150,59 @@ class TestParseAddress:
         with pytest.raises(AddressFormatError):
             parse_address(ipaddress.IPv6Address("fe80::1%eth0"))
 
+
+# Defect 6: an IPv6 scope id, in every input type, is refused; some of these
+# used to lose the scope silently.
+SCOPED: list[Any] = [
+    "fe80::1%eth0",
+    "fe80::1%0",
+    "fe80::%eth0/64",
+    "fd00::/64%eth0",
+    "10.0.0.1%eth0",
+    ipaddress.IPv6Address("fe80::1%eth0"),
+    ipaddress.IPv6Address("fe80::1%0"),
+    ipaddress.IPv6Interface("fe80::1%eth0/64"),
+    ipaddress.IPv6Interface("fe80::1%eth0"),
+    ipaddress.IPv6Network("fe80::%eth0/64"),
+    ipaddress.IPv6Network("::%1/128"),
+]
+
+
+class TestScopeIds:
+    @pytest.mark.parametrize("value", SCOPED, ids=repr)
+    def test_refused_as_a_network(self, value: Any) -> None:
+        with pytest.raises(AddressFormatError, match="scope id") as info:
+            parse_network(value)
+        assert repr(value) in str(info.value)
+        assert info.value.value is value
+
+    @pytest.mark.parametrize(
+        "value", [v for v in SCOPED if not isinstance(v, ipaddress.IPv6Network)], ids=repr
+    )
+    def test_refused_as_an_address(self, value: Any) -> None:
+        with pytest.raises(AddressFormatError, match="scope id") as info:
+            parse_address(value)
+        assert info.value.value is value
+
+    @pytest.mark.parametrize(
+        "value",
+        [ipaddress.IPv6Network("fe80::%eth0/64"), ipaddress.IPv6Interface("fe80::1%eth0/64")],
+        ids=repr,
+    )
+    def test_refused_by_the_public_classes(self, value: Any) -> None:
+        with pytest.raises(AddressFormatError):
+            SubnetPool(value, 80)
+        with pytest.raises(AddressFormatError):
+            ServiceIPPool(value)
+        with pytest.raises(AddressFormatError):
+            ServiceIPPool("fe80::/64").allocate(ipaddress.IPv6Address("fe80::5%eth0"))
+
+    def test_unscoped_forms_still_accepted(self) -> None:
+        expected = parse_network("fe80::/64")
+        assert parse_network(ipaddress.IPv6Network("fe80::/64")) == expected
+        assert parse_network(ipaddress.IPv6Interface("fe80::1/64")) == expected
+        assert parse_address(ipaddress.IPv6Address("fe80::1")) == parse_address("fe80::1")
+
     def test_address_format_error_is_a_value_error(self) -> None:
         with pytest.raises(ValueError, match="not"):
             parse_address("not an address")
