@@ -1,0 +1,3 @@
+module dualstack_ipam/benchmarks/go
+
+go 1.19
