@@ -70,12 +70,14 @@ def run_go_bitmap(
     max_batch: int,
     seed: int = 1,
     uniform: bool = True,
+    realizations: int = 1,
 ) -> dict[str, Any]:
     """Build ``benchmarks/go`` and time ``AllocateNext`` on each Service range.
 
     Returns the program's JSON (Go version, timer overhead, settings and one
     row per range, strategy, fill method and fill) with ``available: True``
-    and the command line, or ``available: False`` and the reason when ``go``
+    and the command line; each range is filled ``realizations`` times from
+    empty (different seeds), its batches pooled. Or ``available: False`` and the reason when ``go``
     is missing or the build or run fails. The program's progress goes to
     this process's stderr.
     """
@@ -84,6 +86,7 @@ def run_go_bitmap(
         return _skipped("no `go` on PATH (Debian: apt-get install golang-go)")
     args = [f"-fills={','.join(repr(float(f)) for f in fills)}"]
     args += [f"-repeats={repeats}", f"-max-batch={max_batch}", f"-seed={seed}"]
+    args += [f"-realizations={realizations}"]
     args += [f"-cidr={c}" for c in cidrs]
     if uniform:
         args.append("-uniform")
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         fills=(0.0, 0.5, 0.99, 0.999),
         repeats=9 if args.quick else 41,
         max_batch=64 if args.quick else 256,
+        realizations=2 if args.quick else 5,
     )
     if not result["available"]:
         print(f"Go bitmap skipped: {result['reason']}")
