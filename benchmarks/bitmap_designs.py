@@ -54,8 +54,8 @@ from functools import partial
 from random import Random
 from typing import Any, Protocol
 
-from dualstack_ipam.bitmap import factory as _bitmap
-from dualstack_ipam.bitmap.factory import Bitmap
+import dualstack_ipam.bitmap as _bitmap
+from dualstack_ipam.bitmap import SparseBitmap as Bitmap
 
 from ._common import (
     format_table,

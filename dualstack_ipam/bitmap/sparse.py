@@ -38,7 +38,8 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from dualstack_ipam.bitmap.codec import Geometry, decode, encode
+from dualstack_ipam.bitmap.codec import decode, encode
+from dualstack_ipam.bitmap.geometry import Geometry
 
 __all__ = ["LOCALITY_SPAN", "SHIFT", "SparseBitmap"]
 
@@ -79,7 +80,7 @@ class SparseBitmap:
         "_shift",
         "_size",
         "_slots",
-        "_used",
+        "count",
     )
 
     def __init__(self, size: int) -> None:
@@ -96,20 +97,19 @@ class SparseBitmap:
         self._partial = SortedList()
         self._run_lo: list[int] = []
         self._run_hi: list[int] = []
-        self._used = 0
+        self.count = 0
         self._hot = -1
 
     # ------------------------------------------------------------------ info
 
     @property
     def size(self) -> int:
-        """Slots in the universe. Complexity: O(1)."""
-        return self._size
+        """Slots in the universe.
 
-    @property
-    def count(self) -> int:
-        """Slots in use. Complexity: O(1)."""
-        return self._used
+        Complexity:
+            O(1).
+        """
+        return self._size
 
     def _cap(self, chunk: int) -> int:
         return self._last_cap if chunk == self._last else self._slots
@@ -122,7 +122,11 @@ class SparseBitmap:
         return -1
 
     def __contains__(self, index: int) -> bool:
-        """Whether ``index`` is in use. Complexity: O(1), O(log runs) off a chunk."""
+        """Whether ``index`` is in use.
+
+        Complexity:
+            O(1), O(log runs) outside the partial chunks.
+        """
         buf = self._chunks.get(index >> self._shift)
         if buf is not None:
             return buf[index & self._mask] == 1
@@ -194,9 +198,12 @@ class SparseBitmap:
     # -------------------------------------------------------- single slots
 
     def add(self, index: int) -> bool:
-        """Mark ``index`` used; True if it was free. Complexity: O(1) amortised.
+        """Mark ``index`` used; True if it was free.
 
         Creating or retiring a chunk costs O(log chunks) once per chunk.
+
+        Complexity:
+            O(1) amortised.
         """
         chunk = index >> self._shift
         buf = self._chunks.get(chunk)
@@ -208,7 +215,7 @@ class SparseBitmap:
         if buf[offset]:
             return False
         buf[offset] = 1
-        self._used += 1
+        self.count += 1
         n = self._counts[chunk] + 1
         if n == len(buf):
             self._chunk_became_full(chunk)
@@ -217,7 +224,11 @@ class SparseBitmap:
         return True
 
     def discard(self, index: int) -> bool:
-        """Mark ``index`` free; True if it was used. Complexity: O(1) amortised."""
+        """Mark ``index`` free; True if it was used.
+
+        Complexity:
+            O(1) amortised.
+        """
         chunk = index >> self._shift
         buf = self._chunks.get(chunk)
         if buf is None:
@@ -228,7 +239,7 @@ class SparseBitmap:
         if not buf[offset]:
             return False
         buf[offset] = 0
-        self._used -= 1
+        self.count -= 1
         n = self._counts[chunk] - 1
         if n == 0:
             self._drop_chunk(chunk)
@@ -261,7 +272,9 @@ class SparseBitmap:
         """First free slot at or after ``start`` in ``[lo, hi)``, wrapping to ``lo``.
 
         Returns -1 when ``[lo, hi)`` is full. Requires ``lo <= start < hi``.
-        Complexity: O(log runs) plus one ``memchr`` over at most two chunks.
+
+        Complexity:
+            O(log runs) plus one ``memchr`` over at most two chunks.
 
         >>> b = SparseBitmap(8); b.add_range(2, 8)
         6
@@ -274,7 +287,11 @@ class SparseBitmap:
         return found
 
     def take_free(self, start: int, lo: int, hi: int) -> int:
-        """Like :meth:`find_free`, and mark the slot used. Complexity: as find_free."""
+        """Like :meth:`find_free`, and mark the slot used.
+
+        Complexity:
+            O(log runs), as :meth:`find_free`.
+        """
         chunk = start >> self._shift
         buf = self._chunks.get(chunk)
         if buf is not None:
@@ -285,7 +302,7 @@ class SparseBitmap:
                 found = (chunk << self._shift) + offset
                 if found < hi:
                     buf[offset] = 1
-                    self._used += 1
+                    self.count += 1
                     n = self._counts[chunk] + 1
                     if n == len(buf):
                         self._chunk_became_full(chunk)
@@ -307,7 +324,8 @@ class SparseBitmap:
         partially used chunk of the band, and only when none is left to a
         random new place.
 
-        Complexity: O(1) amortised; O(log chunks) when the hot chunk fills.
+        Complexity:
+            O(1) amortised; O(log chunks) when the hot chunk fills.
         """
         span = hi - lo
         if span <= LOCALITY_SPAN:
@@ -326,7 +344,7 @@ class SparseBitmap:
                     if offset < 0:
                         offset = buf.find(0)
                 buf[offset] = 1
-                self._used += 1
+                self.count += 1
                 n = self._counts[hot] + 1
                 if n == len(buf):
                     self._chunk_became_full(hot)
@@ -418,9 +436,13 @@ class SparseBitmap:
     def add_range(self, start: int, stop: int) -> int:
         """Mark ``[start, stop)`` used; return how many slots changed.
 
-        Complexity: O(log n + k) where k counts the partial chunks and runs
-        inside the range (plus a C-level shift of the run list); never one
-        step per slot or per whole chunk.
+        Raises:
+            IndexError: the range is not inside ``[0, size)``.
+
+        Complexity:
+            O(log n + k) where k counts the partial chunks and runs inside
+            the range (plus a C-level shift of the run list); never one step
+            per slot or per whole chunk.
         """
         self._check_range(start, stop)
         if start == stop:
@@ -435,13 +457,17 @@ class SparseBitmap:
                 self._drop_chunk(chunk)
             self._mark_full(c1, c2)
             changed += ((c2 - c1) << self._shift) - before
-        self._used += changed
+        self.count += changed
         return changed
 
     def discard_range(self, start: int, stop: int) -> int:
         """Mark ``[start, stop)`` free; return how many slots changed.
 
-        Complexity: as :meth:`add_range`.
+        Raises:
+            IndexError: the range is not inside ``[0, size)``.
+
+        Complexity:
+            O(log n + k), as :meth:`add_range`.
         """
         self._check_range(start, stop)
         if start == stop:
@@ -456,11 +482,18 @@ class SparseBitmap:
             for chunk in inside:
                 self._drop_chunk(chunk)
             self._unmark_full(c1, c2)
-        self._used -= changed
+        self.count -= changed
         return changed
 
     def all_set(self, start: int, stop: int) -> bool:
-        """Whether every slot of ``[start, stop)`` is used. Complexity: as find_free."""
+        """Whether every slot of ``[start, stop)`` is used.
+
+        Raises:
+            IndexError: the range is not inside ``[0, size)``.
+
+        Complexity:
+            O(log runs), as :meth:`find_free`.
+        """
         self._check_range(start, stop)
         return start >= stop or self._find_upto(start, stop) < 0
 
@@ -470,7 +503,9 @@ class SparseBitmap:
         """Maximal ``(start, stop)`` runs of used slots at or after ``start``, ascending.
 
         A run that began before ``start`` is cut at ``start``.
-        Complexity: O(log n) to begin, then O(1) amortised per run.
+
+        Complexity:
+            O(log n) to begin, then O(1) amortised per run.
         """
         pending: tuple[int, int] | None = None
         for lo, hi in self._pieces(start):
@@ -508,44 +543,79 @@ class SparseBitmap:
             j = buf.find(1, end)
 
     def __iter__(self) -> Iterator[int]:
-        """Used slots, ascending (a generator). Complexity: O(1) per slot."""
+        """Used slots, ascending (a generator).
+
+        Complexity:
+            O(1) per slot.
+        """
         for start, stop in self._pieces(0):
             yield from range(start, stop)
 
     # ------------------------------------------------------- serialisation
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready description (see :mod:`dualstack_ipam.bitmap.codec`). Complexity: O(n)."""
-        return encode(
+    def freeze(self) -> _SparseImage:
+        """A detached copy of the state, for encoding without the owner's lock.
+
+        Copies the two run lists (a pointer copy each), the partial chunks'
+        indices (in the dict's order, sorted later by the image) and their
+        bytes: ``list(map(bytes, values))`` runs in C, one ``memcpy`` of at
+        most 1 KiB per partial chunk, with no Python bytecode per chunk. The
+        cost follows the partial chunks, not the universe or the full runs;
+        it is the same memory again as the chunks themselves, for as long as
+        the image lives.
+
+        Complexity:
+            O(runs + partial chunks), all in C.
+        """
+        chunks = self._chunks
+        return _SparseImage(
             self._shift,
-            list(zip(self._run_lo, self._run_hi, strict=True)),
-            [(c, self._chunks[c]) for c in self._partial],
+            self._run_lo[:],
+            self._run_hi[:],
+            list(chunks),
+            list(map(bytes, chunks.values())),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The serialised form of :mod:`dualstack_ipam.bitmap.codec`.
+
+        Complexity:
+            O(n): a copy (:meth:`freeze`), then encoding.
+        """
+        return self.freeze().to_json()
 
     @classmethod
     def from_json(cls, size: int, data: Any) -> SparseBitmap:
-        """Rebuild from :meth:`to_json`; :class:`BitmapFormatError` if corrupt.
+        """Rebuild from :meth:`to_json`.
 
-        Complexity: O(n).
+        Raises:
+            BitmapFormatError: the data is corrupt, out of range or not canonical.
+
+        Complexity:
+            O(n) in the serialised size.
         """
         bitmap = cls(size)
         runs, partials = decode(Geometry(size, SHIFT), data)
         for lo, hi in runs:
             bitmap._run_lo.append(lo)
             bitmap._run_hi.append(hi)
-            bitmap._used += bitmap._geometry.run_slots(lo, hi)
+            bitmap.count += bitmap._geometry.run_slots(lo, hi)
         for chunk, buf in partials:
             used = buf.count(1)
             bitmap._chunks[chunk] = buf
             bitmap._counts[chunk] = used
-            bitmap._used += used
+            bitmap.count += used
         bitmap._partial.update(chunk for chunk, _ in partials)
         return bitmap
 
     # ---------------------------------------------------------- invariants
 
     def check_invariants(self) -> None:
-        """Assert every structural invariant. Complexity: O(n)."""
+        """Assert every structural invariant.
+
+        Complexity:
+            O(n).
+        """
         assert list(self._partial) == sorted(self._chunks), "partial index out of sync"
         assert self._counts.keys() == self._chunks.keys(), "counts out of sync"
         total = 0
@@ -564,5 +634,29 @@ class SparseBitmap:
             assert previous_hi < lo < hi <= self._last + 1, f"bad run [{lo}, {hi})"
             total += self._geometry.run_slots(lo, hi)
             previous_hi = hi
-        assert total == self._used, f"count {self._used} != {total} slots in use"
+        assert total == self.count, f"count {self.count} != {total} slots in use"
         assert self._hot == -1 or 0 <= self._hot <= self._last
+
+
+class _SparseImage:
+    """The state of a :class:`SparseBitmap` as :meth:`SparseBitmap.freeze` copied it."""
+
+    __slots__ = ("_bufs", "_chunks", "_run_hi", "_run_lo", "_shift")
+
+    def __init__(
+        self, shift: int, run_lo: list[int], run_hi: list[int], chunks: list[int], bufs: list[bytes]
+    ) -> None:
+        self._shift = shift
+        self._run_lo = run_lo
+        self._run_hi = run_hi
+        self._chunks = chunks
+        self._bufs = bufs
+
+    def to_json(self) -> dict[str, Any]:
+        """The serialised form of :mod:`dualstack_ipam.bitmap.codec`.
+
+        Complexity:
+            O(runs + p log p) for p partial chunks, packing and deflate in C.
+        """
+        partials = sorted(zip(self._chunks, self._bufs, strict=True))
+        return encode(self._shift, list(zip(self._run_lo, self._run_hi, strict=True)), partials)

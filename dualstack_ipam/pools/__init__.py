@@ -1,1 +1,29 @@
-"""pools layer."""
+"""The ``pools`` layer: one range of one family over a bitmap of slots.
+
+:class:`SubnetPool` carves a cluster CIDR into node subnets,
+:class:`ServiceIPPool` hands out single Service addresses; both share
+:class:`BasePool` (lock, counts, runs, snapshots) and take their
+``strategy=`` as a :class:`Strategy` or its string. Everything above imports
+from here.
+"""
+
+from dualstack_ipam.pools.base import BasePool
+from dualstack_ipam.pools.service_ips import ServiceIPPool, static_band_size
+from dualstack_ipam.pools.strategies import (
+    SERVICE_STRATEGIES,
+    SUBNET_STRATEGIES,
+    Strategy,
+    parse_strategy,
+)
+from dualstack_ipam.pools.subnets import SubnetPool
+
+__all__ = [
+    "SERVICE_STRATEGIES",
+    "SUBNET_STRATEGIES",
+    "BasePool",
+    "ServiceIPPool",
+    "Strategy",
+    "SubnetPool",
+    "parse_strategy",
+    "static_band_size",
+]

@@ -9,9 +9,9 @@ an IPv6 range is usable, a /64 included.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from random import Random
-from typing import Any
+from typing import Any, ClassVar
 
 import netaddr
 
@@ -27,20 +27,22 @@ from dualstack_ipam.net import (
     make_address,
     parse_address,
     parse_network,
+    usable_span,
 )
-from dualstack_ipam.pools.base import BasePool, check_strategy
-from dualstack_ipam.snapshot import envelope
+from dualstack_ipam.pools.base import BasePool
+from dualstack_ipam.pools.strategies import SERVICE_STRATEGIES, Strategy
 
 __all__ = ["ServiceIPPool", "static_band_size"]
-
-_STRATEGIES = ("random", "sequential")
 
 
 def static_band_size(range_size: int) -> int:
     """KEP-3070's static band for a range of ``range_size`` addresses.
 
     0 if the range holds 16 addresses or fewer, else ``range_size // 16``
-    clamped to ``[16, 256]``. Complexity: O(1).
+    clamped to ``[16, 256]``.
+
+    Complexity:
+        O(1).
 
     >>> [static_band_size(2**h) for h in (4, 5, 10, 24)]
     [0, 16, 64, 256]
@@ -55,14 +57,18 @@ class ServiceIPPool(BasePool):
 
     Args:
         cidr: the Service range (host bits are dropped).
-        strategy: ``"random"`` (the default, as Kubernetes: a random start in
-            the band, then the next free address) or ``"sequential"`` (the
+        strategy: a :class:`~dualstack_ipam.pools.strategies.Strategy` or its
+            string: ``"random"`` (the default, as Kubernetes: a random start
+            in the band, then the next free address) or ``"sequential"`` (the
             lowest free address of the band).
         rng: a ``random.Random`` for reproducible runs; a fresh one if None.
 
     Raises:
         AddressFormatError: ``cidr`` is not a network.
         InvalidConfigError: a bad ``strategy`` or ``rng``.
+
+    Complexity:
+        O(capacity) bytes up to 2**24 addresses (zeroed in C), O(1) above.
 
     >>> import random
     >>> pool = ServiceIPPool("10.96.0.0/12", rng=random.Random(1))
@@ -86,19 +92,21 @@ class ServiceIPPool(BasePool):
         "_top",
     )
 
-    _KIND = "ServiceIPPool"
+    _KIND: ClassVar[str] = "ServiceIPPool"
+    _STRATEGIES: ClassVar[tuple[Strategy, ...]] = SERVICE_STRATEGIES
 
-    def __init__(self, cidr: Any, *, strategy: str = "random", rng: Random | None = None) -> None:
+    def __init__(
+        self, cidr: Any, *, strategy: Strategy | str = Strategy.RANDOM, rng: Random | None = None
+    ) -> None:
         net = parse_network(cidr)
         if rng is not None and not isinstance(rng, Random):
             raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
-        size = 1 << (net.family.width - net.prefixlen)
-        usable = max(size - 2, 0) if net.family is IPFamily.IPv4 else size - 1
-        super().__init__(net, usable, check_strategy(strategy, _STRATEGIES))
-        self._base = net.value + 1
-        self._offset = static_band_size(size)
+        first, usable = usable_span(net.family, net.prefixlen)
+        super().__init__(net, usable, strategy)
+        self._base = net.value + first
+        self._offset = static_band_size(1 << (net.family.width - net.prefixlen))
         self._top = usable
-        self._random = self._strategy == "random"
+        self._random = self._strategy is Strategy.RANDOM
         self._rng = rng if rng is not None else Random()
         self._make = address_factory(net.family)
         # Used slots in the static band, so a full dynamic band is skipped in
@@ -112,13 +120,17 @@ class ServiceIPPool(BasePool):
 
     def __repr__(self) -> str:
         return (
-            f"ServiceIPPool({str(self.cidr)!r}, strategy={self._strategy!r})"
+            f"ServiceIPPool({str(self.cidr)!r}, strategy={self._strategy.value!r})"
             f"<used={self.used}/{self.capacity}>"
         )
 
     @property
     def offset(self) -> int:
-        """Size of the static band at the bottom of the range. Complexity: O(1)."""
+        """Size of the static band at the bottom of the range.
+
+        Complexity:
+            O(1).
+        """
         return self._offset
 
     # ------------------------------------------------------------ helpers
@@ -153,7 +165,8 @@ class ServiceIPPool(BasePool):
             NotInRangeError: ``ip`` is not a usable address of this range.
             AlreadyAllocatedError: ``ip`` is taken.
 
-        Complexity: O(1) amortised.
+        Complexity:
+            O(1) amortised.
 
         >>> pool = ServiceIPPool("192.168.1.0/24")
         >>> pool.allocate("192.168.1.1")
@@ -176,7 +189,8 @@ class ServiceIPPool(BasePool):
         Raises:
             PoolExhaustedError: every usable address is allocated.
 
-        Complexity: O(1) amortised; independent of the range size and fill.
+        Complexity:
+            O(1) amortised; independent of the range size and fill.
 
         >>> pool = ServiceIPPool("192.168.1.0/25", strategy="sequential")
         >>> pool.offset, pool.allocate_next()
@@ -185,7 +199,7 @@ class ServiceIPPool(BasePool):
         with self._lock:
             bitmap, offset, top = self._bitmap, self._offset, self._top
             slot = -1
-            if bitmap._used - self._static_used < top - offset:
+            if bitmap.count - self._static_used < top - offset:
                 if self._random:
                     slot = bitmap.take_random(offset, top, self._rng)
                 else:
@@ -210,7 +224,8 @@ class ServiceIPPool(BasePool):
         Raises:
             NotInRangeError: ``ip`` is not a usable address of this range.
 
-        Complexity: O(1) amortised.
+        Complexity:
+            O(1) amortised.
 
         >>> pool = ServiceIPPool("192.168.1.0/24"); _ = pool.allocate("192.168.1.9")
         >>> pool.release("192.168.1.9"), pool.release("192.168.1.9")
@@ -231,7 +246,8 @@ class ServiceIPPool(BasePool):
     def is_allocated(self, ip: Any) -> bool:
         """Whether ``ip`` is allocated (False outside the usable range).
 
-        Complexity: O(1).
+        Complexity:
+            O(1).
 
         >>> ServiceIPPool("192.168.1.0/24").is_allocated("10.0.0.1")
         False
@@ -243,9 +259,17 @@ class ServiceIPPool(BasePool):
             return slot in self._bitmap
 
     def __iter__(self) -> Iterator[netaddr.IPAddress]:
-        """Allocated addresses, ascending (a generator over one consistent state).
+        """Allocated addresses, ascending (a generator).
 
-        Complexity: O(1) per address, after copying the O(runs) run list.
+        Read a few runs at a time under the lock (see :meth:`runs`): an
+        address changed during the walk is seen if it lies ahead of it.
+
+        Complexity:
+            O(1) per address, plus :meth:`runs`.
+
+        >>> pool = ServiceIPPool("10.96.0.0/24"); _ = pool.allocate("10.96.0.7")
+        >>> list(pool)
+        [IPAddress('10.96.0.7')]
         """
         for slot in self._indices():
             yield make_address(self._base + slot, self._family)
@@ -255,42 +279,28 @@ class ServiceIPPool(BasePool):
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready, versioned description of the pool.
 
-        The random generator's state is not part of it: pass ``rng`` to
-        :meth:`restore` for a reproducible continuation.
+        Keys: ``kind``, ``version``, ``used``, ``cidr``, ``strategy``,
+        ``allocated``. The random generator's state is not part of it: pass
+        ``rng`` to :meth:`restore` for a reproducible continuation.
+        Allocations wait only while the state is copied (see
+        :meth:`BasePool.snapshot`).
 
-        Complexity: O(n) in the allocated chunks.
+        Complexity:
+            O(n) in the allocated chunks; the lock is held for a flat copy only.
 
         >>> pool = ServiceIPPool("10.96.0.0/24"); _ = pool.allocate("10.96.0.1")
         >>> restored = ServiceIPPool.restore(pool.snapshot())
         >>> list(restored), restored.snapshot() == pool.snapshot()
         ([IPAddress('10.96.0.1')], True)
         """
-        with self._lock:
-            return envelope(
-                self._KIND,
-                self._bitmap.count,
-                cidr=str(self.cidr),
-                strategy=self._strategy,
-                allocated=self._bitmap.to_json(),
-            )
+        return self.capture()()
 
     @classmethod
-    def restore(cls, data: Any, *, rng: Random | None = None) -> ServiceIPPool:
-        """Rebuild a pool from :meth:`snapshot`, drawing from ``rng`` if given.
+    def _build(cls, cidr: str, fields: Mapping[str, Any], rng: Random | None) -> ServiceIPPool:
+        return cls(cidr, strategy=fields["strategy"], rng=rng)
 
-        Raises:
-            SnapshotError: corrupt, truncated, of another kind or version, or
-                with counts that disagree with the allocated set.
-
-        Complexity: O(n) in the snapshot's size.
-        """
-        if rng is not None and not isinstance(rng, Random):
-            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
-        pool, _ = cls._from_snapshot(
-            data, [], lambda cidr, f: cls(cidr, strategy=f["strategy"], rng=rng)
-        )
-        pool._static_used = pool._count_static()
-        return pool
+    def _restored(self, fields: Mapping[str, Any]) -> None:
+        self._static_used = self._count_static()
 
     def _count_static(self) -> int:
         used = 0
@@ -301,18 +311,22 @@ class ServiceIPPool(BasePool):
         return used
 
     def _check_invariants(self) -> None:
-        """Assert the pool's internal consistency. Complexity: O(n)."""
+        """Assert the pool's internal consistency.
+
+        Complexity:
+            O(n).
+        """
         with self._lock:
             self._check_base_invariants()
+            first, usable = usable_span(self._family, self._net.prefixlen)
             size = 1 << (self._family.width - self._net.prefixlen)
-            usable = max(size - 2, 0) if self._family is IPFamily.IPv4 else size - 1
             assert self._bitmap.size == usable, "capacity disagrees with the range"
             assert self._offset == static_band_size(size), "static band disagrees with the range"
-            assert self._base == self._net.value + 1
+            assert self._base == self._net.value + first
             assert self._top == self._bitmap.size
             assert self._static_used == self._count_static(), "static band count out of sync"
             assert self._offset <= self._low <= max(self._offset, self._top - 1)
             assert 0 <= self._low_static <= max(0, self._offset - 1)
             assert self._bitmap.all_set(self._offset, self._low), "dynamic low mark too high"
             assert self._bitmap.all_set(0, self._low_static), "static low mark too high"
-            assert self._strategy in _STRATEGIES
+            assert self._random == (self._strategy is Strategy.RANDOM)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from dualstack_ipam.bitmap.factory import make_bitmap
+from dualstack_ipam.bitmap import make_bitmap
 from dualstack_ipam.cluster.config import DEFAULT_NODE_MASK
 from dualstack_ipam.net import IPFamily, Net, make_address, make_network, parse_network
-from dualstack_ipam.pools.service_ips import ServiceIPPool
-from dualstack_ipam.pools.subnets import SubnetPool
+from dualstack_ipam.pools import ServiceIPPool, SubnetPool
 from dualstack_ipam.snapshot import write_int
 
 from ._common import (

@@ -15,17 +15,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from dualstack_ipam.bitmap.codec import BitmapFormatError, Geometry
-from dualstack_ipam.bitmap.factory import (
+from dualstack_ipam.bitmap import (
     DENSE_MAX,
-    AnyBitmap,
+    Bitmap,
+    BitmapFormatError,
     DenseBitmap,
+    Geometry,
     SparseBitmap,
     bitmap_from_json,
     make_bitmap,
 )
 
-LAYOUTS = [DenseBitmap, SparseBitmap]
+Layout = type[DenseBitmap] | type[SparseBitmap]
+LAYOUTS: list[Layout] = [DenseBitmap, SparseBitmap]
 # Sizes around the chunk edges: 1 slot, a short last chunk, several chunks.
 SIZES = [1, 2, 7, 16, 254, 4096, 4097, 9000]
 
@@ -41,9 +43,9 @@ class BitmapMachine(RuleBasedStateMachine):
     """Every operation of a bitmap, checked against a ``set`` after each step."""
 
     @initialize(layout=st.sampled_from(LAYOUTS), size=st.sampled_from(SIZES))
-    def start(self, layout: type[DenseBitmap] | type[SparseBitmap], size: int) -> None:
+    def start(self, layout: Layout, size: int) -> None:
         self.size = size
-        self.bitmap: AnyBitmap = layout(size)
+        self.bitmap: DenseBitmap | SparseBitmap = layout(size)
         self.model: set[int] = set()
 
     def index(self, data: st.DataObject) -> int:
@@ -176,7 +178,7 @@ def test_sparse_random_picks_keep_locality() -> None:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_full_chunks_are_skipped_without_scanning(layout: type[AnyBitmap]) -> None:
+def test_full_chunks_are_skipped_without_scanning(layout: Layout) -> None:
     bitmap = layout(2**20)
     bitmap.add_range(0, 2**20 - 1)
     assert bitmap.take_free(5, 0, 2**20) == 2**20 - 1
@@ -187,7 +189,7 @@ def test_full_chunks_are_skipped_without_scanning(layout: type[AnyBitmap]) -> No
     bitmap.check_invariants()
 
 
-def _good(layout: type[AnyBitmap], size: int) -> tuple[AnyBitmap, int]:
+def _good(layout: Layout, size: int) -> tuple[Bitmap, int]:
     """A bitmap with one full chunk (a run) and one partial chunk, and its chunk size."""
     bitmap = layout(size)
     slots = 1 << bitmap.to_json()["chunk_bits"]
@@ -196,7 +198,7 @@ def _good(layout: type[AnyBitmap], size: int) -> tuple[AnyBitmap, int]:
     return bitmap, slots
 
 
-def _corrupt_cases(layout: type[AnyBitmap], size: int) -> list[Any]:
+def _corrupt_cases(layout: Layout, size: int) -> list[Any]:
     bitmap, slots = _good(layout, size)
     good = bitmap.to_json()
     width = slots // 8
@@ -226,7 +228,7 @@ def _corrupt_cases(layout: type[AnyBitmap], size: int) -> list[Any]:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_corrupt_serialised_data_is_refused(layout: type[AnyBitmap]) -> None:
+def test_corrupt_serialised_data_is_refused(layout: Layout) -> None:
     size = 3 * 4096
     good, slots = _good(layout, size)
     assert list(layout.from_json(size, good.to_json())) == list(good)
@@ -250,7 +252,7 @@ def test_geometry_covers_every_slot_once(size: int, data: st.DataObject) -> None
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_out_of_range_ranges_are_refused(layout: type[AnyBitmap]) -> None:
+def test_out_of_range_ranges_are_refused(layout: Layout) -> None:
     bitmap = layout(100)
     for start, stop in [(-1, 5), (5, 101), (6, 5)]:
         with pytest.raises(IndexError):
