@@ -15,8 +15,11 @@ Usage (see ``docs/cli.md`` for every command, flag and exit code)::
 Exit codes: 0 done; 1 refused by the current state (a range exhausted, an
 address or CIDR taken, a manifest asking for a taken cluster IP); 2 bad
 input (flags, manifests, a corrupt or unreadable state file, a Service
-command on a cluster without a Service range). Errors are one line on
-stderr, ``dualstack-ipam: error: ...``, never a traceback.
+command on a cluster without a Service range, output that cannot be
+written when nothing was changed); 3 the change was saved but its output
+could not be written (a closed pipe, a full disk). 1 and 2 mean nothing
+changed. Errors are one line on stderr, ``dualstack-ipam: error: ...``,
+never a traceback (:mod:`~dualstack_ipam.cli.reporting`).
 
 The library never imports click or PyYAML: this module imports them only
 when :func:`main` (or :func:`build_cli`) runs, and without them ``main``
@@ -26,8 +29,8 @@ to print; click only parses the command line. They live in private modules
 (:mod:`~dualstack_ipam.cli.commands`, :mod:`~dualstack_ipam.cli.service_commands`,
 :mod:`~dualstack_ipam.cli.demo`, printing through :mod:`~dualstack_ipam.cli.render`)
 and are re-exported here, which is where scripts import them from. This
-module holds the click wiring, the mapping of every error to one stderr
-line and an exit code, and :func:`main`.
+module holds the click wiring and :func:`main`; every error becomes one
+stderr line and an exit code in :mod:`~dualstack_ipam.cli.reporting`.
 
 >>> code = main(["plan", "--cluster-cidr=10.0.0.0/16", "--node-cidr-mask-size=20", "--json"])
 ... # doctest: +ELLIPSIS
@@ -70,13 +73,10 @@ from dualstack_ipam.cli.demo import DEMO_NODES as DEMO_NODES
 from dualstack_ipam.cli.demo import DEMO_SEED as DEMO_SEED
 from dualstack_ipam.cli.demo import SEED_SERVICES as SEED_SERVICES
 from dualstack_ipam.cli.demo import run_demo
+from dualstack_ipam.cli.manifests import parse_manifests
 from dualstack_ipam.cli.render import format_table
-from dualstack_ipam.cli.service_commands import (
-    parse_manifests,
-    run_allocate_service,
-    run_release_service,
-)
-from dualstack_ipam.errors import IPAMError
+from dualstack_ipam.cli.reporting import emit, guarded
+from dualstack_ipam.cli.service_commands import run_allocate_service, run_release_service
 
 if TYPE_CHECKING:
     import click
@@ -101,61 +101,14 @@ __all__ = [
     "run_show",
 ]
 
-_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug, not the user's input
 _Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
-
-
-# ------------------------------------------------------------------ errors
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f": {exc.filename!r}" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    return str(exc) or type(exc).__name__
-
-
-def _guarded(call: Callable[[], Any]) -> int:
-    """Run ``call`` (click's main); any error becomes one stderr line and an exit code."""
-    import click
-    import yaml
-
-    try:
-        code = call()
-        # Non-standalone click returns the code of --help / --version
-        # exits, and the callbacks' None otherwise.
-        return code if isinstance(code, int) and not isinstance(code, bool) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.UsageError as exc:
-        ctx = exc.ctx
-        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        problem = exc.format_message() + hint
-        code = exc.exit_code
-    except click.ClickException as exc:
-        problem, code = exc.format_message(), exc.exit_code
-    except click.Abort:
-        problem, code = "aborted", 130
-    except (IPAMError, CLIError, _state.StateError, yaml.YAMLError) as exc:
-        problem, code = str(exc), exit_code_for(exc)
-    except OSError as exc:
-        problem, code = _message(exc), 2
-    except Exception as exc:  # never a traceback, but say it is ours
-        problem = f"internal error, please report it: {type(exc).__name__}: {exc}"
-        code = _INTERNAL_ERROR
-    click.echo(f"{PROG}: error: {_one_line(problem)}", err=True)
-    return code
 
 
 # ------------------------------------------------------------------ click
 
 
 def _group_class() -> type[click.Group]:
-    """A click group whose ``main`` never raises: see :func:`_guarded`."""
+    """A click group whose ``main`` never raises: see :func:`.reporting.guarded`."""
     import click
 
     class Group(click.Group):
@@ -170,7 +123,7 @@ def _group_class() -> type[click.Group]:
         ) -> Any:
             # A bare "dualstack-ipam" shows the help, as --help does.
             argv = list(sys.argv[1:] if args is None else args) or ["--help"]
-            code = _guarded(
+            code = guarded(
                 lambda: click.Group.main(
                     self,
                     argv,
@@ -243,7 +196,7 @@ def _add_cluster_commands(cli: click.Group) -> None:
     @_json_option
     def demo(as_json: bool) -> None:
         """The seed's scenario on the default cluster: nodes and three Services."""
-        click.echo(run_demo(as_json=as_json))
+        emit(run_demo(as_json=as_json))
 
     @cli.command(context_settings=_PASS_FLAGS)
     @_json_option
@@ -260,7 +213,7 @@ def _add_cluster_commands(cli: click.Group) -> None:
         FLAGS: --cluster-cidr, --service-cluster-ip-range, --node-cidr-mask-size,
         --node-cidr-mask-size-ipv4/-ipv6, --allocate-node-cidrs, --feature-gates.
         """
-        click.echo(run_plan(flags, as_json=as_json, feature_gate=feature_gate))
+        emit(run_plan(flags, as_json=as_json, feature_gate=feature_gate))
 
     @cli.command(context_settings=_PASS_FLAGS)
     @_json_option
@@ -268,14 +221,14 @@ def _add_cluster_commands(cli: click.Group) -> None:
     @_flags_argument
     def init(flags: tuple[str, ...], as_json: bool, state_path: str) -> None:
         """Create the state file for the cluster FLAGS describe (never overwrites)."""
-        click.echo(run_init(flags, state_path, as_json=as_json))
+        emit(run_init(flags, state_path, as_json=as_json))
 
     @cli.command()
     @_json_option
     @_state_option
     def show(as_json: bool, state_path: str) -> None:
         """Print the nodes, the Services and the usage per family."""
-        click.echo(run_show(state_path, as_json=as_json))
+        emit(run_show(state_path, as_json=as_json))
 
 
 def _add_node_commands(cli: click.Group) -> None:
@@ -288,7 +241,7 @@ def _add_node_commands(cli: click.Group) -> None:
     @click.argument("name")
     def allocate_node(name: str, as_json: bool, state_path: str) -> None:
         """Give node NAME one pod CIDR per family (idempotent)."""
-        click.echo(run_allocate_node(name, state_path, as_json=as_json))
+        emit(run_allocate_node(name, state_path, as_json=as_json))
 
     @cli.command("release-node")
     @_json_option
@@ -296,7 +249,7 @@ def _add_node_commands(cli: click.Group) -> None:
     @click.argument("name")
     def release_node(name: str, as_json: bool, state_path: str) -> None:
         """Free node NAME's pod CIDRs (a no-op if it holds none)."""
-        click.echo(run_release_node(name, state_path, as_json=as_json))
+        emit(run_release_node(name, state_path, as_json=as_json))
 
 
 def _add_service_commands(cli: click.Group) -> None:
@@ -311,7 +264,7 @@ def _add_service_commands(cli: click.Group) -> None:
         """Allocate cluster IPs for the Service manifests in FILE, all or nothing."""
         if not sources:
             raise click.UsageError("Missing option '-f' / '--filename'.")
-        click.echo(run_allocate_service(sources, state_path, as_json=as_json))
+        emit(run_allocate_service(sources, state_path, as_json=as_json))
 
     @cli.command("release-service")
     @_json_option
@@ -322,7 +275,7 @@ def _add_service_commands(cli: click.Group) -> None:
         key: str | None, sources: tuple[str, ...], as_json: bool, state_path: str
     ) -> None:
         """Release the Services in FILE, or NAMESPACE/NAME (no-op when not held)."""
-        click.echo(run_release_service(key, sources, state_path, as_json=as_json))
+        emit(run_release_service(key, sources, state_path, as_json=as_json))
 
 
 def build_cli() -> click.Group:
@@ -351,7 +304,8 @@ def build_cli() -> click.Group:
         """IP address management for dual-stack (IPv4 + IPv6) Kubernetes-style clusters.
 
         Exit codes: 0 done, 1 refused by the current state (exhausted, taken),
-        2 bad input.
+        2 bad input, 3 the change was saved but its output could not be written.
+        1 and 2 mean nothing changed.
         """
 
     _add_cluster_commands(cli)

@@ -9,18 +9,22 @@ parses the command line and calls them, and re-exports them for scripts.
 
 They raise the library's errors, :class:`~dualstack_ipam.cli.state.StateError`
 for an unusable state file, and :class:`CLIError` for input the library
-never sees (a bad node name, an unreadable manifest file);
-:func:`exit_code_for` says how each ends the program. Every stateful
-command runs in one :func:`~dualstack_ipam.cli.state.transaction` on its
-state file, so it is all-or-nothing and queues behind concurrent runs.
-Nothing here imports click or PyYAML.
+never sees (an unreadable manifest file); :func:`exit_code_for` says how
+each ends the program. Names (of nodes, of Services) are checked by the
+library alone, so the CLI accepts exactly what the library accepts. Every
+stateful command runs in one :func:`~dualstack_ipam.cli.state.transaction`
+on its state file, so it is all-or-nothing and queues behind concurrent
+runs; it renders its output inside the transaction, so that once the change
+is saved only writing the text can fail. The text is an :class:`Output`,
+which also says whether the command saved a change (exit 3 if that text
+cannot then be written). Nothing here imports click or PyYAML.
 """
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from dualstack_ipam.cli import state as _state
 from dualstack_ipam.cli.render import (
@@ -43,12 +47,14 @@ __all__ = [
     "DEFAULT_FLAGS",
     "PROG",
     "CLIError",
+    "Output",
     "exit_code_for",
     "run_allocate_node",
     "run_init",
     "run_plan",
     "run_release_node",
     "run_show",
+    "saved_path",
 ]
 
 PROG = "dualstack-ipam"
@@ -64,12 +70,16 @@ DEFAULT_FLAGS = (
 DEFAULT_CONFIG = ClusterConfig.from_flags(DEFAULT_FLAGS)
 """The cluster of ``demo`` and of a state file created without ``init``."""
 
-# Kubernetes node names are DNS-1123 subdomains.
-_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
 
 class CLIError(Exception):
     """An error the CLI reports on one line, with its exit code.
+
+    Args:
+        message: the line (without the program's prefix).
+        exit_code: 2 (bad input) unless said otherwise.
+
+    Complexity:
+        O(1).
 
     >>> CLIError("no Service range").exit_code
     2
@@ -78,6 +88,45 @@ class CLIError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Output(str):
+    """A command's text to print, and the state file it saved a change in.
+
+    A ``str`` (scripts print it as before) with one attribute more:
+    ``saved``, the state file's path as given when the command wrote it,
+    None when it changed nothing. When the text cannot be written, the
+    program exits 3 if ``saved`` is set (the change holds, the output is
+    lost), 2 otherwise.
+
+    Args:
+        text: what to print.
+        saved: the state file written, or None.
+
+    Complexity:
+        O(len(text)).
+
+    >>> out = Output("released", saved="state.json")
+    >>> print(out), out.saved, Output("plan").saved
+    released
+    (None, 'state.json', None)
+    """
+
+    saved: str | None
+
+    def __new__(cls, text: str, saved: str | None = None) -> Self:
+        output = super().__new__(cls, text)
+        output.saved = saved
+        return output
+
+
+def saved_path(state: _state.State, path: str) -> str | None:
+    """``path`` if the transaction that held ``state`` wrote it, else None.
+
+    Complexity:
+        O(1).
+    """
+    return os.fspath(path) if state.saved else None
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -107,17 +156,17 @@ def exit_code_for(exc: BaseException) -> int:
 # ------------------------------------------------------------------ cluster
 
 
-def run_plan(flags: Sequence[str], *, as_json: bool = False, feature_gate: bool = False) -> str:
+def run_plan(flags: Sequence[str], *, as_json: bool = False, feature_gate: bool = False) -> Output:
     """Validate kube-controller-manager style flags; capacity and component flags.
 
     ``feature_gate`` adds ``--feature-gates=IPv6DualStack=true`` to every
     component (Kubernetes 1.16-1.22, as the seed shows).
 
-    Complexity:
-        O(len(flags)), plus building a Service pool per range to count it.
-
     Raises:
         InvalidConfigError: the flags do not validate (exit 2).
+
+    Complexity:
+        O(len(flags)).
 
     >>> print(run_plan(["--cluster-cidr=10.0.0.0/16", "--node-cidr-mask-size=20"]))
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -138,36 +187,37 @@ def run_plan(flags: Sequence[str], *, as_json: bool = False, feature_gate: bool 
     config = ClusterConfig.from_flags(list(flags))
     component_flags = config.component_flags(feature_gate=feature_gate)
     if as_json:
-        return to_json(
-            {
-                "config": config.to_dict(),
-                "max_nodes": write_int(config.max_nodes),
-                "families": capacity_json(config),
-                "component_flags": component_flags,
-            }
+        return Output(
+            to_json(
+                {
+                    "config": config.to_dict(),
+                    "max_nodes": write_int(config.max_nodes),
+                    "families": capacity_json(config),
+                    "component_flags": component_flags,
+                }
+            )
         )
-    return "\n".join(
-        [
-            f"Cluster: {describe(config)}",
-            f"Capacity: at most {config.max_nodes} nodes",
-            capacity_table(config),
-            "",
-            flags_table(component_flags),
-        ]
-    )
+    lines = [
+        f"Cluster: {describe(config)}",
+        f"Capacity: at most {config.max_nodes} nodes",
+        capacity_table(config),
+        "",
+        flags_table(component_flags),
+    ]
+    return Output("\n".join(lines))
 
 
-def run_init(flags: Sequence[str], state_path: str, *, as_json: bool = False) -> str:
+def run_init(flags: Sequence[str], state_path: str, *, as_json: bool = False) -> Output:
     """Create the state file ``state_path`` for the cluster ``flags`` describe.
 
     A Service range is optional (without one, the Service commands refuse).
 
-    Complexity:
-        O(len(flags)) plus the pools' construction.
-
     Raises:
         InvalidConfigError: bad flags (exit 2).
         StateError: the file exists; it is not touched (exit 2).
+
+    Complexity:
+        O(len(flags)) plus the pools' construction.
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()
@@ -186,16 +236,18 @@ def run_init(flags: Sequence[str], state_path: str, *, as_json: bool = False) ->
     >>> folder.cleanup()
     """
     config = ClusterConfig.from_flags(list(flags))
-    _state.create(state_path, config)
     if as_json:
-        return to_json({"state": state_path, "config": config.to_dict()})
-    return "\n".join(
-        [
-            f"Created {state_path}: {describe(config)}",
-            f"Capacity: at most {config.max_nodes} nodes",
-            capacity_table(config),
-        ]
-    )
+        text = to_json({"state": state_path, "config": config.to_dict()})
+    else:
+        text = "\n".join(
+            [
+                f"Created {state_path}: {describe(config)}",
+                f"Capacity: at most {config.max_nodes} nodes",
+                capacity_table(config),
+            ]
+        )
+    _state.create(state_path, config)
+    return Output(text, saved=os.fspath(state_path))
 
 
 def _usage(state: _state.State) -> dict[str, Any]:
@@ -220,11 +272,12 @@ def _usage(state: _state.State) -> dict[str, Any]:
     return usage
 
 
-def run_show(state_path: str, *, as_json: bool = False) -> str:
+def run_show(state_path: str, *, as_json: bool = False) -> Output:
     """What the state file holds: nodes, Services, and usage per family.
 
     A missing file is created with the default cluster, as for every
-    stateful command; an existing one is not rewritten.
+    stateful command (the one case where ``show`` saves something); an
+    existing one is not rewritten.
 
     Complexity:
         O(size of the state file), plus the wait for its lock.
@@ -238,10 +291,15 @@ def run_show(state_path: str, *, as_json: bool = False) -> str:
     >>> folder.cleanup()
     """
     with _state.transaction(state_path, DEFAULT_CONFIG) as state:
-        nodes = sorted(state.nodes.items())
-        services = [] if state.services is None else state.services.items()
-        usage = _usage(state)
-        config = state.config
+        text = _show_text(state, state_path, as_json=as_json)
+    return Output(text, saved=saved_path(state, state_path))
+
+
+def _show_text(state: _state.State, state_path: str, *, as_json: bool) -> str:
+    nodes = sorted(state.nodes.items())
+    services = [] if state.services is None else state.services.items()
+    usage = _usage(state)
+    config = state.config
     if as_json:
         return to_json(
             {
@@ -270,24 +328,18 @@ def run_show(state_path: str, *, as_json: bool = False) -> str:
 # ------------------------------------------------------------------ nodes
 
 
-def _check_node_name(name: str) -> str:
-    if len(name) > 253 or not _NODE_NAME.fullmatch(name):
-        raise CLIError(
-            f"invalid node name {name!r}: a Kubernetes node name is a DNS-1123 subdomain "
-            "(lower-case letters, digits, '-' and '.', at most 253 characters)"
-        )
-    return name
-
-
-def run_allocate_node(name: str, state_path: str, *, as_json: bool = False) -> str:
+def run_allocate_node(name: str, state_path: str, *, as_json: bool = False) -> Output:
     """Give node ``name`` one pod CIDR per family (idempotent), saved in the state file.
+
+    ``name`` is any non-empty string, as for
+    :meth:`~dualstack_ipam.NodeCIDRAllocator.allocate`.
+
+    Raises:
+        InvalidConfigError: ``name`` is empty (exit 2).
+        PoolExhaustedError: a family has no free node CIDR (exit 1).
 
     Complexity:
         O(size of the state file), plus the wait for its lock.
-
-    Raises:
-        CLIError: ``name`` is not a DNS-1123 subdomain (exit 2).
-        PoolExhaustedError: a family has no free node CIDR (exit 1).
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()
@@ -302,16 +354,16 @@ def run_allocate_node(name: str, state_path: str, *, as_json: bool = False) -> s
     }
     >>> folder.cleanup()
     """
-    _check_node_name(name)
     with _state.transaction(state_path, DEFAULT_CONFIG) as state:
         cidrs = state.nodes.allocate(name)
-        config = state.config
-    if as_json:
-        return to_json({"node": name, "cidrs": [str(c) for c in cidrs]})
-    return node_table(config, [(name, cidrs)])
+        if as_json:
+            text = to_json({"node": name, "cidrs": [str(c) for c in cidrs]})
+        else:
+            text = node_table(state.config, [(name, cidrs)])
+    return Output(text, saved=saved_path(state, state_path))
 
 
-def run_release_node(name: str, state_path: str, *, as_json: bool = False) -> str:
+def run_release_node(name: str, state_path: str, *, as_json: bool = False) -> Output:
     """Free node ``name``'s pod CIDRs; a node holding none is a no-op.
 
     Complexity:
@@ -326,13 +378,14 @@ def run_release_node(name: str, state_path: str, *, as_json: bool = False) -> st
     node 'node-1' holds no pod CIDR: nothing released
     >>> folder.cleanup()
     """
-    _check_node_name(name)
     with _state.transaction(state_path, DEFAULT_CONFIG) as state:
         cidrs = state.nodes.get(name) or ()
         released = state.nodes.release(name)
-    texts = [str(c) for c in cidrs]
-    if as_json:
-        return to_json({"node": name, "released": released, "cidrs": texts})
-    if not released:
-        return f"node {name!r} holds no pod CIDR: nothing released"
-    return f"released node {name!r}: {', '.join(texts)}"
+        texts = [str(c) for c in cidrs]
+        if as_json:
+            text = to_json({"node": name, "released": released, "cidrs": texts})
+        elif not released:
+            text = f"node {name!r} holds no pod CIDR: nothing released"
+        else:
+            text = f"released node {name!r}: {', '.join(texts)}"
+    return Output(text, saved=saved_path(state, state_path))

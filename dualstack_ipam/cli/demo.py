@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import random
 
-from dualstack_ipam.cli.commands import DEFAULT_CONFIG
+from dualstack_ipam.cli.commands import DEFAULT_CONFIG, Output
+from dualstack_ipam.cli.manifests import parse_manifests
 from dualstack_ipam.cli.render import describe, node_table, services_table, to_json
-from dualstack_ipam.cli.service_commands import parse_manifests
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
@@ -66,7 +66,7 @@ spec:
 """
 
 
-def run_demo(*, as_json: bool = False) -> str:
+def run_demo(*, as_json: bool = False) -> Output:
     """The seed's scenario on the default cluster; returns what to print.
 
     Three nodes get a pod CIDR per family, then the seed's three Service
@@ -95,25 +95,29 @@ def run_demo(*, as_json: bool = False) -> str:
         for manifest in parse_manifests(SEED_SERVICES, "the seed")
     ]
     if as_json:
-        return to_json(
-            {
-                "config": config.to_dict(),
-                "component_flags": config.component_flags(),
-                "nodes": {node: [str(c) for c in cidrs] for node, cidrs in nodes.items()},
-                "services": results,
-            }
+        return Output(
+            to_json(
+                {
+                    "config": config.to_dict(),
+                    "component_flags": config.component_flags(),
+                    "nodes": {node: [str(c) for c in cidrs] for node, cidrs in nodes.items()},
+                    "services": results,
+                }
+            )
         )
     flags = config.component_flags()["kube-controller-manager"]
-    return "\n".join(
-        [
-            f"Cluster: {describe(config)}",
-            "kube-controller-manager flags (the seed's):",
-            *(f"  {flag}" for flag in flags),
-            "",
-            "Nodes: one pod CIDR per family",
-            node_table(config, nodes.items()),
-            "",
-            "Services: the seed's three manifests (spec.ipFamily unset, IPv6, IPv4)",
-            services_table(results),
-        ]
+    return Output(
+        "\n".join(
+            [
+                f"Cluster: {describe(config)}",
+                "kube-controller-manager flags (the seed's):",
+                *(f"  {flag}" for flag in flags),
+                "",
+                "Nodes: one pod CIDR per family",
+                node_table(config, nodes.items()),
+                "",
+                "Services: the seed's three manifests (spec.ipFamily unset, IPv6, IPv4)",
+                services_table(results),
+            ]
+        )
     )

@@ -2,7 +2,8 @@
 
 ``dualstack-ipam allocate-service`` is :func:`run_allocate_service` and
 ``release-service`` is :func:`run_release_service`; like every command
-they return the text to print (see :mod:`dualstack_ipam.cli.commands`). A
+they return the text to print, rendered inside the state transaction (see
+:mod:`dualstack_ipam.cli.commands`). A
 manifest is YAML or JSON, in a file or on stdin (``-``); every document of
 every source is applied in one state transaction, so a command keeps all
 of them or none. PyYAML is imported only when a manifest is read or
@@ -11,96 +12,25 @@ printed.
 
 from __future__ import annotations
 
-import io
-import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from dualstack_ipam.cli import state as _state
-from dualstack_ipam.cli.commands import DEFAULT_CONFIG, PROG, CLIError, exit_code_for
+from dualstack_ipam.cli.commands import (
+    DEFAULT_CONFIG,
+    PROG,
+    CLIError,
+    Output,
+    exit_code_for,
+    saved_path,
+)
+from dualstack_ipam.cli.manifests import load_manifests
 from dualstack_ipam.cli.render import format_table, manifests_yaml, to_json
 from dualstack_ipam.errors import IPAMError
 from dualstack_ipam.services import manifest as _manifest
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-__all__ = ["parse_manifests", "run_allocate_service", "run_release_service"]
-
-
-# ------------------------------------------------------------------ manifests
-
-
-def parse_manifests(text: str, source: str) -> list[Any]:
-    """The Service manifests in ``text``: YAML documents, or JSON.
-
-    JSON may be one object or a list of objects; YAML may hold several
-    documents (``---``). A ``kind: List`` document (what ``kubectl get -o
-    yaml`` prints) stands for its ``items``. Empty documents are skipped.
-
-    Complexity:
-        O(len(text)).
-
-    Raises:
-        CLIError: the text is neither valid JSON nor valid YAML (exit 2).
-
-    >>> from dualstack_ipam.cli.demo import SEED_SERVICES
-    >>> [m["metadata"]["name"] for m in parse_manifests(SEED_SERVICES, "seed")]
-    ['my-service', 'my-service-ipv6', 'my-service-ipv4']
-    >>> parse_manifests('[{"metadata": {"name": "a"}}]', "-")
-    [{'metadata': {'name': 'a'}}]
-    """
-    import yaml
-
-    docs: list[Any] | None = None
-    if text.lstrip().startswith(("{", "[")):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            docs = None  # flow-style YAML starts the same way: let YAML decide
-        else:
-            docs = data if isinstance(data, list) else [data]
-    if docs is None:
-        stream = io.StringIO(text)
-        stream.name = source  # YAML errors quote the stream's name
-        # libyaml's loader when PyYAML was built with it: the same documents,
-        # parsed in C (a large manifest file in a fraction of the time).
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        try:
-            docs = list(yaml.load_all(stream, Loader=loader))
-        except yaml.YAMLError as exc:
-            raise CLIError(f"{source}: not valid YAML or JSON: {exc}") from None
-    manifests: list[Any] = []
-    for doc in docs:
-        if isinstance(doc, Mapping) and doc.get("kind") == "List":
-            items = doc.get("items")
-            manifests.extend(items if isinstance(items, list) else [items])
-        elif doc is not None:
-            manifests.append(doc)
-    return manifests
-
-
-def _read_source(source: str) -> str:
-    try:
-        if source == "-":
-            # Bytes decoded strictly, as for files (the text layer of stdin
-            # would let invalid bytes through as surrogates).
-            return sys.stdin.buffer.read().decode("utf-8")
-        with open(source, encoding="utf-8") as file:
-            return file.read()
-    except UnicodeDecodeError as exc:
-        raise CLIError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
-def _load_manifests(sources: Sequence[str]) -> list[tuple[str, Any]]:
-    """(label, manifest) for every document of every source, in order."""
-    found: list[tuple[str, Any]] = []
-    for source in sources:
-        name = "stdin" if source == "-" else source
-        docs = parse_manifests(_read_source(source), name)
-        found.extend((f"{name} document {i}", doc) for i, doc in enumerate(docs, 1))
-    if not found:
-        raise CLIError(f"no Service manifest in {', '.join(sources)}")
-    return found
+__all__ = ["run_allocate_service", "run_release_service"]
 
 
 # ------------------------------------------------------------------ Services
@@ -116,7 +46,9 @@ def _require_services(state: _state.State, path: str) -> ServiceIPAllocator:
     return state.services
 
 
-def run_allocate_service(sources: Sequence[str], state_path: str, *, as_json: bool = False) -> str:
+def run_allocate_service(
+    sources: Sequence[str], state_path: str, *, as_json: bool = False
+) -> Output:
     """Allocate cluster IPs for every manifest in ``sources``, all or nothing.
 
     Each source is a file name or ``-`` (stdin) holding YAML documents or
@@ -150,7 +82,7 @@ def run_allocate_service(sources: Sequence[str], state_path: str, *, as_json: bo
       - IPv4
     >>> temp.cleanup()
     """
-    documents = _load_manifests(sources)
+    documents = load_manifests(sources)
     with _state.transaction(state_path, DEFAULT_CONFIG) as state:
         services = _require_services(state, state_path)
         results = []
@@ -161,16 +93,15 @@ def run_allocate_service(sources: Sequence[str], state_path: str, *, as_json: bo
                 raise CLIError(
                     f"{label}: {exc} (nothing was allocated)", exit_code_for(exc)
                 ) from exc
-    if as_json:
-        return to_json(results)
-    return manifests_yaml(results)
+        text = to_json(results) if as_json else manifests_yaml(results)
+    return Output(text, saved=saved_path(state, state_path))
 
 
 def _release_targets(key: str | None, sources: Sequence[str]) -> list[tuple[str, Any]]:
     if (key is None) == (not sources):
         raise CLIError("release-service takes either -f FILE or NAMESPACE/NAME (one of them)")
     if key is None:
-        return _load_manifests(sources)
+        return load_manifests(sources)
     namespace, slash, name = key.rpartition("/")
     metadata = {"name": name, "namespace": namespace if slash else "default"}
     return [(key, {"metadata": metadata})]
@@ -178,7 +109,7 @@ def _release_targets(key: str | None, sources: Sequence[str]) -> list[tuple[str,
 
 def run_release_service(
     key: str | None, sources: Sequence[str], state_path: str, *, as_json: bool = False
-) -> str:
+) -> Output:
     """Release Services named by ``key`` (``NAMESPACE/NAME``, or ``NAME`` in
     ``default``) or by the manifests in ``sources``; unknown ones are no-ops.
 
@@ -214,6 +145,11 @@ def run_release_service(
                     f"{label}: {exc} (nothing was released)", exit_code_for(exc)
                 ) from exc
             report.append((name, released, [str(a) for a in held]))
+        text = _release_report(report, as_json=as_json)
+    return Output(text, saved=saved_path(state, state_path))
+
+
+def _release_report(report: Sequence[tuple[str, bool, list[str]]], *, as_json: bool) -> str:
     if as_json:
         return to_json(
             [

@@ -89,13 +89,15 @@ class State:
         nodes: its :class:`~dualstack_ipam.NodeCIDRAllocator`.
         services: its :class:`~dualstack_ipam.services.allocator.ServiceIPAllocator`,
             or None when the cluster has no Service range.
+        saved: whether :func:`transaction` wrote it to its file (False until
+            the transaction's block has ended and the file was replaced).
 
     >>> state = State.fresh(ClusterConfig("10.244.0.0/16"))
     >>> state.services is None, State.from_json(state.to_json()).to_json() == state.to_json()
     (True, True)
     """
 
-    __slots__ = ("config", "nodes", "services")
+    __slots__ = ("config", "nodes", "saved", "services")
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class State:
         self.config = config
         self.nodes = nodes
         self.services = services
+        self.saved = False
 
     @classmethod
     def fresh(cls, config: ClusterConfig) -> State:
@@ -345,7 +348,8 @@ def transaction(path: str | os.PathLike[str], default: ClusterConfig) -> Iterato
     The file is written only if the block ends without an error and the state
     differs from what was read (a read-only command rewrites nothing): an
     error anywhere in the block leaves the file exactly as it was, which
-    makes a block of several allocations all-or-nothing.
+    makes a block of several allocations all-or-nothing. After the block,
+    ``state.saved`` says whether the file was written.
 
     Complexity:
         O(n) in what is allocated, plus the wait for the lock.
@@ -362,3 +366,4 @@ def transaction(path: str | os.PathLike[str], default: ClusterConfig) -> Iterato
         yield state
         if dumps(state) != before:
             write(real, state)
+            state.saved = True

@@ -18,7 +18,20 @@ from typing import Any
 
 import netaddr
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import (
+    REPO,
+    SEED_FILE,
+    SEED_FLAGS,
+    SEED_VERBATIM,
+    V4_SERVICES,
+    V6_SERVICES,
+    allocate_seed,
+    error_line,
+    invoke,
+    ok_json,
+    run,
+    runner,
+)
 
 from dualstack_ipam import ClusterConfig
 from dualstack_ipam.cli import (
@@ -32,80 +45,11 @@ from dualstack_ipam.cli import (
 )
 from dualstack_ipam.cli import state as state_mod
 
-DATA = Path(__file__).resolve().parent.parent / "data"
-SEED_FILE = DATA / "seed-services.yaml"
-SEED_VERBATIM = DATA / "seed-services-verbatim.yaml"
-SEED_FLAGS = [
-    '--feature-gates="IPv6DualStack=true"',
-    "--cluster-cidr=10.244.0.0/16,fc00::/24",
-    "--service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112",
-]
-V4_SERVICES = netaddr.IPNetwork("10.96.0.0/12")
-V6_SERVICES = netaddr.IPNetwork("fd00:10:96::/112")
-V4_PODS = netaddr.IPNetwork("10.244.0.0/16")
-V6_PODS = netaddr.IPNetwork("fc00::/24")
-REPO = Path(__file__).resolve().parents[2]
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def run(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The real program, in a subprocess, with this interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "dualstack_ipam", *args],
-        cwd=cwd,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-
-
-def runner() -> CliRunner:
-    # click < 8.2 mixes stderr into stdout unless told not to; 8.2 dropped the flag.
-    legacy: dict[str, Any] = {"mix_stderr": False}
-    try:
-        return CliRunner(**legacy)
-    except TypeError:
-        return CliRunner()
-
-
-def invoke(*args: str, input: str | None = None) -> Result:
-    result = runner().invoke(build_cli(), list(args), input=input)
-    # Our group turns every error into an exit code: nothing may escape.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result
-    return result
-
-
-def error_line(stderr: str) -> str:
-    """The one stderr line of a failed run (and no traceback)."""
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("dualstack-ipam: error: "), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
-def ok_json(*args: str, input: str | None = None) -> Any:
-    result = invoke(*args, "--json", input=input)
-    assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
-    return json.loads(result.stdout)
-
 
 @pytest.fixture
 def state(tmp_path: Path) -> str:
     """A state file path (not created yet)."""
     return str(tmp_path / "state.json")
-
-
-def allocate_seed(state: str) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = ok_json("allocate-service", "-f", str(SEED_FILE), "--state", state)
-    return data
 
 
 # ------------------------------------------------------------------ subprocess
@@ -340,14 +284,6 @@ def test_allocate_node_human_table(state: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("name", ["Node_A", "", "node-", "a" * 254, "node a"])
-def test_bad_node_name_is_bad_input(state: str, name: str) -> None:
-    result = invoke("allocate-node", name, "--state", state)
-    assert result.exit_code == 2
-    assert repr(name)[:40] in error_line(result.stderr)
-    assert not Path(state).exists()
-
-
 def test_node_pool_exhausted_exits_1_and_keeps_state(state: str) -> None:
     init = ["init", "--cluster-cidr=10.0.0.0/23", "--node-cidr-mask-size=24", "--state", state]
     assert invoke(*init).exit_code == 0
@@ -477,7 +413,7 @@ def test_service_range_exhausted_exits_1(state: str) -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("metadata: {name: web\n", "not valid YAML"),
+        ("metadata: {name: web\n", "not YAML or JSON data"),
         ("- just\n- a list\n", "mapping"),
         ("", "no Service manifest"),
         ("metadata: {name: Web}\n", "metadata.name"),
