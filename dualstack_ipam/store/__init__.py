@@ -1,0 +1,53 @@
+"""The store layer: durable records, compare-and-swap transactions, a change feed.
+
+It sits below the allocators and above nothing of ours but ``errors``: it
+knows records and bytes, not pools. Backends share one interface,
+:class:`Backend`, in the shape etcd offers, so that code written against it
+runs unchanged on every backend:
+
+- :class:`MemoryBackend`: in-process, thread-safe (``memory://``);
+- :class:`SQLiteBackend`: one file shared by the processes of one machine
+  (``sqlite:///path.db``); :func:`migrate` brings an older file forward.
+
+>>> store = MemoryBackend()
+>>> store.txn([Compare("nodes/a", 0)], [Put("nodes/a", b"10.0.0.0/24")]).succeeded
+True
+>>> store.changes(0)
+([Change(key='nodes/a', revision=1, value=b'10.0.0.0/24')], 1)
+"""
+
+from dualstack_ipam.store.backend import ETCD_DEFAULT_LIMITS, Backend, TxnLimits, check_txn
+from dualstack_ipam.store.memory import MemoryBackend
+from dualstack_ipam.store.records import (
+    Change,
+    CompactedError,
+    Compare,
+    Delete,
+    Put,
+    Record,
+    TxnResult,
+    Write,
+    prefix_end,
+)
+from dualstack_ipam.store.sqlite import SQLiteBackend
+from dualstack_ipam.store.sqlite_file import FORMAT_VERSION, migrate
+
+__all__ = [
+    "ETCD_DEFAULT_LIMITS",
+    "FORMAT_VERSION",
+    "Backend",
+    "Change",
+    "CompactedError",
+    "Compare",
+    "Delete",
+    "MemoryBackend",
+    "Put",
+    "Record",
+    "SQLiteBackend",
+    "TxnLimits",
+    "TxnResult",
+    "Write",
+    "check_txn",
+    "migrate",
+    "prefix_end",
+]

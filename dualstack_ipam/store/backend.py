@@ -1,0 +1,153 @@
+"""The backend interface every store speaks, and the checks all of them share.
+
+A backend is a key-value store with a revision counter of its own, in the
+shape etcd offers (memory, SQLite and etcd implement it):
+
+- ``get`` / ``get_prefix`` read records;
+- ``txn(compares, writes)`` is one atomic compare-and-swap: if every compare
+  holds, all writes apply at one new revision, else nothing is written and
+  the result carries the compared keys' current records;
+- ``changes(after)`` is the revision-ordered change feed a cache follows;
+- ``compact``, ``revision`` and ``close``.
+
+No logical record is shared by every writer: the store revision is the
+backend's own, so callers never need a counter key (a hot key under
+contention).
+
+>>> from dualstack_ipam.store import MemoryBackend, Put
+>>> backend: Backend = MemoryBackend()
+>>> backend.txn([], [Put("a", b"1")]).revision
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from dualstack_ipam.errors import StoreError
+from dualstack_ipam.store.records import Change, Compare, Delete, Put, Record, TxnResult, Write
+
+__all__ = ["Backend", "TxnLimits", "check_txn"]
+
+
+@attrs.frozen(slots=True)
+class TxnLimits:
+    """The largest transaction a backend takes; ``None`` = no limit.
+
+    etcd refuses a transaction with more than ``--max-txn-ops`` compares or
+    writes (128 by default) and a request over ``--max-request-bytes``
+    (1.5 MiB by default). The memory and SQLite backends have no such limit
+    but take the same settings, so code meant for etcd can be tested on them.
+
+    Attributes:
+        max_ops: most compares, and most writes, in one transaction.
+        max_bytes: most bytes of keys and values in one transaction.
+    """
+
+    max_ops: int | None = None
+    max_bytes: int | None = None
+
+
+ETCD_DEFAULT_LIMITS = TxnLimits(max_ops=128, max_bytes=3 * 1024 * 1024 // 2)
+"""etcd's defaults: ``--max-txn-ops=128``, ``--max-request-bytes=1.5 MiB``."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A durable (or in-process) key-value store with revisions.
+
+    Guarantees every backend gives:
+
+    - a transaction is atomic and isolated: all its writes or none, and no
+      other transaction runs between its compares and its writes;
+    - a transaction that changes something raises the store revision by
+      exactly one, and every key it writes gets that revision; one that
+      changes nothing (a failed compare, no writes, deletes of absent keys)
+      leaves the revision as it is;
+    - once ``txn`` returns, its outcome is durable as far as the backend
+      promises (SQLite ``synchronous=FULL``: survives a power cut);
+    - ``changes(after)`` lists every put and delete with a revision above
+      ``after`` in revision order (keys sorted within one revision), until
+      ``compact`` drops them.
+    """
+
+    limits: TxnLimits
+
+    def get(self, key: str) -> Record | None:
+        """The record under ``key``, or ``None``."""
+        ...
+
+    def get_prefix(self, prefix: str) -> list[Record]:
+        """Every record whose key starts with ``prefix``, sorted by key."""
+        ...
+
+    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+        """If every compare holds, apply every write at one new revision."""
+        ...
+
+    def changes(self, after: int) -> tuple[list[Change], int]:
+        """Every change with revision > ``after``, and the current revision."""
+        ...
+
+    def compact(self, revision: int) -> None:
+        """Drop the change feed up to and including ``revision``."""
+        ...
+
+    def revision(self) -> int:
+        """The store's current revision (0 for a new store)."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's resources; later calls raise ``StoreError``."""
+        ...
+
+
+def check_txn(compares: Sequence[Compare], writes: Sequence[Write], limits: TxnLimits) -> None:
+    """Refuse a malformed or oversized transaction before anything is written.
+
+    Args:
+        compares: the transaction's conditions.
+        writes: the transaction's writes.
+        limits: the backend's limits.
+
+    Raises:
+        StoreError: an element of the wrong type, a key written twice (etcd
+            refuses it too), or more operations or bytes than ``limits``.
+
+    Complexity:
+        O(c + w) for c compares and w writes.
+
+    >>> check_txn([], [Put("a", b""), Delete("a")], TxnLimits())
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.StoreError: key 'a' is written twice in one transaction
+    """
+    size = 0
+    for compare in compares:
+        if type(compare) is not Compare:
+            raise StoreError(f"a transaction compare must be a Compare, got {compare!r}")
+        size += len(compare.key)
+    written: set[str] = set()
+    for write in writes:
+        if type(write) is Put:
+            size += len(write.key) + len(write.value)
+        elif type(write) is Delete:
+            size += len(write.key)
+        else:
+            raise StoreError(f"a transaction write must be a Put or Delete, got {write!r}")
+        if write.key in written:
+            raise StoreError(f"key {write.key!r} is written twice in one transaction")
+        written.add(write.key)
+    most = max(len(compares), len(writes))
+    if limits.max_ops is not None and most > limits.max_ops:
+        raise StoreError(
+            f"a transaction of {len(compares)} compares and {len(writes)} writes exceeds "
+            f"the store's limit of {limits.max_ops} operations"
+        )
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        raise StoreError(
+            f"a transaction of {size} bytes exceeds the store's limit of {limits.max_bytes} bytes"
+        )
