@@ -178,6 +178,19 @@ def _file_option(command: _Decorated) -> _Decorated:
     return option(command)
 
 
+def _ignore_unknown_option(command: _Decorated) -> _Decorated:
+    import click
+
+    option = click.option(
+        "--ignore-unknown",
+        "ignore_unknown",
+        is_flag=True,
+        help="Skip the flags dualstack-ipam does not read (a whole "
+        "kube-controller-manager command line).",
+    )
+    return option(command)
+
+
 def _flags_argument(command: _Decorated) -> _Decorated:
     import click
 
@@ -206,22 +219,31 @@ def _add_cluster_commands(cli: click.Group) -> None:
         is_flag=True,
         help="Render --feature-gates=IPv6DualStack=true for every component (1.16-1.22).",
     )
+    @_ignore_unknown_option
     @_flags_argument
-    def plan(flags: tuple[str, ...], as_json: bool, feature_gate: bool) -> None:
+    def plan(
+        flags: tuple[str, ...], as_json: bool, feature_gate: bool, ignore_unknown: bool
+    ) -> None:
         """Validate kube-controller-manager flags; print capacity and component flags.
 
         FLAGS: --cluster-cidr, --service-cluster-ip-range, --node-cidr-mask-size,
-        --node-cidr-mask-size-ipv4/-ipv6, --allocate-node-cidrs, --feature-gates.
+        --node-cidr-mask-size-ipv4/-ipv6, --allocate-node-cidrs, --feature-gates;
+        any other flag is an error unless --ignore-unknown is given.
         """
-        emit(run_plan(flags, as_json=as_json, feature_gate=feature_gate))
+        emit(
+            run_plan(
+                flags, as_json=as_json, feature_gate=feature_gate, ignore_unknown=ignore_unknown
+            )
+        )
 
     @cli.command(context_settings=_PASS_FLAGS)
     @_json_option
     @_state_option
+    @_ignore_unknown_option
     @_flags_argument
-    def init(flags: tuple[str, ...], as_json: bool, state_path: str) -> None:
+    def init(flags: tuple[str, ...], as_json: bool, state_path: str, ignore_unknown: bool) -> None:
         """Create the state file for the cluster FLAGS describe (never overwrites)."""
-        emit(run_init(flags, state_path, as_json=as_json))
+        emit(run_init(flags, state_path, as_json=as_json, ignore_unknown=ignore_unknown))
 
     @cli.command()
     @_json_option

@@ -156,11 +156,20 @@ def exit_code_for(exc: BaseException) -> int:
 # ------------------------------------------------------------------ cluster
 
 
-def run_plan(flags: Sequence[str], *, as_json: bool = False, feature_gate: bool = False) -> Output:
+def run_plan(
+    flags: Sequence[str],
+    *,
+    as_json: bool = False,
+    feature_gate: bool = False,
+    ignore_unknown: bool = False,
+) -> Output:
     """Validate kube-controller-manager style flags; capacity and component flags.
 
     ``feature_gate`` adds ``--feature-gates=IPv6DualStack=true`` to every
-    component (Kubernetes 1.16-1.22, as the seed shows).
+    component (Kubernetes 1.16-1.22, as the seed shows). ``ignore_unknown``
+    skips the flags the library does not read, so that a whole
+    kube-controller-manager command line can be planned (see
+    :meth:`~dualstack_ipam.ClusterConfig.from_flags`).
 
     Raises:
         InvalidConfigError: the flags do not validate (exit 2).
@@ -184,7 +193,7 @@ def run_plan(flags: Sequence[str], *, as_json: bool = False, feature_gate: bool 
     kube-proxy               --proxy-mode=ipvs
                              --cluster-cidr=10.0.0.0/16
     """
-    config = ClusterConfig.from_flags(list(flags))
+    config = ClusterConfig.from_flags(list(flags), ignore_unknown=ignore_unknown)
     component_flags = config.component_flags(feature_gate=feature_gate)
     if as_json:
         return Output(
@@ -207,10 +216,13 @@ def run_plan(flags: Sequence[str], *, as_json: bool = False, feature_gate: bool 
     return Output("\n".join(lines))
 
 
-def run_init(flags: Sequence[str], state_path: str, *, as_json: bool = False) -> Output:
+def run_init(
+    flags: Sequence[str], state_path: str, *, as_json: bool = False, ignore_unknown: bool = False
+) -> Output:
     """Create the state file ``state_path`` for the cluster ``flags`` describe.
 
     A Service range is optional (without one, the Service commands refuse).
+    ``ignore_unknown`` as for :func:`run_plan`.
 
     Raises:
         InvalidConfigError: bad flags (exit 2).
@@ -235,7 +247,7 @@ def run_init(flags: Sequence[str], state_path: str, *, as_json: bool = False) ->
     node-1  fd00::/64
     >>> folder.cleanup()
     """
-    config = ClusterConfig.from_flags(list(flags))
+    config = ClusterConfig.from_flags(list(flags), ignore_unknown=ignore_unknown)
     if as_json:
         text = to_json({"state": state_path, "config": config.to_dict()})
     else:
