@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import netaddr
 import pytest
@@ -18,6 +21,15 @@ from dualstack_ipam import (
     ServiceIPAllocator,
     ServiceIPPool,
     SubnetPool,
+)
+from dualstack_ipam.cli import run_demo
+from dualstack_ipam.cli.maps import (
+    cluster_svg,
+    demo_cluster,
+    parse_rate,
+    run_plan_forecast,
+    run_show_maps,
+    write_demo_map,
 )
 from dualstack_ipam.viz import CELL_CLASSES, MAX_CELLS, Panel, occupancy, occupancy_svg
 
@@ -305,3 +317,82 @@ def test_a_slash_64_counts_match_the_set_model(slots: set[int]) -> None:
         expected[(slot + 1) >> 52] += 1
     assert list(drawn.used) == expected
     assert drawn.used_total == len(slots) == pool.used
+
+
+# ------------------------------------------------------------------ CLI bodies
+
+
+def test_parse_rate() -> None:
+    assert parse_rate("5") == 5
+    assert parse_rate(" 2.5 ") == 2.5
+    assert parse_rate("1e3") == 1000.0
+    assert parse_rate("IPv6=1, IPv4=0") == {"IPv6": 1, "IPv4": 0}
+    for bad in ("", "-1", "nan", "inf", "five", "IPv5=1", "IPv4=1,IPv4=2", "IPv4"):
+        with pytest.raises(InvalidConfigError, match=repr(bad)):
+            parse_rate(bad, "--services-per-day")
+
+
+def test_show_writes_the_svg_and_the_page(tmp_path: Path) -> None:
+    config = ClusterConfig("10.0.0.0/16,fc00::/24", "10.96.0.0/24")
+    nodes, services = NodeCIDRAllocator(config), ServiceIPAllocator(config)
+    nodes.allocate("<node>")
+    services.allocate("default/web")
+    svg, page = tmp_path / "map.svg", tmp_path / "map.html"
+    text = run_show_maps(
+        config,
+        nodes,
+        services,
+        svg=str(svg),
+        html_path=str(page),
+        show_forecast=True,
+        nodes_per_day="4",
+        services_per_day="IPv4=1",
+        now=datetime.date(2026, 1, 1),
+    )
+    assert text.splitlines()[:2] == [f"Wrote {svg} (SVG)", f"Wrote {page} (HTML)"]
+    assert "2026-03-05" in text  # 255 node subnets at 4 a day: 63 days
+    assert len(panels(svg.read_text(encoding="utf-8"))) == 3
+    body = page.read_text(encoding="utf-8")
+    assert body.count("<svg") == 1
+    assert "&lt;node&gt;" in body
+    assert "<node>" not in body
+    assert "Forecast from 2026-01-01" in body
+
+
+def test_show_json_names_the_files_and_the_forecast(tmp_path: Path) -> None:
+    config = ClusterConfig("10.0.0.0/16")
+    nodes = NodeCIDRAllocator(config)
+    data = json.loads(run_show_maps(config, nodes, None, show_forecast=True, as_json=True))
+    assert data["files"] == {}
+    assert data["forecast"]["ranges"][0]["runs_out"] is None
+    assert json.loads(run_show_maps(config, nodes, None, as_json=True))["forecast"] is None
+
+
+def test_plan_forecast() -> None:
+    config = ClusterConfig("10.0.0.0/16", "fd00::/120")
+    text = run_plan_forecast(config, nodes_per_day="0", services_per_day="10")
+    assert text.splitlines()[-2].split()[-1] == "never"
+    data = json.loads(
+        run_plan_forecast(
+            config, services_per_day="10", now=datetime.date(2026, 1, 1), as_json=True
+        )
+    )
+    assert data["ranges"][1]["runs_out"] == "2026-01-26"  # 255 addresses at 10 a day
+    with pytest.raises(InvalidConfigError, match="--nodes-per-day"):
+        run_plan_forecast(config, nodes_per_day="IPv4=1")
+
+
+def test_the_demo_cluster_is_the_one_demo_prints() -> None:
+    _, nodes, services = demo_cluster()
+    printed = run_demo()
+    for _, cidrs in nodes.items():
+        assert all(str(cidr) in printed for cidr in cidrs)
+    for _, held in services.items():
+        assert all(str(address) in printed for address in held)
+    assert len(panels(cluster_svg(nodes, services))) == 4
+
+
+def test_write_demo_map(tmp_path: Path) -> None:
+    path = tmp_path / "demo.svg"
+    write_demo_map(path)
+    assert parse(path.read_text(encoding="utf-8")).tag == f"{SVG}svg"

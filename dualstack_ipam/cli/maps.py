@@ -1,0 +1,398 @@
+"""The bodies of ``show --svg/--html/--forecast`` and ``plan --nodes-per-day/--services-per-day``.
+
+Plain functions of a :class:`~dualstack_ipam.ClusterConfig` and its
+allocators: they return the text to print and write the files asked for;
+click wiring and the state file stay in :mod:`~dualstack_ipam.cli.app` and
+:mod:`~dualstack_ipam.cli.commands`. The maps are
+:func:`dualstack_ipam.viz.occupancy_svg`'s, the forecast
+:func:`dualstack_ipam.forecast.forecast`'s.
+
+>>> from dualstack_ipam import ClusterConfig
+>>> config = ClusterConfig("10.0.0.0/16", "10.96.0.0/24")
+>>> print(run_plan_forecast(config, nodes_per_day="16", services_per_day="IPv4=2",
+...                         now=datetime.date(2026, 1, 1)))  # doctest: +NORMALIZE_WHITESPACE
+Forecast from 2026-01-01 at constant rates per day (linear model)
+FAMILY  RANGE        CIDR          CAPACITY  USED  PER DAY  DAYS LEFT  RUNS OUT
+IPv4    node CIDRs   10.0.0.0/16   256       0     16       16         2026-01-17
+IPv4    Service IPs  10.96.0.0/24  254       0     2        127        2026-05-08
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dualstack_ipam.cli.render import describe
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.errors import InvalidConfigError
+from dualstack_ipam.forecast import Forecast, forecast
+from dualstack_ipam.services.allocator import ServiceIPAllocator
+from dualstack_ipam.viz import occupancy_svg
+
+__all__ = [
+    "cluster_svg",
+    "demo_cluster",
+    "html_page",
+    "parse_rate",
+    "run_plan_forecast",
+    "run_show_maps",
+    "write_demo_map",
+]
+
+Rate = int | float
+
+
+def _number(text: str, option: str) -> Rate:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise InvalidConfigError(
+            f"{option} takes a number of at least 0 per day, or FAMILY=N,..., got {text!r}",
+            value=text,
+        )
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def parse_rate(text: str, option: str = "--services-per-day") -> Rate | dict[str, Rate]:
+    """A rate option's value: ``"5"``, ``"2.5"``, or by family ``"IPv4=5,IPv6=1"``.
+
+    Raises:
+        InvalidConfigError: anything else (the CLI exits 2), naming ``option``.
+
+    Complexity:
+        O(len(text)).
+
+    >>> parse_rate("5"), parse_rate("0.5"), parse_rate("IPv4=5, IPv6=0.5")
+    (5, 0.5, {'IPv4': 5, 'IPv6': 0.5})
+    """
+    if "=" not in text:
+        return _number(text.strip(), option)
+    rates: dict[str, Rate] = {}
+    for part in text.split(","):
+        family, sep, value = part.partition("=")
+        family = family.strip()
+        if not sep or family not in ("IPv4", "IPv6") or family in rates:
+            raise InvalidConfigError(
+                f"{option} takes N or IPv4=N,IPv6=N (each family once), got {text!r}",
+                value=text,
+            )
+        rates[family] = _number(value.strip(), option)
+    return rates
+
+
+def _allocators(
+    nodes: NodeCIDRAllocator, services: ServiceIPAllocator | None
+) -> tuple[NodeCIDRAllocator | ServiceIPAllocator, ...]:
+    return (nodes,) if services is None else (nodes, services)
+
+
+def cluster_svg(
+    nodes: NodeCIDRAllocator, services: ServiceIPAllocator | None, *, width: int = 640
+) -> str:
+    """One SVG with a panel per node range, then per Service range (``show --svg``).
+
+    Complexity:
+        O(runs + cells) per range.
+
+    >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+    >>> cluster_svg(NodeCIDRAllocator(ClusterConfig("10.0.0.0/16")), None).count('class="panel"')
+    1
+    """
+    return occupancy_svg(_allocators(nodes, services), width=width)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape('-' if c is None else str(c))}</td>" for c in row)
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _usage_rows(
+    config: ClusterConfig, nodes: NodeCIDRAllocator, services: ServiceIPAllocator | None
+) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for family in config.families:
+        counts = (nodes.capacity(family), nodes.reserved(family), nodes.used(family))
+        rows.append(
+            [
+                str(family),
+                "node CIDRs",
+                str(config.cluster_cidr(family)),
+                *counts,
+                nodes.free(family),
+            ]
+        )
+    if services is not None:
+        for family in config.service_families:
+            rows.append(
+                [
+                    str(family),
+                    "Service IPs",
+                    str(config.service_cidr(family)),
+                    services.capacity(family),
+                    0,
+                    services.used(family),
+                    services.free(family),
+                ]
+            )
+    return rows
+
+
+def _forecast_rows(result: Forecast) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for entry in result:
+        if entry.runs_out is not None:
+            when = entry.runs_out.isoformat()
+        else:
+            when = "never" if entry.days_left is None else "after 9999-12-31"
+        rows.append(
+            [
+                str(entry.family),
+                entry.label,
+                str(entry.cidr),
+                entry.capacity,
+                entry.used,
+                entry.rate,
+                entry.days_left,
+                when,
+            ]
+        )
+    return rows
+
+
+_CSS = """
+body { font: 14px/1.4 sans-serif; margin: 24px; color: #222; background: #fff; }
+table { border-collapse: collapse; margin: 8px 0 24px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; white-space: nowrap; }
+th { background: #f2f2f2; }
+.maps svg { display: block; margin: 8px 0 24px; }
+"""
+
+
+def html_page(
+    config: ClusterConfig,
+    nodes: NodeCIDRAllocator,
+    services: ServiceIPAllocator | None,
+    *,
+    forecast_result: Forecast | None = None,
+    width: int = 640,
+) -> str:
+    """One self-contained HTML page: usage, forecast, the maps, nodes and Services.
+
+    Nothing is loaded from elsewhere (the SVG and the style are inline), so
+    the file can be mailed or attached to a ticket as it is. All text is
+    HTML-escaped.
+
+    Complexity:
+        O(nodes + Services + runs + cells).
+
+    >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+    >>> config = ClusterConfig("10.0.0.0/16")
+    >>> page = html_page(config, NodeCIDRAllocator(config), None)
+    >>> page.startswith("<!DOCTYPE html>"), page.count("<svg"), "<h2>Occupancy maps</h2>" in page
+    (True, 1, True)
+    """
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>dualstack-ipam: {html.escape(', '.join(map(str, config.cluster_cidrs)))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>dualstack-ipam</h1>",
+        f"<p>{html.escape(describe(config))}</p>",
+        "<h2>Usage</h2>",
+        _table(
+            ["FAMILY", "RANGE", "CIDR", "CAPACITY", "RESERVED", "USED", "FREE"],
+            _usage_rows(config, nodes, services),
+        ),
+    ]
+    if forecast_result is not None:
+        parts += [
+            f"<h2>Forecast from {forecast_result.today.isoformat()} (linear model)</h2>",
+            _table(
+                ["FAMILY", "RANGE", "CIDR", "CAPACITY", "USED", "PER DAY", "DAYS LEFT", "RUNS OUT"],
+                _forecast_rows(forecast_result),
+            ),
+        ]
+    parts += [
+        "<h2>Occupancy maps</h2>",
+        f'<div class="maps">{cluster_svg(nodes, services, width=width)}</div>',
+        "<h2>Nodes</h2>",
+        _table(
+            ["NODE", *(f"{f} POD CIDR" for f in config.families)],
+            [[node, *map(str, cidrs)] for node, cidrs in sorted(nodes.items())],
+        ),
+    ]
+    if services is not None:
+        parts += [
+            "<h2>Services</h2>",
+            _table(
+                ["SERVICE", "CLUSTER IPS"],
+                [[key, ", ".join(map(str, held))] for key, held in sorted(services.items())],
+            ),
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _forecast(
+    config: ClusterConfig,
+    nodes_per_day: str,
+    services_per_day: str,
+    used: Any,
+    now: datetime.date | None,
+) -> Forecast:
+    node_rate = parse_rate(nodes_per_day, "--nodes-per-day")
+    if isinstance(node_rate, Mapping):
+        raise InvalidConfigError(
+            f"--nodes-per-day takes one number (a node takes a CIDR of every family), "
+            f"got {nodes_per_day!r}",
+            value=nodes_per_day,
+        )
+    return forecast(
+        config,
+        nodes_per_day=node_rate,
+        services_per_day=parse_rate(services_per_day, "--services-per-day"),
+        now=now,
+        used=used,
+    )
+
+
+def run_plan_forecast(
+    config: ClusterConfig,
+    *,
+    nodes_per_day: str = "0",
+    services_per_day: str = "0",
+    now: datetime.date | None = None,
+    as_json: bool = False,
+) -> str:
+    """``plan --nodes-per-day N --services-per-day N``: the forecast of an empty cluster.
+
+    With ``as_json``, the JSON of :meth:`Forecast.to_dict
+    <dualstack_ipam.forecast.Forecast.to_dict>` (for ``plan --json`` to put
+    under a ``"forecast"`` key).
+
+    Raises:
+        InvalidConfigError: a bad rate (exit 2).
+
+    Complexity:
+        O(1).
+    """
+    result = _forecast(config, nodes_per_day, services_per_day, None, now)
+    return json.dumps(result.to_dict(), indent=2) if as_json else str(result)
+
+
+def run_show_maps(
+    config: ClusterConfig,
+    nodes: NodeCIDRAllocator,
+    services: ServiceIPAllocator | None,
+    *,
+    svg: str | None = None,
+    html_path: str | None = None,
+    show_forecast: bool = False,
+    nodes_per_day: str = "0",
+    services_per_day: str = "0",
+    now: datetime.date | None = None,
+    as_json: bool = False,
+) -> str:
+    """``show --svg FILE --html FILE --forecast``: write the maps, return what to print.
+
+    The forecast counts from what the allocators hold, at the rates given
+    (``--nodes-per-day``, ``--services-per-day``; 0 by default: "never").
+    Text output is one line per file written, then the forecast table; with
+    ``as_json`` an object with ``files`` (kind -> path) and ``forecast``
+    (or None), for ``show --json`` to merge.
+
+    Raises:
+        InvalidConfigError: a bad rate (exit 2).
+        OSError: a file cannot be written (exit 2; the state is unchanged).
+
+    Complexity:
+        O(nodes + Services + runs + cells).
+
+    >>> import os, tempfile
+    >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+    >>> config = ClusterConfig("10.0.0.0/16")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "map.svg")
+    >>> run_show_maps(config, NodeCIDRAllocator(config), None, svg=path) == f"Wrote {path} (SVG)"
+    True
+    >>> folder.cleanup()
+    """
+    result = None
+    if show_forecast:
+        result = _forecast(
+            config, nodes_per_day, services_per_day, _allocators(nodes, services), now
+        )
+    files: dict[str, str] = {}
+    if svg is not None:
+        _write(svg, cluster_svg(nodes, services))
+        files["svg"] = svg
+    if html_path is not None:
+        _write(html_path, html_page(config, nodes, services, forecast_result=result))
+        files["html"] = html_path
+    if as_json:
+        data = {"files": files, "forecast": None if result is None else result.to_dict()}
+        return json.dumps(data, indent=2)
+    lines = [f"Wrote {path} ({kind.upper()})" for kind, path in files.items()]
+    if result is not None:
+        lines += ["", str(result)] if lines else [str(result)]
+    return "\n".join(lines)
+
+
+def demo_cluster() -> tuple[ClusterConfig, NodeCIDRAllocator, ServiceIPAllocator]:
+    """The cluster ``dualstack-ipam demo`` builds: its nodes and the seed's Services.
+
+    For the docs' quickstart map. Needs PyYAML (the seed's manifests are YAML).
+
+    Complexity:
+        O(1).
+
+    >>> config, nodes, services = demo_cluster()
+    >>> len(nodes), len(services)
+    (3, 3)
+    """
+    # Imported here: the package imports app, which will import this module.
+    from dualstack_ipam.cli import (
+        DEFAULT_CONFIG,
+        DEMO_NODES,
+        DEMO_SEED,
+        SEED_SERVICES,
+        parse_manifests,
+    )
+
+    nodes = NodeCIDRAllocator(DEFAULT_CONFIG)
+    services = ServiceIPAllocator(DEFAULT_CONFIG, rng=random.Random(DEMO_SEED))
+    for node in DEMO_NODES:
+        nodes.allocate(node)
+    for manifest in parse_manifests(SEED_SERVICES, "the seed"):
+        services.allocate_service(manifest)
+    return DEFAULT_CONFIG, nodes, services
+
+
+def write_demo_map(path: str | os.PathLike[str], *, width: int = 640) -> None:
+    """Write the demo cluster's occupancy maps to ``path`` (the docs build calls it).
+
+    Complexity:
+        O(cells).
+    """
+    _, nodes, services = demo_cluster()
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(cluster_svg(nodes, services, width=width))
