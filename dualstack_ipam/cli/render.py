@@ -16,8 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.net import IPFamily
-from dualstack_ipam.pools.service_ips import ServiceIPPool
+from dualstack_ipam.net import IPFamily, usable_span
 from dualstack_ipam.services import manifest as _manifest
 from dualstack_ipam.snapshot import write_int
 
@@ -80,10 +79,22 @@ def families(config: ClusterConfig) -> list[IPFamily]:
 
 
 def service_capacity(config: ClusterConfig, family: IPFamily) -> int:
-    """Cluster IPs the Service range of ``family`` holds; 0 without one."""
+    """Cluster IPs the Service range of ``family`` holds; 0 without one.
+
+    The count of :func:`dualstack_ipam.net.usable_span`, the one home of
+    the rule (no pool is built to read it).
+
+    Complexity:
+        O(1).
+
+    >>> config = ClusterConfig("10.0.0.0/16", "10.96.0.0/12,fd00::/64")
+    >>> service_capacity(config, IPFamily.IPv4), service_capacity(config, IPFamily.IPv6)
+    (1048574, 18446744073709551615)
+    """
     if family not in config.service_families:
         return 0
-    return int(ServiceIPPool(config.service_cidr(family)).capacity)
+    _, count = usable_span(family, config.service_cidr(family).prefixlen)
+    return count
 
 
 def describe(config: ClusterConfig) -> str:
