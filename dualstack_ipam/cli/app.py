@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     and returns 2.
 
     Complexity:
-        That of the command run.
+        O(1) plus the cost of the command run.
 
     >>> main(["plan", "--cluster-cidr=nonsense"])  # the error line goes to stderr
     2

@@ -68,12 +68,30 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
 
 
 def to_json(data: Any) -> str:
-    """``data`` as the commands print JSON: indented by two spaces."""
+    """``data`` as the commands print JSON: indented by two spaces.
+
+    Complexity:
+        O(size of ``data``).
+
+    >>> print(to_json({"a": [1]}))
+    {
+      "a": [
+        1
+      ]
+    }
+    """
     return json.dumps(data, indent=2)
 
 
 def families(config: ClusterConfig) -> list[IPFamily]:
-    """Cluster families, then a Service family the cluster CIDRs lack (rare)."""
+    """Cluster families, then a Service family the cluster CIDRs lack (rare).
+
+    Complexity:
+        O(1).
+
+    >>> families(ClusterConfig("fd00::/48", "10.96.0.0/24"))
+    [<IPFamily.IPv6: 'IPv6'>, <IPFamily.IPv4: 'IPv4'>]
+    """
     extra = [f for f in config.service_families if f not in config.families]
     return [*config.families, *extra]
 
@@ -98,7 +116,14 @@ def service_capacity(config: ClusterConfig, family: IPFamily) -> int:
 
 
 def describe(config: ClusterConfig) -> str:
-    """One line: the stack, the cluster CIDRs, the Service ranges, the primary family."""
+    """One line: the stack, the cluster CIDRs, the Service ranges, the primary family.
+
+    Complexity:
+        O(1).
+
+    >>> describe(ClusterConfig("10.0.0.0/16"))
+    'single-stack cluster 10.0.0.0/16 (Service ranges: none), primary family IPv4'
+    """
     stack = "dual-stack" if config.is_dual_stack else "single-stack"
     services = ",".join(map(str, config.service_cidrs)) or "none"
     return (
@@ -108,7 +133,11 @@ def describe(config: ClusterConfig) -> str:
 
 
 def capacity_table(config: ClusterConfig) -> str:
-    """Per family: CIDRs, node mask, node and address counts, Service IPs."""
+    """Per family: CIDRs, node mask, node and address counts, Service IPs.
+
+    Complexity:
+        O(1).
+    """
     rows = []
     for family in families(config):
         has_pods = family in config.families
@@ -139,7 +168,11 @@ def capacity_table(config: ClusterConfig) -> str:
 
 
 def capacity_json(config: ClusterConfig) -> dict[str, dict[str, Any]]:
-    """The counts of :func:`capacity_table`, by family name, JSON-ready."""
+    """The counts of :func:`capacity_table`, by family name, JSON-ready.
+
+    Complexity:
+        O(1).
+    """
     counts: dict[str, dict[str, Any]] = {}
     for family in families(config):
         has_pods = family in config.families
@@ -154,7 +187,11 @@ def capacity_json(config: ClusterConfig) -> dict[str, dict[str, Any]]:
 
 
 def flags_table(flags: Mapping[str, list[str]]) -> str:
-    """One flag per line, the component named on its first line."""
+    """One flag per line, the component named on its first line.
+
+    Complexity:
+        O(number of flags).
+    """
     rows: list[list[object]] = []
     for component, values in flags.items():
         for i, flag in enumerate(values or ["(none)"]):
@@ -163,7 +200,11 @@ def flags_table(flags: Mapping[str, list[str]]) -> str:
 
 
 def node_table(config: ClusterConfig, items: Iterable[tuple[str, Sequence[Any]]]) -> str:
-    """One row per node: its pod CIDR of each cluster family."""
+    """One row per node: its pod CIDR of each cluster family.
+
+    Complexity:
+        O(number of nodes).
+    """
     rows = []
     for node, cidrs in items:
         by_family = {IPFamily.IPv4 if c.version == 4 else IPFamily.IPv6: str(c) for c in cidrs}
@@ -172,7 +213,11 @@ def node_table(config: ClusterConfig, items: Iterable[tuple[str, Sequence[Any]]]
 
 
 def services_table(results: Iterable[Mapping[str, Any]]) -> str:
-    """One row per allocated Service manifest: its family fields and cluster IPs."""
+    """One row per allocated Service manifest: its family fields and cluster IPs.
+
+    Complexity:
+        O(number of manifests).
+    """
     rows = []
     for svc in results:
         spec = svc["spec"]
@@ -191,7 +236,11 @@ def services_table(results: Iterable[Mapping[str, Any]]) -> str:
 
 
 def usage_table(usage: Mapping[str, Mapping[str, Any]]) -> str:
-    """Per family: node CIDR and Service IP counts (``write_int`` values)."""
+    """Per family: node CIDR and Service IP counts (``write_int`` values).
+
+    Complexity:
+        O(1).
+    """
     rows = []
     for family, counts in usage.items():
         pods, ips = counts["node_cidrs"] or {}, counts["service_ips"] or {}
@@ -226,7 +275,11 @@ def _summary(manifest: Mapping[str, Any]) -> str:
 
 
 def manifests_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
-    """The manifests as YAML documents, each headed by a comment with its cluster IPs."""
+    """The manifests as YAML documents, each headed by a comment with its cluster IPs.
+
+    Complexity:
+        O(total size of the manifests).
+    """
     import yaml
 
     parts = []

@@ -55,13 +55,13 @@ def run_allocate_service(
     JSON. The documents are allocated in order on the loaded allocator; if
     one fails, the state file is not written, so none of them is kept.
 
-    Complexity:
-        O(size of the manifests + size of the state file).
-
     Raises:
         CLIError: wraps the first failing document's error, naming the
             document; exit 1 for a taken address or a full range, 2 for an
             invalid manifest or a cluster without a Service range.
+
+    Complexity:
+        O(size of the manifests + size of the state file).
 
     >>> import os, tempfile
     >>> temp = tempfile.TemporaryDirectory()
@@ -116,12 +116,12 @@ def run_release_service(
     Releasing is by name, as ``kubectl delete`` is: the addresses written in
     a manifest are not compared with what the Service holds.
 
-    Complexity:
-        O(size of the manifests + size of the state file).
-
     Raises:
         CLIError: both or neither of ``key`` and ``sources``, an invalid
             name, or a cluster without a Service range (exit 2).
+
+    Complexity:
+        O(size of the manifests + size of the state file).
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()

@@ -145,13 +145,13 @@ class State:
     def from_json(cls, data: Any) -> State:
         """Rebuild the allocators from :meth:`to_json` output.
 
-        Complexity:
-            O(n) in the snapshot's size.
-
         Raises:
             SnapshotError: another kind or version, a key missing or unknown,
                 a snapshot that does not restore, or snapshots that disagree
                 with the configuration.
+
+        Complexity:
+            O(n) in the snapshot's size.
 
         >>> State.from_json({"kind": "other"})
         Traceback (most recent call last):
@@ -212,12 +212,12 @@ def locked(path: str | os.PathLike[str]) -> Iterator[str]:
     the block ends, also by an error, and by the kernel if the process dies.
     Symbolic links are resolved first, so two names of one file share a lock.
 
-    Complexity:
-        O(1), plus the wait for other holders.
-
     Raises:
         StateError: no ``fcntl`` on this platform.
         OSError: the lock file cannot be created (e.g. no such directory).
+
+    Complexity:
+        O(1), plus the wait for other holders.
     """
     real = os.path.realpath(os.fspath(path))
     if sys.platform == "win32":  # pragma: no cover - POSIX only
@@ -237,13 +237,13 @@ def read(path: str, *, name: str | None = None) -> State | None:
     Call it under :func:`locked`. ``name`` is how messages call the file
     (default: ``path``).
 
-    Complexity:
-        O(n) in the file's size.
-
     Raises:
         StateError: the file is not valid UTF-8 JSON of a state object, or
             its snapshots do not restore or disagree.
         OSError: the file exists but cannot be read.
+
+    Complexity:
+        O(n) in the file's size.
     """
     try:
         with open(path, "rb") as file:
@@ -290,11 +290,11 @@ def write(path: str, state: State) -> None:
     ``path``, and the directory fsynced. On any error the temporary file is
     removed and ``path`` is unchanged. Call it under :func:`locked`.
 
-    Complexity:
-        O(n) in what is allocated.
-
     Raises:
         OSError: the directory is not writable, the disk is full, ...
+
+    Complexity:
+        O(n) in what is allocated.
     """
     data = dumps(state)
     directory = os.path.dirname(path) or "."
@@ -323,12 +323,12 @@ def create(path: str | os.PathLike[str], config: ClusterConfig) -> str:
     Returns:
         The real path written.
 
-    Complexity:
-        O(1) plus the pools' construction.
-
     Raises:
         StateError: ``path`` already exists (it is not touched).
         OSError: it cannot be written.
+
+    Complexity:
+        O(1) plus the pools' construction.
     """
     with locked(path) as real:
         if os.path.lexists(real):
@@ -351,12 +351,12 @@ def transaction(path: str | os.PathLike[str], default: ClusterConfig) -> Iterato
     makes a block of several allocations all-or-nothing. After the block,
     ``state.saved`` says whether the file was written.
 
-    Complexity:
-        O(n) in what is allocated, plus the wait for the lock.
-
     Raises:
         StateError: the file is corrupt (see :func:`read`).
         OSError: it cannot be read, locked or written.
+
+    Complexity:
+        O(n) in what is allocated, plus the wait for the lock.
     """
     with locked(path) as real:
         state = read(real, name=os.fspath(path))
