@@ -1,6 +1,8 @@
 """The ``dualstack-ipam`` command line: click wiring in :mod:`.app`, the
 commands in :mod:`.commands` and :mod:`.service_commands`, the demo in
-:mod:`.demo`, tables and JSON in :mod:`.render`, the state in :mod:`.state`.
+:mod:`.demo`, manifests read in :mod:`.manifests`, tables and JSON in
+:mod:`.render`, exit codes and error lines in :mod:`.reporting`, the state
+in :mod:`.state`.
 
 Scripts import the commands from here: ``from dualstack_ipam.cli import main``.
 """
@@ -13,6 +15,7 @@ from dualstack_ipam.cli.app import (
     PROG,
     SEED_SERVICES,
     CLIError,
+    Output,
     build_cli,
     exit_code_for,
     format_table,
@@ -36,6 +39,7 @@ __all__ = [
     "PROG",
     "SEED_SERVICES",
     "CLIError",
+    "Output",
     "build_cli",
     "exit_code_for",
     "format_table",
