@@ -31,6 +31,7 @@ from dualstack_ipam.cli.maps import (
     run_show_maps,
     write_demo_map,
 )
+from dualstack_ipam.testing.strategies import node_allocators, service_ip_allocators
 from dualstack_ipam.viz import CELL_CLASSES, MAX_CELLS, Panel, occupancy, occupancy_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -396,3 +397,23 @@ def test_write_demo_map(tmp_path: Path) -> None:
     path = tmp_path / "demo.svg"
     write_demo_map(path)
     assert parse(path.read_text(encoding="utf-8")).tag == f"{SVG}svg"
+
+
+@given(node_allocators())
+def test_node_allocator_panels_add_up_to_its_counts(alloc: NodeCIDRAllocator) -> None:
+    drawn = occupancy(alloc)
+    assert [p.family for p in drawn] == list(alloc.config.families)
+    for panel in drawn:
+        assert panel.used_total == alloc.used(panel.family)
+        assert sum(panel.reserved) == alloc.reserved(panel.family)
+        assert panel.usable_total == alloc.config.node_capacity(panel.family)
+        assert panel.cells == min(alloc.capacity(panel.family), MAX_CELLS)
+
+
+@given(service_ip_allocators())
+def test_service_allocator_panels_add_up_to_its_counts(alloc: ServiceIPAllocator) -> None:
+    drawn = occupancy(alloc)
+    assert [p.family for p in drawn] == list(alloc.config.service_families)
+    for panel in drawn:
+        assert panel.used_total == alloc.used(panel.family)
+        assert panel.usable_total == alloc.capacity(panel.family)

@@ -25,12 +25,13 @@ _WIDTH, _HEIGHT = 700, 1100
 _USED, _FREE, _RESERVED = (0x1D, 0x5F, 0xA6), (0xE6, 0xEE, 0xF5), (0x8C, 0x8C, 0x8C)
 
 
-def _browser() -> str | None:
+def _require_browser() -> str:
+    """The Chromium binary; skips (reason "chromium not found", which CI fails on) without."""
     for name in _BROWSERS:
         path = shutil.which(name)
         if path is not None:
             return path
-    return None
+    pytest.skip("chromium not found: install Debian's chromium package to run this test")
 
 
 def _paeth(a: int, b: int, c: int) -> int:
@@ -87,6 +88,14 @@ def _near(pixel: tuple[int, int, int], colour: tuple[int, int, int]) -> bool:
     return all(abs(a - b) <= 6 for a, b in zip(pixel, colour, strict=True))
 
 
+def test_without_a_browser_the_skip_says_chromium_not_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(pytest.skip.Exception, match="chromium not found"):
+        _require_browser()
+
+
 def test_decode_png_reads_what_zlib_wrote() -> None:
     # A 2 x 2 RGB image, one row with filter Sub and one with Up.
     raw = bytes([1, 10, 20, 30, 5, 5, 5]) + bytes([2, 1, 1, 1, 2, 2, 2])
@@ -102,9 +111,7 @@ def test_decode_png_reads_what_zlib_wrote() -> None:
 
 
 def test_the_html_page_renders_its_maps_in_chromium(tmp_path: Path) -> None:
-    browser = _browser()
-    if browser is None:
-        pytest.skip("chromium not found: install Debian's chromium package to run this test")
+    browser = _require_browser()
     config = ClusterConfig("10.0.0.0/20", "10.0.0.0/23")  # 16 node cells, 2 set aside
     nodes = NodeCIDRAllocator(config)
     for name in ("a", "b", "c", "d", "e", "f"):
