@@ -96,6 +96,17 @@ class RangeForecast:
         return self.capacity - self.used
 
     @property
+    def when(self) -> str:
+        """The run-out day as the table prints it: ISO date, "never" or "after 9999-12-31".
+
+        Complexity:
+            O(1).
+        """
+        if self.runs_out is not None:
+            return self.runs_out.isoformat()
+        return "never" if self.days_left is None else "after 9999-12-31"
+
+    @property
     def label(self) -> str:
         """The kind as the table prints it (``"node CIDRs"``, ``"Service IPs"``).
 
@@ -187,10 +198,6 @@ class Forecast:
         """
         rows = [["FAMILY", "RANGE", "CIDR", "CAPACITY", "USED", "PER DAY", "DAYS LEFT", "RUNS OUT"]]
         for entry in self.ranges:
-            if entry.runs_out is not None:
-                when = entry.runs_out.isoformat()
-            else:
-                when = "never" if entry.days_left is None else "after 9999-12-31"
             rows.append(
                 [
                     str(entry.family),
@@ -200,7 +207,7 @@ class Forecast:
                     str(entry.used),
                     _number(entry.rate),
                     "-" if entry.days_left is None else str(entry.days_left),
-                    when,
+                    entry.when,
                 ]
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

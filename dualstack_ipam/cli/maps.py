@@ -152,25 +152,10 @@ def _usage_rows(
 
 
 def _forecast_rows(result: Forecast) -> list[list[object]]:
-    rows: list[list[object]] = []
-    for entry in result:
-        if entry.runs_out is not None:
-            when = entry.runs_out.isoformat()
-        else:
-            when = "never" if entry.days_left is None else "after 9999-12-31"
-        rows.append(
-            [
-                str(entry.family),
-                entry.label,
-                str(entry.cidr),
-                entry.capacity,
-                entry.used,
-                entry.rate,
-                entry.days_left,
-                when,
-            ]
-        )
-    return rows
+    return [
+        [str(e.family), e.label, str(e.cidr), e.capacity, e.used, e.rate, e.days_left, e.when]
+        for e in result
+    ]
 
 
 _CSS = """
