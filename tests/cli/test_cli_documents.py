@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import error_line, invoke, program_env, run
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dualstack_ipam.cli import CLIError, parse_manifests
@@ -126,3 +126,26 @@ def test_parse_manifests_raises_nothing_but_cli_error(parts: list[str]) -> None:
     for candidate in (text, "[" + ", ".join(parts) + "]", "{" + text + "}"):
         # Any other exception escapes and fails the test.
         assert _exit_code_of_parsing(candidate) in (0, 2)
+
+
+_FIELDS = st.sampled_from(
+    [
+        "metadata: {name: web}",
+        "spec:",
+        "  clusterIP:",
+        "  ipFamilies:",
+        "  - IPv4",
+        "---",
+        "kind: List",
+    ]
+)
+
+
+@settings(max_examples=40)
+@given(st.lists(st.one_of(_FIELDS, _SCALARS, st.text(max_size=12)), max_size=6))
+def test_allocate_service_never_fails_as_an_internal_error(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[str]
+) -> None:
+    state = str(tmp_path_factory.mktemp("documents") / "state.json")
+    result = invoke("allocate-service", "-f", "-", "--state", state, input="\n".join(parts))
+    assert result.exit_code in (0, 1, 2), result.stderr
