@@ -16,7 +16,13 @@ True
 ([Change(key='nodes/a', revision=1, value=b'10.0.0.0/24')], 1)
 """
 
-from dualstack_ipam.store.backend import ETCD_DEFAULT_LIMITS, Backend, TxnLimits, check_txn
+from dualstack_ipam.store.backend import (
+    ETCD_DEFAULT_LIMITS,
+    Backend,
+    TxnLimits,
+    check_range,
+    check_txn,
+)
 from dualstack_ipam.store.memory import MemoryBackend
 from dualstack_ipam.store.records import (
     Change,
@@ -47,6 +53,7 @@ __all__ = [
     "TxnLimits",
     "TxnResult",
     "Write",
+    "check_range",
     "check_txn",
     "migrate",
     "prefix_end",

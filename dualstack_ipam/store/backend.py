@@ -30,7 +30,7 @@ import attrs
 from dualstack_ipam.errors import StoreError
 from dualstack_ipam.store.records import Change, Compare, Delete, Put, Record, TxnResult, Write
 
-__all__ = ["Backend", "TxnLimits", "check_txn"]
+__all__ = ["Backend", "TxnLimits", "check_range", "check_txn"]
 
 
 @attrs.frozen(slots=True)
@@ -80,8 +80,12 @@ class Backend(Protocol):
         """The record under ``key``, or ``None``."""
         ...
 
-    def get_prefix(self, prefix: str) -> list[Record]:
-        """Every record whose key starts with ``prefix``, sorted by key."""
+    def get_prefix(self, prefix: str, *, start: str = "", limit: int | None = None) -> list[Record]:
+        """The records whose key starts with ``prefix``, sorted by key.
+
+        ``start`` skips keys below it; ``limit`` returns at most that many
+        (etcd's range with a limit), so a scan can go page by page.
+        """
         ...
 
     def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
@@ -151,3 +155,30 @@ def check_txn(compares: Sequence[Compare], writes: Sequence[Write], limits: TxnL
         raise StoreError(
             f"a transaction of {size} bytes exceeds the store's limit of {limits.max_bytes} bytes"
         )
+
+
+def check_range(prefix: str, start: str, limit: int | None) -> None:
+    """Refuse malformed ``get_prefix`` arguments.
+
+    Args:
+        prefix: the key prefix ('' = every key).
+        start: the first key to return (keys below it are skipped).
+        limit: the most records to return, or None for all.
+
+    Raises:
+        StoreError: a prefix or start that is not text, or a limit that is
+            not a positive int.
+
+    Complexity:
+        O(1).
+
+    >>> check_range("pools/", "", 0)
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.StoreError: a range limit must be an int >= 1 or None, got 0
+    """
+    for name, value in (("prefix", prefix), ("start", start)):
+        if type(value) is not str:
+            raise StoreError(f"a range {name} must be a str, got {value!r}")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise StoreError(f"a range limit must be an int >= 1 or None, got {limit!r}")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from dualstack_ipam.errors import StoreError
-from dualstack_ipam.store.backend import TxnLimits, check_txn
+from dualstack_ipam.store.backend import TxnLimits, check_range, check_txn
 from dualstack_ipam.store.records import (
     Change,
     CompactedError,
@@ -80,17 +80,19 @@ class MemoryBackend:
             self._check_open()
             return self._records.get(key)
 
-    def get_prefix(self, prefix: str) -> list[Record]:
-        """Every record whose key starts with ``prefix``, sorted by key.
+    def get_prefix(self, prefix: str, *, start: str = "", limit: int | None = None) -> list[Record]:
+        """The records whose key starts with ``prefix``, sorted by key.
 
         Args:
             prefix: the key prefix ('' = every record).
+            start: skip keys below this one.
+            limit: return at most this many records (None = all).
 
         Returns:
             The records, sorted by key (UTF-8 byte order, as etcd).
 
         Raises:
-            StoreError: the store is closed.
+            StoreError: bad arguments, or the store is closed.
 
         Complexity:
             O(n log n) for n records in the store (a scan; memory only).
@@ -98,11 +100,14 @@ class MemoryBackend:
         >>> MemoryBackend().get_prefix("pools/")
         []
         """
+        check_range(prefix, start, limit)
         with self._lock:
             self._check_open()
-            found = [rec for key, rec in self._records.items() if key.startswith(prefix)]
+            found = [
+                rec for key, rec in self._records.items() if key.startswith(prefix) and key >= start
+            ]
         found.sort(key=lambda rec: rec.key)
-        return found
+        return found if limit is None else found[:limit]
 
     def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
         """If every compare holds, apply every write at one new revision.

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from dualstack_ipam.errors import StoreError
-from dualstack_ipam.store.backend import TxnLimits, check_txn
+from dualstack_ipam.store.backend import TxnLimits, check_range, check_txn
 from dualstack_ipam.store.records import (
     Change,
     CompactedError,
@@ -135,17 +135,19 @@ class SQLiteBackend:
         rows = self._query("SELECT value, revision FROM kv WHERE key = ?", (key.encode(),))
         return Record(key, bytes(rows[0][0]), rows[0][1]) if rows else None
 
-    def get_prefix(self, prefix: str) -> list[Record]:
-        """Every record whose key starts with ``prefix``, sorted by key.
+    def get_prefix(self, prefix: str, *, start: str = "", limit: int | None = None) -> list[Record]:
+        """The records whose key starts with ``prefix``, sorted by key.
 
         Args:
             prefix: the key prefix ('' = every record).
+            start: skip keys below this one.
+            limit: return at most this many records (None = all).
 
         Returns:
             The records in key order (UTF-8 bytes, as etcd).
 
         Raises:
-            StoreError: the store is closed or failed.
+            StoreError: bad arguments, or the store is closed or failed.
 
         Complexity:
             O(log n + k) for n records and k returned.
@@ -156,15 +158,20 @@ class SQLiteBackend:
         []
         >>> folder.cleanup()
         """
-        low = prefix.encode()
-        high = prefix_end(low)
-        args: tuple[bytes, ...]
-        if high is None:
-            sql, args = "SELECT key, value, revision FROM kv WHERE key >= ? ORDER BY key", (low,)
-        else:
-            sql = "SELECT key, value, revision FROM kv WHERE key >= ? AND key < ? ORDER BY key"
-            args = (low, high)
-        return [Record(bytes(k).decode(), bytes(v), r) for k, v, r in self._query(sql, args)]
+        check_range(prefix, start, limit)
+        low = max(prefix.encode(), start.encode())
+        high = prefix_end(prefix.encode())
+        sql = "SELECT key, value, revision FROM kv WHERE key >= ?"
+        args: list[bytes | int] = [low]
+        if high is not None:
+            sql += " AND key < ?"
+            args.append(high)
+        sql += " ORDER BY key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        rows = self._query(sql, tuple(args))
+        return [Record(bytes(k).decode(), bytes(v), r) for k, v, r in rows]
 
     def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
         """If every compare holds, apply every write at one new revision.

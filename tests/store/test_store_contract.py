@@ -248,3 +248,36 @@ def test_threads_sharing_one_backend_never_double_create(backend: Backend) -> No
     assert sorted(winners) == [f"slot/{slot:03d}" for slot in range(200)]
     stored = {r.key: int(r.value) for r in backend.get_prefix("slot/")}
     assert stored == {key: i for i, keys in enumerate(won) for key in keys}
+
+
+def test_get_prefix_pages_with_start_and_limit(backend: Backend) -> None:
+    backend.txn([], [Put(f"slot/{i:04x}", b"") for i in range(10)] + [Put("slot0", b"")])
+    first = backend.get_prefix("slot/", limit=4)
+    assert [r.key for r in first] == ["slot/0000", "slot/0001", "slot/0002", "slot/0003"]
+    pages: list[str] = []
+    start = ""
+    while page := backend.get_prefix("slot/", start=start, limit=3):
+        pages += [r.key for r in page]
+        start = page[-1].key + "\x00"  # the smallest key after the last one
+    assert pages == [f"slot/{i:04x}" for i in range(10)]
+    assert backend.get_prefix("slot/", start="t") == []  # start above the prefix
+    assert len(backend.get_prefix("slot/", start="a")) == 10  # start below it
+    assert [r.key for r in backend.get_prefix("slot/", start="")][:1] == ["slot/0000"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"limit": 0}, "limit must be an int >= 1"),
+        ({"limit": True}, "limit must be an int >= 1"),
+        ({"limit": 2.0}, "limit must be an int >= 1"),
+        ({"start": None}, "start must be a str"),
+        ({"prefix": b"a"}, "prefix must be a str"),
+    ],
+)
+def test_get_prefix_refuses_bad_arguments(
+    backend: Backend, kwargs: dict[str, object], message: str
+) -> None:
+    arguments: dict[str, object] = {"prefix": "a", **kwargs}
+    with pytest.raises(StoreError, match=message):
+        backend.get_prefix(**arguments)  # type: ignore[arg-type]

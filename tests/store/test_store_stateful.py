@@ -123,12 +123,17 @@ class BackendMachine(RuleBasedStateMachine):
         assert revision == self.revision
         assert changes == [c for c in self.history if c.revision > after]
 
-    @rule(prefix=st.sampled_from(PREFIXES))
-    def read_prefix(self, prefix: str) -> None:
+    @rule(
+        prefix=st.sampled_from(PREFIXES),
+        start=st.sampled_from(["", *KEYS]),
+        limit=st.none() | st.integers(1, 4),
+    )
+    def read_prefix(self, prefix: str, start: str, limit: int | None) -> None:
         expected = sorted(
-            (r for k, r in self.records.items() if k.startswith(prefix)), key=lambda r: r.key
+            (r for k, r in self.records.items() if k.startswith(prefix) and k >= start),
+            key=lambda r: r.key,
         )
-        assert self.backend.get_prefix(prefix) == expected
+        assert self.backend.get_prefix(prefix, start=start, limit=limit) == expected[:limit]
 
     @invariant()
     def store_equals_model(self) -> None:
