@@ -21,36 +21,21 @@ rendered back (:meth:`ClusterConfig.component_flags`) so that
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import netaddr
 
 from dualstack_ipam.cluster.flags import (
-    CLUSTER_FLAG,
-    FAMILY_MASK_FLAG,
-    SERVICE_FLAG,
     check_dual_stack,
     mask_sizes,
     read_cluster_flags,
     render_flags,
 )
-from dualstack_ipam.errors import (
-    AddressFormatError,
-    FamilyNotConfiguredError,
-    InvalidConfigError,
-    SnapshotError,
-)
-from dualstack_ipam.net import (
-    CIDRList,
-    IPFamily,
-    Net,
-    make_network,
-    parse_family,
-    parse_network,
-    split_cidrs,
-)
+from dualstack_ipam.cluster.rules import check_cidr_lists, check_mask, node_subnets
+from dualstack_ipam.errors import FamilyNotConfiguredError, InvalidConfigError, SnapshotError
+from dualstack_ipam.net import CIDRList, IPFamily, Net, make_network, parse_family
 
 __all__ = ["DEFAULT_NODE_MASK", "ClusterConfig"]
 
@@ -58,83 +43,6 @@ DEFAULT_NODE_MASK: Mapping[IPFamily, int] = {IPFamily.IPv4: 24, IPFamily.IPv6: 6
 """kube-controller-manager's default node mask per family (/24 and /64)."""
 
 _DICT_KEYS = frozenset({"cluster_cidrs", "service_cidrs", "node_mask_ipv4", "node_mask_ipv6"})
-
-
-def _parse_list(items: list[Any], flag: str) -> list[Net]:
-    nets = []
-    for index, item in enumerate(items):
-        try:
-            nets.append(parse_network(item))
-        except AddressFormatError as exc:
-            raise AddressFormatError(f"{flag}[{index}]: {exc}", value=item) from None
-    return nets
-
-
-def _check_pair(nets: list[Net], flag: str, what: str) -> None:
-    """Kubernetes' count and family-mix rules for one CIDR list."""
-    if len(nets) > 2:
-        raise InvalidConfigError(
-            f"length of {what} is:{len(nets)} more than max allowed of 2 ({flag}="
-            f"{','.join(str(make_network(*n)) for n in nets)})",
-            value=tuple(make_network(*n) for n in nets),
-        )
-    if len(nets) == 2 and nets[0].family is nets[1].family:
-        # kube-controller-manager words it as "not configured as dual stack".
-        lead = (
-            f"len of ClusterCIDRs==2 and they are not configured as dual stack: {flag}[0]"
-            if flag == CLUSTER_FLAG
-            else f"{flag}[0]"
-        )
-        raise InvalidConfigError(
-            f"{lead} and {flag}[1] must be of different IP family, got "
-            f"{str(make_network(*nets[0]))!r} and {str(make_network(*nets[1]))!r} "
-            f"(both {nets[0].family})",
-            value=tuple(make_network(*n) for n in nets),
-        )
-
-
-def _check_mask(mask: Any, family: IPFamily, cluster: Net) -> int:
-    if isinstance(mask, bool) or not isinstance(mask, int):
-        raise InvalidConfigError(
-            f"{FAMILY_MASK_FLAG[family]} must be an integer, got {mask!r}", value=mask
-        )
-    if mask < cluster.prefixlen:
-        raise InvalidConfigError(
-            f"mask size of cluster CIDR must be less than or equal to --node-cidr-mask-size "
-            f"configured for CIDR family: {family} node mask {mask!r} is shorter than "
-            f"cluster CIDR {str(make_network(*cluster))!r}",
-            value=mask,
-        )
-    if mask > family.width:
-        raise InvalidConfigError(
-            f"{family} node mask {mask!r} is longer than the {family.width}-bit address width",
-            value=mask,
-        )
-    return mask
-
-
-def _set_aside(cluster: Net, mask: int, services: Iterable[Net]) -> int:
-    """Subnets of ``cluster`` (cut at ``mask``) that overlap a Service range."""
-    shift = cluster.family.width - mask
-    total = 1 << (mask - cluster.prefixlen)
-    for service in services:
-        if service.family is not cluster.family:
-            continue
-        if service.prefixlen <= cluster.prefixlen:
-            covers = (cluster.value >> (cluster.family.width - service.prefixlen)) == (
-                service.value >> (cluster.family.width - service.prefixlen)
-            )
-            if covers:
-                return total
-            continue
-        last = service.value | ((1 << (service.family.width - service.prefixlen)) - 1)
-        same = service.value >> (cluster.family.width - cluster.prefixlen) == cluster.value >> (
-            cluster.family.width - cluster.prefixlen
-        )
-        if same:
-            # One Service range per family, so there is never a union to take.
-            return (last >> shift) - (service.value >> shift) + 1
-    return 0
 
 
 @attrs.frozen(init=False)
@@ -192,21 +100,12 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
         node_mask_ipv4: int = 24,
         node_mask_ipv6: int = 64,
     ) -> None:
-        cluster = _parse_list(split_cidrs(cluster_cidrs, CLUSTER_FLAG), CLUSTER_FLAG)
-        service = _parse_list(split_cidrs(service_cidrs, SERVICE_FLAG), SERVICE_FLAG)
-        if not cluster:
-            raise InvalidConfigError(
-                f"{CLUSTER_FLAG} is required: give one cluster CIDR, or two of different "
-                f"families for dual-stack (got {cluster_cidrs!r})",
-                value=cluster_cidrs,
-            )
-        _check_pair(cluster, CLUSTER_FLAG, "clusterCIDRs")
-        _check_pair(service, SERVICE_FLAG, "serviceClusterIPRanges")
+        cluster, service = check_cidr_lists(cluster_cidrs, service_cidrs)
         by_family = {net.family: net for net in cluster}
         masks = dict(DEFAULT_NODE_MASK)
         for family, mask in ((IPFamily.IPv4, node_mask_ipv4), (IPFamily.IPv6, node_mask_ipv6)):
             if family in by_family:
-                masks[family] = _check_mask(mask, family, by_family[family])
+                masks[family] = check_mask(mask, family, by_family[family])
         self.__attrs_init__(
             tuple(make_network(*net) for net in cluster),
             tuple(make_network(*net) for net in service),
@@ -243,14 +142,14 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
         given; an unknown flag in ``--flag value`` form takes the next token
         as its value when that token does not start with ``--``.
 
-        Complexity:
-            O(len(argv)).
-
         Raises:
             InvalidConfigError: an unknown flag (unless ``ignore_unknown``),
                 a stray argument, a missing, empty or malformed value,
                 ``IPv6DualStack=false`` with two CIDRs in a list, and every
                 rule of the constructor.
+
+        Complexity:
+            O(len(argv)).
 
         >>> ClusterConfig.from_flags(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size=20"])
         ClusterConfig(cluster_cidrs=(IPNetwork('10.0.0.0/8'),), service_cidrs=(), \
@@ -261,24 +160,14 @@ node_mask_ipv4=20, node_mask_ipv6=64)
         (IPNetwork('fd00::/48'),)
         """
         values, dual_stack = read_cluster_flags(argv, ignore_unknown=ignore_unknown)
-        cluster_items = split_cidrs(values["cluster-cidr"], CLUSTER_FLAG)
-        service_items = split_cidrs(values.get("service-cluster-ip-range", ""), SERVICE_FLAG)
-        cluster = _parse_list(cluster_items, CLUSTER_FLAG)
-        service = _parse_list(service_items, SERVICE_FLAG)
-        if not cluster:
-            # Checked before the mask flags, which need the cluster's families.
-            raise InvalidConfigError(
-                f"{CLUSTER_FLAG} is required: give one cluster CIDR, or two of different "
-                f"families for dual-stack (got {CLUSTER_FLAG}={values['cluster-cidr']!r})",
-                value=values["cluster-cidr"],
-            )
-        _check_pair(cluster, CLUSTER_FLAG, "clusterCIDRs")
-        _check_pair(service, SERVICE_FLAG, "serviceClusterIPRanges")
+        cluster, service = check_cidr_lists(
+            values["cluster-cidr"], values.get("service-cluster-ip-range", ""), from_flags=True
+        )
         check_dual_stack(values, dual_stack, len(cluster), len(service))
         masks = mask_sizes(values, [net.family for net in cluster])
         return cls(
-            cluster_items,
-            service_items,
+            [make_network(*net) for net in cluster],
+            [make_network(*net) for net in service],
             node_mask_ipv4=masks.get(IPFamily.IPv4, DEFAULT_NODE_MASK[IPFamily.IPv4]),
             node_mask_ipv6=masks.get(IPFamily.IPv6, DEFAULT_NODE_MASK[IPFamily.IPv6]),
         )
@@ -341,12 +230,12 @@ node_mask_ipv4=20, node_mask_ipv6=64)
         Only CIDR text and ints are accepted, exactly the four keys, and the
         result must pass every validation rule.
 
-        Complexity:
-            O(1).
-
         Raises:
             SnapshotError: not a mapping, a key missing or unknown, a value of
                 the wrong type, or a configuration that does not validate.
+
+        Complexity:
+            O(1).
 
         >>> config = ClusterConfig("10.244.0.0/16,fc00::/24")
         >>> ClusterConfig.from_dict(config.to_dict()) == config
@@ -433,11 +322,11 @@ node_mask_ipv4=20, node_mask_ipv6=64)
     def cluster_cidr(self, family: IPFamily | str) -> netaddr.IPNetwork:
         """The cluster CIDR of ``family``.
 
-        Complexity:
-            O(1).
-
         Raises:
             FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        Complexity:
+            O(1).
 
         >>> ClusterConfig("10.244.0.0/16,fc00::/24").cluster_cidr("IPv6")
         IPNetwork('fc00::/24')
@@ -447,11 +336,11 @@ node_mask_ipv4=20, node_mask_ipv6=64)
     def service_cidr(self, family: IPFamily | str) -> netaddr.IPNetwork:
         """The Service range of ``family``.
 
-        Complexity:
-            O(1).
-
         Raises:
             FamilyNotConfiguredError: no Service range of that family.
+
+        Complexity:
+            O(1).
 
         >>> ClusterConfig("10.244.0.0/16", "10.96.0.0/12").service_cidr("IPv4")
         IPNetwork('10.96.0.0/12')
@@ -461,11 +350,11 @@ node_mask_ipv4=20, node_mask_ipv6=64)
     def node_mask(self, family: IPFamily | str) -> int:
         """The prefix length of a node's pod CIDR of ``family``.
 
-        Complexity:
-            O(1).
-
         Raises:
             FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        Complexity:
+            O(1).
 
         >>> ClusterConfig("10.244.0.0/16,fc00::/24").node_mask("IPv6")
         64
@@ -479,19 +368,17 @@ node_mask_ipv4=20, node_mask_ipv6=64)
         A Service range inside the cluster CIDR takes every node subnet it
         overlaps (kube-controller-manager occupies them at start-up).
 
-        Complexity:
-            O(1).
-
         Raises:
             FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        Complexity:
+            O(1).
 
         >>> ClusterConfig("10.0.0.0/16", "10.0.0.0/20").node_capacity("IPv4")
         240
         """
         cluster = self._net(self._cluster, family, "cluster CIDR")
-        mask = self.node_mask(cluster.family)
-        total = 1 << (mask - cluster.prefixlen)
-        return total - _set_aside(cluster, mask, self._service.values())
+        return node_subnets(cluster, self.node_mask(cluster.family), self._service.values())
 
     @property
     def max_nodes(self) -> int:

@@ -74,12 +74,12 @@ def masquerade_config(
     canonical text without duplicates; link-local destinations of both
     families are not masqueraded; the agent re-reads its file every 60 s.
 
-    Complexity:
-        O(k) for k CIDRs.
-
     Raises:
         InvalidConfigError: ``config`` is not a ClusterConfig;
             :class:`AddressFormatError` for an unparseable extra CIDR.
+
+    Complexity:
+        O(k) for k CIDRs.
 
     >>> masquerade_config(ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12"),
     ...                   extra_non_masquerade=["192.168.0.0/16"])
@@ -209,12 +209,12 @@ extra_non_masquerade="192.168.0.0/16")
         ``nonMasqueradeCIDRs`` is required; the two link-local flags default
         to False; ``resyncInterval`` is accepted and plays no part here.
 
-        Complexity:
-            O(k log k) for k CIDRs.
-
         Raises:
             InvalidConfigError: not a mapping, an unknown key, a missing list,
                 or a flag that is not a bool.
+
+        Complexity:
+            O(k log k) for k CIDRs.
 
         >>> MasqueradePolicy.from_dict({"nonMasqueradeCIDRs": ["fd00::/8"]}).masq_link_local_ipv6
         False
@@ -262,11 +262,11 @@ extra_non_masquerade="192.168.0.0/16")
         link-local one listed explicitly) and for a link-local destination
         whose flag is unset; True for everything else.
 
-        Complexity:
-            O(log k) for k CIDRs.
-
         Raises:
             AddressFormatError: ``dst`` is not an address.
+
+        Complexity:
+            O(log k) for k CIDRs.
 
         >>> policy = MasqueradePolicy(["fc00::/24"])
         >>> policy.should_masquerade("fc00::5"), policy.should_masquerade("fe80::1")

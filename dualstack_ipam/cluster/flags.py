@@ -88,7 +88,14 @@ def read_cluster_flags(
 
 
 def unquote(value: str) -> str:
-    """``value`` without one pair of enclosing quotes, if it has them."""
+    """``value`` without one pair of enclosing quotes, if it has them.
+
+    Complexity:
+        O(len(value)).
+
+    >>> unquote('"IPv6DualStack=true"'), unquote("'a"), unquote("b")
+    ('IPv6DualStack=true', "'a", 'b')
+    """
     # The seed writes --feature-gates="IPv6DualStack=true": a shell would eat
     # the quotes, a YAML manifest or a copied line does not.
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
@@ -161,7 +168,17 @@ def read_flags(argv: Sequence[str], *, ignore_unknown: bool = False) -> dict[str
 
 
 def parse_bool(value: str, flag: str) -> bool:
-    """A boolean flag value, spelled as Go's ``strconv.ParseBool`` accepts."""
+    """A boolean flag value, spelled as Go's ``strconv.ParseBool`` accepts.
+
+    Raises:
+        InvalidConfigError: any other spelling, quoting it and ``flag``.
+
+    Complexity:
+        O(1).
+
+    >>> parse_bool("T", "--allocate-node-cidrs"), parse_bool("0", "--allocate-node-cidrs")
+    (True, False)
+    """
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -172,7 +189,18 @@ def parse_bool(value: str, flag: str) -> bool:
 
 
 def parse_mask(value: str, flag: str) -> int:
-    """A mask size: ASCII digits, optionally negative (refused later as too short)."""
+    """A mask size: ASCII digits, optionally negative (refused later as too short).
+
+    Raises:
+        InvalidConfigError: not an integer of at most four digits (an empty
+            value included), quoting it and ``flag``.
+
+    Complexity:
+        O(len(value)).
+
+    >>> parse_mask(" 24", "--node-cidr-mask-size")
+    24
+    """
     text = value.strip()
     digits = text[1:] if text[:1] == "-" else text
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 4:
@@ -184,7 +212,18 @@ def parse_mask(value: str, flag: str) -> int:
 
 
 def dual_stack_gate(text: str) -> bool:
-    """The ``IPv6DualStack`` value of a ``--feature-gates`` list; absent means true."""
+    """The ``IPv6DualStack`` value of a ``--feature-gates`` list; absent means true.
+
+    Raises:
+        InvalidConfigError: an entry without ``=value``, or a value that is
+            not a boolean.
+
+    Complexity:
+        O(len(text)).
+
+    >>> dual_stack_gate("IPv6DualStack=false,Other=true"), dual_stack_gate("")
+    (False, True)
+    """
     enabled = True
     for entry in text.split(","):
         entry = entry.strip()
@@ -205,7 +244,22 @@ def dual_stack_gate(text: str) -> bool:
 def check_dual_stack(
     values: Mapping[str, str], enabled: bool, clusters: int, services: int
 ) -> None:
-    """Refuse a second cluster CIDR or Service range when ``IPv6DualStack=false``."""
+    """Refuse a second cluster CIDR or Service range when ``IPv6DualStack=false``.
+
+    Args:
+        values: the flag values by name, as :func:`read_flags` returns them.
+        enabled: the ``IPv6DualStack`` gate.
+        clusters: how many cluster CIDRs were given.
+        services: how many Service ranges were given.
+
+    Raises:
+        InvalidConfigError: two of either with the gate off.
+
+    Complexity:
+        O(1).
+
+    >>> check_dual_stack({"cluster-cidr": "10.0.0.0/8"}, False, 1, 0)
+    """
     if not enabled and clusters > 1:
         raise InvalidConfigError(
             f"len of ClusterCIDRs=={clusters} and dualstack feature is not enabled "
@@ -289,6 +343,12 @@ def render_flags(
 
     The inverse of :func:`read_flags` for kube-controller-manager: what this
     renders reads back to the same values.
+
+    Complexity:
+        O(1) (at most two CIDRs per list).
+
+    >>> render_flags(["10.0.0.0/8"], [], {IPFamily.IPv4: 20}, feature_gate=False)["kube-proxy"]
+    ['--proxy-mode=ipvs', '--cluster-cidr=10.0.0.0/8']
     """
     gate = ["--feature-gates=IPv6DualStack=true"] if feature_gate else []
     cluster = f"{CLUSTER_FLAG}={','.join(str(net) for net in cluster_cidrs)}"
