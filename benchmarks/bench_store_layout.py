@@ -39,12 +39,22 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dualstack_ipam.store import Change, Compare, Put, Record, SQLiteBackend, Write
+from dualstack_ipam.store import (
+    Backend,
+    Change,
+    Compare,
+    MemoryBackend,
+    Put,
+    Record,
+    SQLiteBackend,
+    Write,
+)
 
 from ._common import format_table, machine_info, write_json
 
@@ -58,7 +68,7 @@ OWNER = b"default/service-000000"  # a typical Service key: the record's value
 class Cache:
     """A process's view of one pool in one layout, and its allocation step."""
 
-    def __init__(self, store: SQLiteBackend, layout: str, space: int, rng: random.Random) -> None:
+    def __init__(self, store: Backend, layout: str, space: int, rng: random.Random) -> None:
         self.store, self.layout, self.space, self.rng = store, layout, space, rng
         self.prefix = f"pools/p/{'slot' if layout == 'record' else 'chunk'}/"
         self.used: set[int] = set()
@@ -122,14 +132,18 @@ class Cache:
             if slot not in self.used:
                 return slot
 
-    def allocate(self) -> int:
+    def allocate(self, delay: float = 0.0) -> int:
         """Allocate one slot; retry on conflicts."""
         while True:
             self.catch_up()
             slot = self.pick()
             self.attempts += 1
             compares, writes = self.txn_for(slot)
+            if delay:  # the request's way to a remote store
+                time.sleep(delay)
             result = self.store.txn(compares, writes)
+            if delay:  # and the answer's way back
+                time.sleep(delay)
             if result.succeeded:
                 self.seen_own(slot, result.revision)
                 return slot
@@ -166,7 +180,7 @@ def fill_slots(space: int, count: int, rng: random.Random) -> list[int]:
     return [c * CHUNK + off for c in chunks for off in range(CHUNK)][:count]
 
 
-def bulk_fill(store: SQLiteBackend, layout: str, slots: list[int]) -> None:
+def bulk_fill(store: Backend, layout: str, slots: list[int]) -> None:
     """Write the fill in transactions of 1,000 records."""
     writes: list[Write] = []
     if layout == "record":
@@ -360,6 +374,44 @@ def measure_concurrent(
     }
 
 
+def measure_remote_model(
+    space_name: str, layout: str, fill: int, ops: int, clients: int, delay: float
+) -> dict[str, Any]:
+    """A model of a remote store (etcd): threads on one memory store, with
+    ``delay`` seconds each way between a client and the store, so that other
+    clients commit between a client's read and its transaction."""
+    space = SPACES[space_name]
+    store = MemoryBackend()
+    bulk_fill(store, layout, fill_slots(space, fill, random.Random(7)))
+    caches = [Cache(store, layout, space, random.Random(200 + i)) for i in range(clients)]
+    for cache in caches:
+        cache.load()
+    slots: list[list[int]] = [[] for _ in caches]
+    gate = threading.Barrier(clients)
+
+    def run(index: int) -> None:
+        gate.wait()
+        slots[index] = [caches[index].allocate(delay) for _ in range(ops)]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    allocated = [s for got in slots for s in got]
+    conflicts = sum(c.conflicts for c in caches)
+    return {
+        "space": space_name,
+        "layout": layout,
+        "clients": clients,
+        "delay_ms": delay * 1000,
+        "allocations": len(allocated),
+        "duplicates": len(allocated) - len(set(allocated)),
+        "conflicts_per_allocation": conflicts / len(allocated),
+        "most_attempts": max(c.attempts for c in caches) / ops,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer operations")
@@ -389,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
                 concurrent.append(
                     measure_concurrent(folder, space_name, layout, 2_000, conc_ops, 4)
                 )
+        remote = []
+        for space_name in SPACES:
+            for layout in ("record", "chunk"):
+                log(f"remote-store model, {space_name} {layout} ...")
+                remote.append(measure_remote_model(space_name, layout, 2_000, conc_ops, 4, 0.0005))
     for case in cases:
         case["ratio_to_raw"] = case["median_us"] / raw[case["synchronous"]]["median_us"]
     machine = machine_info("benchmarks.bench_store_layout")
@@ -397,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine['date']}; {'quick' if args.quick else 'full'} run"
     )
     print(f"command: {machine['command']}")
-    print(render(raw, cases, concurrent))
+    print(render(raw, cases, concurrent, remote))
     if args.json:
         write_json(
             args.json,
@@ -406,13 +463,17 @@ def main(argv: list[str] | None = None) -> int:
                 "raw_sqlite": raw,
                 "cases": cases,
                 "concurrent": concurrent,
+                "remote_model": remote,
             },
         )
     return 0
 
 
 def render(
-    raw: dict[str, dict[str, float]], cases: list[dict[str, Any]], concurrent: list[dict[str, Any]]
+    raw: dict[str, dict[str, float]],
+    cases: list[dict[str, Any]],
+    concurrent: list[dict[str, Any]],
+    remote: list[dict[str, Any]],
 ) -> str:
     lines = [
         "Raw SQLite: one transaction reading and writing one row (WAL)",
@@ -493,6 +554,30 @@ def render(
                     c["allocations_per_s"],
                 ]
                 for c in concurrent
+            ],
+        ),
+        "",
+        "A model of a remote store (etcd): 4 client threads on one memory store,",
+        "0.5 ms each way between client and store, from 2,000 allocated",
+        format_table(
+            [
+                "range",
+                "layout",
+                "allocations",
+                "duplicates",
+                "conflicts/alloc",
+                "worst client attempts/alloc",
+            ],
+            [
+                [
+                    c["space"],
+                    c["layout"],
+                    c["allocations"],
+                    c["duplicates"],
+                    c["conflicts_per_allocation"],
+                    c["most_attempts"],
+                ]
+                for c in remote
             ],
         ),
         "",
