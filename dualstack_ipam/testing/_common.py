@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     ) from exc
 
 from dualstack_ipam.errors import InvalidConfigError
-from dualstack_ipam.net import IPFamily, Net, parse_family, parse_network
+from dualstack_ipam.net import IPFamily, Net, parse_family, parse_network, usable_span
 
 __all__ = [
     "FILLS",
@@ -228,8 +228,7 @@ LOOP_FILLS = ("half", "one-free", "full")
 
 def usable(family: IPFamily, prefixlen: int) -> int:
     """Usable Service addresses of a ``/prefixlen`` (ServiceIPPool.capacity)."""
-    size = 1 << (family.width - prefixlen)
-    return max(size - 2, 0) if family is IPFamily.IPv4 else size - 1
+    return usable_span(family, prefixlen)[1]
 
 
 def boost(draw: st.DrawFn, odds: int) -> bool:

@@ -13,7 +13,6 @@ from dualstack_ipam.net import IPFamily, Net, make_network, parse_network
 from ._common import (
     MASK_BAND,
     NODE_BITS_BAND,
-    OTHER,
     SEED_CLUSTER,
     SEED_SERVICE,
     SERVICE_BAND,
@@ -256,10 +255,10 @@ def _cluster_configs(
 ) -> ClusterConfig:
     first = primary if primary is not None else draw(ip_families())
     dual = dual_stack if dual_stack is not None else draw(st.booleans())
-    families = (first, OTHER[first]) if dual else (first,)
+    families = (first, first.other) if dual else (first,)
     count = draw(st.integers(*service_ranges))
-    natural = (first, OTHER[first])[:count]
-    swapped = (OTHER[first], first)[:count]
+    natural = (first, first.other)[:count]
+    swapped = (first.other, first)[:count]
     services = choose(draw, [(7, st.just(natural)), (1 if count else 0, st.just(swapped))])
     min_nodes, max_nodes = nodes
     bits_lo = _ceil_log2(min_nodes)
