@@ -33,6 +33,8 @@ from dualstack_ipam.store.records import (
     Record,
     TxnResult,
     Write,
+    check_key,
+    check_revision,
     prefix_end,
 )
 from dualstack_ipam.store.sqlite import SQLiteBackend
@@ -53,7 +55,9 @@ __all__ = [
     "TxnLimits",
     "TxnResult",
     "Write",
+    "check_key",
     "check_range",
+    "check_revision",
     "check_txn",
     "migrate",
     "prefix_end",

@@ -129,17 +129,20 @@ def check_txn(compares: Sequence[Compare], writes: Sequence[Write], limits: TxnL
     ...
     dualstack_ipam.errors.StoreError: key 'a' is written twice in one transaction
     """
+    for name, items in (("compares", compares), ("writes", writes)):
+        if not isinstance(items, (list, tuple)):
+            raise StoreError(f"transaction {name} must be a list or tuple, got {items!r:.60}")
     size = 0
     for compare in compares:
         if type(compare) is not Compare:
             raise StoreError(f"a transaction compare must be a Compare, got {compare!r}")
-        size += len(compare.key)
+        size += len(compare.key.encode())
     written: set[str] = set()
     for write in writes:
         if type(write) is Put:
-            size += len(write.key) + len(write.value)
+            size += len(write.key.encode()) + len(write.value)
         elif type(write) is Delete:
-            size += len(write.key)
+            size += len(write.key.encode())
         else:
             raise StoreError(f"a transaction write must be a Put or Delete, got {write!r}")
         if write.key in written:

@@ -21,6 +21,8 @@ from dualstack_ipam.store.records import (
     Record,
     TxnResult,
     Write,
+    check_key,
+    check_revision,
 )
 
 __all__ = ["MemoryBackend"]
@@ -76,6 +78,7 @@ class MemoryBackend:
         >>> MemoryBackend().get("absent") is None
         True
         """
+        check_key(key)
         with self._lock:
             self._check_open()
             return self._records.get(key)
@@ -171,6 +174,7 @@ class MemoryBackend:
         >>> MemoryBackend().changes(0)
         ([], 0)
         """
+        check_revision(after)
         with self._lock:
             self._check_open()
             if after < self._compacted:

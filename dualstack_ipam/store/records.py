@@ -29,11 +29,26 @@ __all__ = [
     "Record",
     "TxnResult",
     "Write",
+    "check_key",
+    "check_revision",
     "prefix_end",
 ]
 
 
-def _check_key(instance: Any, attribute: Any, key: Any) -> None:
+def check_key(key: Any) -> None:
+    """Refuse a key that is not non-empty, valid Unicode text.
+
+    Raises:
+        StoreError: ``key`` is not a non-empty str, or has a lone surrogate.
+
+    Complexity:
+        O(len(key)).
+
+    >>> check_key("")
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.StoreError: a store key must be a non-empty str, got ''
+    """
     if type(key) is not str or not key:
         raise StoreError(f"a store key must be a non-empty str, got {key!r}")
     try:
@@ -44,14 +59,35 @@ def _check_key(instance: Any, attribute: Any, key: Any) -> None:
         raise StoreError(f"a store key must be valid Unicode text, got {key!r}") from None
 
 
+def _check_key(instance: Any, attribute: Any, key: Any) -> None:
+    check_key(key)
+
+
 def _check_value(instance: Any, attribute: Any, value: Any) -> None:
     if type(value) is not bytes:
         raise StoreError(f"a store value must be bytes, got {type(value).__name__} {value!r:.60}")
 
 
-def _check_revision(instance: Any, attribute: Any, revision: Any) -> None:
+def check_revision(revision: Any) -> None:
+    """Refuse a revision that is not an int >= 0 (``bool`` included).
+
+    Raises:
+        StoreError: ``revision`` is not an int >= 0.
+
+    Complexity:
+        O(1).
+
+    >>> check_revision(-1)
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.StoreError: a store revision must be an int >= 0, got -1
+    """
     if type(revision) is not int or revision < 0:
         raise StoreError(f"a store revision must be an int >= 0, got {revision!r}")
+
+
+def _check_revision(instance: Any, attribute: Any, revision: Any) -> None:
+    check_revision(revision)
 
 
 @attrs.frozen(slots=True)

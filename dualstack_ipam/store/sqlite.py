@@ -37,6 +37,8 @@ from dualstack_ipam.store.records import (
     Record,
     TxnResult,
     Write,
+    check_key,
+    check_revision,
     prefix_end,
 )
 from dualstack_ipam.store.sqlite_file import connect, sqlite_error
@@ -132,6 +134,7 @@ class SQLiteBackend:
         True
         >>> folder.cleanup()
         """
+        check_key(key)
         rows = self._query("SELECT value, revision FROM kv WHERE key = ?", (key.encode(),))
         return Record(key, bytes(rows[0][0]), rows[0][1]) if rows else None
 
@@ -288,6 +291,7 @@ class SQLiteBackend:
         ([], 0)
         >>> folder.cleanup()
         """
+        check_revision(after)
         with self._lock:
             conn = self._use()
             try:

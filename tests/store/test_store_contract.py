@@ -177,6 +177,8 @@ def test_a_closed_backend_refuses_every_call(backend: Backend) -> None:
         ([], [Put("a", b""), Delete("a")], "written twice"),
         (["a"], [], "must be a Compare"),
         ([], [("a", b"")], "must be a Put or Delete"),
+        (None, [], "compares must be a list or tuple"),
+        ([], Put("a", b""), "writes must be a list or tuple"),
         ([Compare(str(i), 0) for i in range(5)], [], "limit of 4 operations"),
         ([], [Put(str(i), b"") for i in range(5)], "limit of 4 operations"),
         ([], [Put("a", b"x" * 100)], "limit of 64 bytes"),
@@ -281,3 +283,20 @@ def test_get_prefix_refuses_bad_arguments(
     arguments: dict[str, object] = {"prefix": "a", **kwargs}
     with pytest.raises(StoreError, match=message):
         backend.get_prefix(**arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.get(""),
+        lambda b: b.get(5),
+        lambda b: b.get(["a"]),
+        lambda b: b.changes(-1),
+        lambda b: b.changes(True),
+        lambda b: b.changes("0"),
+    ],
+    ids=["empty-key", "int-key", "list-key", "negative", "bool", "text"],
+)
+def test_reads_refuse_bad_arguments(backend: Backend, call: Callable[[Backend], object]) -> None:
+    with pytest.raises(StoreError):
+        call(backend)
