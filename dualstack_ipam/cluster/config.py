@@ -50,10 +50,13 @@ class ClusterConfig:
     """The dual-stack settings of a cluster (frozen, hashable, comparable).
 
     Args:
-        cluster_cidrs: the pod networks, primary first: a sequence, or one
-            comma-separated string like ``--cluster-cidr`` takes. Elements are
-            anything :func:`~dualstack_ipam.net.family.parse_network` accepts;
-            host bits are dropped as Kubernetes does.
+        cluster_cidrs: the pod networks, primary first: a list or tuple, one
+            network object, or one comma-separated string like
+            ``--cluster-cidr`` takes (:func:`~dualstack_ipam.net.split_cidrs`;
+            sets, mappings, iterators and netaddr ``IPRange`` / ``IPSet`` /
+            ``IPGlob`` are refused). Elements are anything
+            :func:`~dualstack_ipam.net.parse_network` accepts; host bits are
+            dropped as Kubernetes does.
         service_cidrs: the Service ranges, same forms; may be empty.
         node_mask_ipv4: prefix length of each node's IPv4 pod CIDR.
         node_mask_ipv6: prefix length of each node's IPv6 pod CIDR.
@@ -74,10 +77,11 @@ class ClusterConfig:
     Service range size.
 
     Raises:
-        InvalidConfigError: zero or more than two cluster CIDRs, more than two
-            Service CIDRs, two CIDRs of one family in a list, a node mask
-            shorter than its cluster CIDR's prefix or longer than the family
-            width (:class:`AddressFormatError` for unparseable CIDRs).
+        InvalidConfigError: a list in a form that is not a list of CIDRs,
+            zero or more than two cluster CIDRs, more than two Service CIDRs,
+            two CIDRs of one family in a list, a node mask shorter than its
+            cluster CIDR's prefix or longer than the family width
+            (:class:`AddressFormatError` for unparseable CIDRs or a scope id).
 
     >>> ClusterConfig("10.244.0.0/16,fc00::/24", ["10.96.0.0/12"])
     ClusterConfig(cluster_cidrs=(IPNetwork('10.244.0.0/16'), IPNetwork('fc00::/24')), \

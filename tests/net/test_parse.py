@@ -11,6 +11,8 @@ from typing import Any
 
 import netaddr
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dualstack_ipam import AddressFormatError, IPFamily
 from dualstack_ipam.net import make_network, parse_address, parse_network
@@ -153,6 +155,30 @@ class TestScopeIds:
         assert parse_network(ipaddress.IPv6Network("fe80::/64")) == expected
         assert parse_network(ipaddress.IPv6Interface("fe80::1/64")) == expected
         assert parse_address(ipaddress.IPv6Address("fe80::1")) == parse_address("fe80::1")
+
+    @given(
+        st.integers(0, 2**128 - 1),
+        st.integers(0, 128),
+        st.from_regex(r"[A-Za-z0-9_.-]{1,15}", fullmatch=True),
+    )
+    def test_any_scope_in_any_form_is_refused(self, value: int, prefixlen: int, scope: str) -> None:
+        address = ipaddress.IPv6Address(value)
+        network = ipaddress.IPv6Network((value, prefixlen), strict=False)
+        forms: list[Any] = [
+            f"{address}%{scope}",
+            f"{address}%{scope}/{prefixlen}",
+            ipaddress.IPv6Address(f"{address}%{scope}"),
+            ipaddress.IPv6Interface(f"{address}%{scope}/{prefixlen}"),
+            ipaddress.IPv6Network(f"{network.network_address}%{scope}/{prefixlen}"),
+        ]
+        for form in forms:
+            with pytest.raises(AddressFormatError, match="scope id"):
+                parse_network(form)
+        for form in forms[:4]:
+            with pytest.raises(AddressFormatError, match="scope id"):
+                parse_address(form)
+        # Without the scope every form is accepted, and means the same.
+        assert parse_network(network) == parse_network(f"{address}/{prefixlen}")
 
 
 class TestParseNetwork:
