@@ -507,6 +507,9 @@ class SparseBitmap:
         Complexity:
             O(log n) to begin, then O(1) amortised per run.
         """
+        if start >= self._size:
+            # The last chunk may be short: a run over it would be cut to (size, size).
+            return
         pending: tuple[int, int] | None = None
         for lo, hi in self._pieces(start):
             if pending is not None and pending[1] == lo:

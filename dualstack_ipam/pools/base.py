@@ -163,6 +163,8 @@ class BasePool:
             yield from batch[:-1]
             pending = batch[-1]
             position = pending[1]
+            if position >= self._bitmap.size:
+                break
         if pending is not None:
             yield pending
 

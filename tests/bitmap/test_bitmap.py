@@ -306,3 +306,14 @@ def test_sparse_locality_path_agrees_with_a_set(seed: int, ops: list[int]) -> No
         assert list(bitmap) == sorted(model)
     finally:
         sparse.LOCALITY_SPAN = saved
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("size", [1000, 4097, 5 * 1024 + 3, 3 * 4096])
+def test_no_runs_from_the_end_of_a_full_universe(layout: Layout, size: int) -> None:
+    """A full last chunk shorter than the others gave the empty run (size, size)."""
+    bitmap = layout(size)
+    bitmap.add_range(0, size)
+    assert list(bitmap.runs(size)) == []
+    assert list(bitmap.runs(size - 1)) == [(size - 1, size)]
+    assert list(bitmap.runs()) == [(0, size)]

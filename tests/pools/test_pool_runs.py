@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from itertools import pairwise
 
+import netaddr
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -75,3 +76,14 @@ def test_runs_equal_the_allocated_set(cidr: str, spans: list[tuple[int, int]], s
 def pool_prefix(cidr: str) -> int:
     """Subnets one address wide: 4,096 slots in either family."""
     return 32 if ":" not in cidr else 112
+
+
+def test_a_pool_full_to_its_short_last_chunk_iterates_to_the_end() -> None:
+    """A sparse range of 2**64 - 1 addresses has a short last chunk; once it was
+    full, iteration re-read an empty run at the end for ever."""
+    pool = ServiceIPPool("fd00::/64", strategy="sequential")
+    top = int(pool.cidr.last)
+    for offset in range(1023):
+        pool.allocate(netaddr.IPAddress(top - offset))
+    assert list(pool.runs()) == [(pool.capacity - 1023, pool.capacity)]
+    assert len(list(pool)) == 1023
