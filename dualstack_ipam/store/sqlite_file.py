@@ -168,6 +168,9 @@ def _open_or_create(conn: sqlite3.Connection, shown: str) -> int:
     """Our format version, after creating the schema in an empty database."""
     app_id, tables = _identify(conn)
     if app_id == 0 and not tables:
+        # WAL before the schema, so that creating it leaves no rollback
+        # journal behind if the process dies mid-way.
+        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have created the store since we looked.

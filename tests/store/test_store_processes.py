@@ -97,6 +97,28 @@ def check_store(db: Path, killed: str, acks: list[tuple[str, str]]) -> None:
     assert mine <= begun, "a write nobody began"
 
 
+def wait_for_line(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``proc`` has written a line to ``path`` (or died)."""
+    deadline = time.monotonic() + 120  # a bound on a hang, not a timing assertion
+    while not ack_lines(path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_sigkill_during_creation_leaves_no_store_or_a_whole_one(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    for round_ in range(6):
+        data = tmp_path / f"round{round_}"
+        data.mkdir()
+        db = data / "store.db"
+        proc = start("groups", db, tmp_path / f"r{round_}.acks", f"r{round_}", round_)
+        time.sleep(rng.uniform(0.0, 0.8))
+        proc.kill()
+        proc.communicate()
+        assert {p.name for p in data.iterdir()} <= {"store.db", "store.db-wal", "store.db-shm"}
+        if db.exists():
+            check_store(db, f"r{round_}", ack_lines(tmp_path / f"r{round_}.acks"))
+
+
 def test_sigkill_drill_leaves_a_consistent_store(tmp_path: Path) -> None:
     rng = random.Random(2026)
     data = tmp_path / "data"
@@ -114,8 +136,11 @@ def test_sigkill_drill_leaves_a_consistent_store(tmp_path: Path) -> None:
     acknowledged = 0
     try:
         for kill in range(30):
-            time.sleep(rng.uniform(0.05, 0.6))
             name, proc = live[kill % 2]
+            # Kill once the worker is writing (its start-up takes a while on
+            # a loaded machine); creation is drilled by the next test.
+            wait_for_line(tmp_path / f"{name}.acks", proc)
+            time.sleep(rng.uniform(0.0, 0.3))
             assert proc.poll() is None, proc.communicate()[1].decode()
             os.kill(proc.pid, signal.SIGKILL)
             proc.communicate()
