@@ -77,7 +77,11 @@ class Backend(Protocol):
     limits: TxnLimits
 
     def get(self, key: str) -> Record | None:
-        """The record under ``key``, or ``None``."""
+        """The record under ``key``, or ``None``.
+
+        Complexity:
+            O(log n) for n records (one round trip on a remote store).
+        """
         ...
 
     def get_prefix(self, prefix: str, *, start: str = "", limit: int | None = None) -> list[Record]:
@@ -85,27 +89,50 @@ class Backend(Protocol):
 
         ``start`` skips keys below it; ``limit`` returns at most that many
         (etcd's range with a limit), so a scan can go page by page.
+
+        Complexity:
+            O(log n + k) for n records and k returned.
         """
         ...
 
     def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
-        """If every compare holds, apply every write at one new revision."""
+        """If every compare holds, apply every write at one new revision.
+
+        Complexity:
+            O((c + w) log n) for c compares, w writes and n records.
+        """
         ...
 
     def changes(self, after: int) -> tuple[list[Change], int]:
-        """Every change with revision > ``after``, and the current revision."""
+        """Every change with revision > ``after``, and the current revision.
+
+        Complexity:
+            O(log h + k) for h kept changes and k returned.
+        """
         ...
 
     def compact(self, revision: int) -> None:
-        """Drop the change feed up to and including ``revision``."""
+        """Drop the change feed up to and including ``revision``.
+
+        Complexity:
+            O(d) for d changes dropped.
+        """
         ...
 
     def revision(self) -> int:
-        """The store's current revision (0 for a new store)."""
+        """The store's current revision (0 for a new store).
+
+        Complexity:
+            O(1).
+        """
         ...
 
     def close(self) -> None:
-        """Release the backend's resources; later calls raise ``StoreError``."""
+        """Release the backend's resources; later calls raise ``StoreError``.
+
+        Complexity:
+            O(1).
+        """
         ...
 
 
