@@ -144,7 +144,9 @@ class BackendMachine(RuleBasedStateMachine):
 
 
 class SQLiteMachine(BackendMachine):
-    """The same on a real SQLite file, with close-and-reopen."""
+    """The same on a real SQLite file, with close-and-reopen, and a second
+    handle on the file (another connection, as another process has) that
+    the steps switch to: each must see what the other wrote."""
 
     def open(self) -> Backend:
         if not hasattr(self, "folder"):
@@ -156,8 +158,16 @@ class SQLiteMachine(BackendMachine):
         self.backend.close()
         self.backend = self.open()
 
+    @rule()
+    def switch_handle(self) -> None:
+        if not hasattr(self, "other"):
+            self.other = self.open()
+        self.backend, self.other = self.other, self.backend
+
     def teardown(self) -> None:
         super().teardown()
+        if hasattr(self, "other"):
+            self.other.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -166,4 +176,4 @@ MemoryTest.settings = settings(max_examples=60, stateful_step_count=30, deadline
 
 # Durable backends: a smaller profile, each step is a synced commit.
 SQLiteTest = SQLiteMachine.TestCase
-SQLiteTest.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
+SQLiteTest.settings = settings(max_examples=50, stateful_step_count=25, deadline=None)
