@@ -21,6 +21,7 @@ from dualstack_ipam.net import IPFamily
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.pools.subnets import SubnetPool
 from dualstack_ipam.services.allocator import ServiceIPAllocator
+from dualstack_ipam.services.read import service_key
 
 __version__ = "0.1.0.dev0"
 
@@ -46,4 +47,5 @@ __all__ = [
     "SubnetPool",
     "__version__",
     "masquerade_config",
+    "service_key",
 ]

@@ -22,9 +22,7 @@ handed out nor released.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
-from collections.abc import Iterable, Iterator
 from random import Random
 from typing import Any
 
@@ -40,45 +38,17 @@ from dualstack_ipam.errors import (
     PoolExhaustedError,
     SnapshotError,
 )
-from dualstack_ipam.net import (
-    IPFamily,
-    Net,
-    make_address,
-    make_network,
-    parse_family,
-    parse_network,
-)
+from dualstack_ipam.net import IPFamily, Net, make_address, make_network, parse_network, split_cidrs
+from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable
 from dualstack_ipam.pools.subnets import SubnetPool
 from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
 __all__ = ["NodeCIDRAllocator"]
 
 _KIND = "NodeCIDRAllocator"
-_NETWORK_TYPES = (netaddr.IPNetwork, ipaddress.IPv4Network, ipaddress.IPv6Network)
 
 
-def _check_node(node: Any) -> str:
-    if not isinstance(node, str) or not node:
-        raise InvalidConfigError(f"a node name must be a non-empty str, got {node!r}", value=node)
-    return node
-
-
-def _cidr_list(cidrs: Any) -> list[Any]:
-    # A str may list CIDRs with commas, like --cluster-cidr; a network object
-    # is iterable over its addresses and so must never be iterated.
-    if isinstance(cidrs, str):
-        return [part.strip() for part in cidrs.split(",")] if cidrs.strip() else []
-    if isinstance(cidrs, _NETWORK_TYPES):
-        return [cidrs]
-    if isinstance(cidrs, (bytes, bytearray, memoryview)) or not isinstance(cidrs, Iterable):
-        raise InvalidConfigError(
-            f"pod CIDRs must be a sequence of CIDRs or one comma-separated str, got {cidrs!r}",
-            value=cidrs,
-        )
-    return list(cidrs)
-
-
-class NodeCIDRAllocator:
+class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
     """Per-node pod CIDRs, one per configured family, in the cluster's order.
 
     Args:
@@ -98,7 +68,7 @@ class NodeCIDRAllocator:
     (256, 16, (IPNetwork('10.0.16.0/24'),))
     """
 
-    __slots__ = ("_config", "_lock", "_nodes", "_owners", "_pools", "_reserved", "_strategy")
+    __slots__ = ("_config", "_lock", "_pools", "_reserved", "_strategy", "_table")
 
     def __init__(self, config: ClusterConfig, *, strategy: str = "next-fit") -> None:
         if not isinstance(config, ClusterConfig):
@@ -123,8 +93,7 @@ class NodeCIDRAllocator:
                     last = pool.index_of(make_address(min(service.last, pool.cidr.last), family))
                     pool.occupy(service)
                     self._reserved[family] = (first, last + 1)
-        self._nodes: dict[str, dict[IPFamily, int]] = {}
-        self._owners: dict[tuple[IPFamily, int], str] = {}
+        self._table = OwnerTable(config.families, "node name", "cluster CIDR")
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -159,20 +128,13 @@ class NodeCIDRAllocator:
     # ------------------------------------------------------------ helpers
 
     def _pool(self, family: Any) -> SubnetPool:
-        fam = parse_family(family)
-        try:
-            return self._pools[fam]
-        except KeyError:
-            raise FamilyNotConfiguredError(
-                f"the cluster has no {fam} cluster CIDR "
-                f"(configured: {', '.join(str(f) for f in self._pools)})",
-                family=fam,
-            ) from None
+        return self._pools[self._table.family(family)]
+
+    def _build(self, address: Address) -> netaddr.IPNetwork:
+        return self._pools[address[0]].subnet_at(address[1])
 
     def _cidrs(self, held: dict[IPFamily, int]) -> tuple[netaddr.IPNetwork, ...]:
-        return tuple(
-            self._pools[family].subnet_at(held[family]) for family in self._pools if family in held
-        )
+        return tuple(self._build((f, held[f])) for f in self._pools if f in held)
 
     def _is_reserved(self, family: IPFamily, index: int) -> bool:
         span = self._reserved.get(family)
@@ -220,12 +182,12 @@ class NodeCIDRAllocator:
         missing ones. Atomic: if any family it needs is exhausted, nothing
         changes (no pool, no cursor).
 
-        Complexity:
-            O(1) amortised per family (the pools' free-space search).
-
         Raises:
             PoolExhaustedError: a needed family has no free subnet.
             InvalidConfigError: ``node`` is not a non-empty str.
+
+        Complexity:
+            O(1) amortised per family (the pools' free-space search).
 
         >>> alloc = NodeCIDRAllocator(ClusterConfig("fc00::/24,10.244.0.0/16"))
         >>> alloc.allocate("a")
@@ -233,9 +195,9 @@ class NodeCIDRAllocator:
         >>> alloc.allocate("a") == alloc.get("a")
         True
         """
-        _check_node(node)
+        self._table.check_key(node)
         with self._lock:
-            held = self._nodes.get(node, {})
+            held = dict(self._table.get(node) or ())
             missing = [family for family in self._pools if family not in held]
             for family in missing:
                 # Checking every family first is what makes the call atomic:
@@ -252,8 +214,7 @@ class NodeCIDRAllocator:
                     pool = self._pools[family]
                     index = pool.index_of(pool.allocate_next())
                     held[family] = index
-                    self._owners[family, index] = node
-                self._nodes[node] = held
+                self._table.put(node, tuple((f, held[f]) for f in self._pools if f in held))
             return self._cidrs(held)
 
     def occupy(self, node: str, cidrs: Any) -> tuple[netaddr.IPNetwork, ...]:
@@ -267,9 +228,6 @@ class NodeCIDRAllocator:
         Returns:
             Every CIDR ``node`` holds afterwards, in ``config.families`` order.
 
-        Complexity:
-            O(k) for k CIDRs.
-
         Raises:
             InvalidConfigError: no CIDR, two of one family, or a prefix
                 length other than the node mask (:class:`AddressFormatError`
@@ -280,14 +238,17 @@ class NodeCIDRAllocator:
                 names it) or set aside for Services, or ``node`` already
                 holding a different CIDR of that family.
 
+        Complexity:
+            O(k) for k CIDRs.
+
         >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
         >>> alloc.occupy("a", ["fc00:0:0:7::/64", "10.244.3.0/24"])
         (IPNetwork('10.244.3.0/24'), IPNetwork('fc00:0:0:7::/64'))
         >>> alloc.owner_of("fc00:0:0:7::1")
         'a'
         """
-        _check_node(node)
-        nets = [parse_network(cidr) for cidr in _cidr_list(cidrs)]
+        self._table.check_key(node)
+        nets = [parse_network(cidr) for cidr in split_cidrs(cidrs, "pod CIDRs")]
         if not nets:
             raise InvalidConfigError(
                 f"node {node!r}: no pod CIDR given to occupy (got {cidrs!r})", value=cidrs
@@ -296,10 +257,10 @@ class NodeCIDRAllocator:
             wanted: dict[IPFamily, int] = {}
             for net in nets:
                 wanted[net.family] = self._locate(node, net, wanted)
-            held = self._nodes.get(node, {})
+            held = dict(self._table.get(node) or ())
             for family, index in wanted.items():
                 cidr = self._pools[family].subnet_at(index)
-                owner = self._owners.get((family, index))
+                owner = self._table.owner((family, index))
                 if owner is not None and owner != node:
                     raise AlreadyAllocatedError(
                         f"node {node!r}: pod CIDR {cidr} is already allocated to node {owner!r}",
@@ -324,8 +285,7 @@ class NodeCIDRAllocator:
                 held = {**held, **new}
                 for family, index in new.items():
                     self._pools[family].occupy(self._pools[family].subnet_at(index))
-                    self._owners[family, index] = node
-                self._nodes[node] = held
+                self._table.put(node, tuple((f, held[f]) for f in self._pools if f in held))
             return self._cidrs(held)
 
     def release(self, node: str) -> bool:
@@ -333,99 +293,24 @@ class NodeCIDRAllocator:
 
         Releasing an unknown node is a no-op that returns False.
 
-        Complexity:
-            O(1) per family.
-
         Raises:
             InvalidConfigError: ``node`` is not a non-empty str.
+
+        Complexity:
+            O(1) per family.
 
         >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
         >>> _ = alloc.allocate("a")
         >>> alloc.release("a"), alloc.release("a"), alloc.used("IPv4")
         (True, False, 0)
         """
-        _check_node(node)
+        self._table.check_key(node)
         with self._lock:
-            held = self._nodes.pop(node, None)
-            if held is None:
-                return False
-            for family, index in held.items():
+            held = self._table.pop(node)
+            for family, index in held or ():
                 pool = self._pools[family]
                 pool.release(pool.subnet_at(index))
-                del self._owners[family, index]
-            return True
-
-    def get(self, node: str) -> tuple[netaddr.IPNetwork, ...] | None:
-        """The pod CIDRs of ``node`` in ``config.families`` order, or None.
-
-        Complexity:
-            O(1).
-
-        Raises:
-            InvalidConfigError: ``node`` is not a non-empty str.
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> alloc.get("a") is None, alloc.allocate("a") == alloc.get("a")
-        (True, True)
-        """
-        _check_node(node)
-        with self._lock:
-            held = self._nodes.get(node)
-            return None if held is None else self._cidrs(held)
-
-    def __contains__(self, node: object) -> bool:
-        """Whether ``node`` holds any pod CIDR (False for non-str).
-
-        Complexity:
-            O(1).
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.allocate("a")
-        >>> "a" in alloc, "b" in alloc, 3 in alloc
-        (True, False, False)
-        """
-        return isinstance(node, str) and node in self._nodes
-
-    def __len__(self) -> int:
-        """The number of nodes holding pod CIDRs.
-
-        Complexity:
-            O(1).
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.allocate("a"), alloc.allocate("b")
-        >>> len(alloc)
-        2
-        """
-        return len(self._nodes)
-
-    def __iter__(self) -> Iterator[str]:
-        """The node names, in the order they got their first CIDR (a copy).
-
-        Complexity:
-            O(n) for the copy.
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.allocate("b"), alloc.allocate("a")
-        >>> list(alloc)
-        ['b', 'a']
-        """
-        with self._lock:
-            return iter(list(self._nodes))
-
-    def items(self) -> list[tuple[str, tuple[netaddr.IPNetwork, ...]]]:
-        """``(node, cidrs)`` pairs, cidrs in ``config.families`` order (a copy).
-
-        Complexity:
-            O(n).
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.allocate("a")
-        >>> alloc.items()
-        [('a', (IPNetwork('10.244.0.0/24'),))]
-        """
-        with self._lock:
-            return [(node, self._cidrs(held)) for node, held in self._nodes.items()]
+            return held is not None
 
     def owner_of(self, address_or_cidr: Any) -> str | None:
         """The node whose pod CIDR holds ``address_or_cidr`` entirely, or None.
@@ -433,11 +318,11 @@ class NodeCIDRAllocator:
         None for a network larger than a node CIDR, for anything outside the
         cluster CIDRs and for a family the cluster does not have.
 
-        Complexity:
-            O(1).
-
         Raises:
             AddressFormatError: not an address or network.
+
+        Complexity:
+            O(1).
 
         >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
         >>> _ = alloc.allocate("a")
@@ -453,70 +338,25 @@ class NodeCIDRAllocator:
         except NotInRangeError:
             return None
         with self._lock:
-            return self._owners.get((net.family, index))
-
-    def capacity(self, family: IPFamily | str) -> int:
-        """Subnets of ``family``'s cluster CIDR at the node mask (reserved included).
-
-        Complexity:
-            O(1).
-
-        Raises:
-            FamilyNotConfiguredError: the cluster has no CIDR of that family.
-
-        >>> NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24")).capacity("IPv6") == 2**40
-        True
-        """
-        return self._pool(family).capacity
+            return self._table.owner((net.family, index))
 
     def reserved(self, family: IPFamily | str) -> int:
         """Subnets of ``family`` set aside because a Service range overlaps them.
 
-        Complexity:
-            O(1).
-
         Raises:
             FamilyNotConfiguredError: the cluster has no CIDR of that family.
+
+        Complexity:
+            O(1).
 
         >>> NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22")).reserved("IPv4")
         4
         """
-        fam = self._pool(family).family
-        span = self._reserved.get(fam)
+        return self._set_aside(self._pool(family).family)
+
+    def _set_aside(self, family: IPFamily) -> int:
+        span = self._reserved.get(family)
         return 0 if span is None else span[1] - span[0]
-
-    def used(self, family: IPFamily | str) -> int:
-        """Subnets of ``family`` held by nodes.
-
-        Complexity:
-            O(1).
-
-        Raises:
-            FamilyNotConfiguredError: the cluster has no CIDR of that family.
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
-        >>> _ = alloc.allocate("a")
-        >>> alloc.used("IPv4")
-        1
-        """
-        with self._lock:
-            return self._pool(family).used - self.reserved(family)
-
-    def free(self, family: IPFamily | str) -> int:
-        """Subnets of ``family`` still free: capacity - reserved - used.
-
-        Complexity:
-            O(1).
-
-        Raises:
-            FamilyNotConfiguredError: the cluster has no CIDR of that family.
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
-        >>> _ = alloc.allocate("a")
-        >>> alloc.free("IPv4")
-        251
-        """
-        return self._pool(family).free
 
     # --------------------------------------------------------- snapshots
 
@@ -543,13 +383,11 @@ class NodeCIDRAllocator:
         with self._lock:
             return envelope(
                 _KIND,
-                len(self._nodes),
+                len(self._table),
                 config=self._config.to_dict(),
                 strategy=self._strategy,
                 pools=[pool.snapshot() for pool in self._pools.values()],
-                nodes={
-                    node: [str(c) for c in self._cidrs(held)] for node, held in self._nodes.items()
-                },
+                nodes=self._table.dump(lambda address: str(self._build(address))),
             )
 
     @classmethod
@@ -560,12 +398,12 @@ class NodeCIDRAllocator:
         with the configuration, the Service set-aside and the nodes: every
         node CIDR allocated, no CIDR held twice, and the counts equal.
 
-        Complexity:
-            O(n) in the snapshot's size.
-
         Raises:
             SnapshotError: corrupt, truncated, of another kind or version, or
                 with owners and pools that disagree.
+
+        Complexity:
+            O(n) in the snapshot's size.
 
         >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
         >>> _ = alloc.allocate("a")
@@ -587,8 +425,13 @@ class NodeCIDRAllocator:
             raise SnapshotError(f"{_KIND} snapshot field 'nodes' must be a mapping")
         for family, pool_data in zip(config.families, pools, strict=True):
             alloc._load_pool(family, pool_data)
-        for node, cidrs in nodes.items():
-            alloc._load_node(node, cidrs)
+        alloc._table.load(
+            _KIND,
+            nodes,
+            alloc._read_cidr,
+            lambda a: alloc._pools[a[0]].is_allocated(alloc._build(a)),
+            in_family_order=True,
+        )
         alloc._check_counts(read_int(fields["used"], "used"))
         return alloc
 
@@ -611,35 +454,21 @@ class NodeCIDRAllocator:
             )
         self._pools[family] = pool
 
-    def _load_node(self, node: Any, cidrs: Any) -> None:
-        if not isinstance(node, str) or not node:
-            raise SnapshotError(f"{_KIND} snapshot: bad node name {node!r}")
-        if not isinstance(cidrs, list) or not cidrs or not all(isinstance(c, str) for c in cidrs):
-            raise SnapshotError(f"{_KIND} snapshot: node {node!r} needs a list of CIDR text")
-        held: dict[IPFamily, int] = {}
+    def _read_cidr(self, node: str, text: str) -> Address:
         try:
-            for cidr in cidrs:
-                net = parse_network(cidr)
-                held[net.family] = self._locate(node, net, held)
+            net = parse_network(text)
+            address = (net.family, self._locate(node, net, {}))
         except IPAMError as exc:
             raise SnapshotError(f"{_KIND} snapshot: {exc}") from None
-        order = [family for family in self._pools if family in held]
-        if [parse_network(c).family for c in cidrs] != order:
-            raise SnapshotError(f"{_KIND} snapshot: node {node!r} CIDRs not in family order")
-        for family, index in held.items():
-            cidr = self._pools[family].subnet_at(index)
-            if (family, index) in self._owners or self._is_reserved(family, index):
-                raise SnapshotError(f"{_KIND} snapshot: {cidr} is held twice (node {node!r})")
-            if not self._pools[family].is_allocated(cidr):
-                raise SnapshotError(f"{_KIND} snapshot: node {node!r} holds {cidr}, which is free")
-            self._owners[family, index] = node
-        self._nodes[node] = held
+        if self._is_reserved(*address):
+            raise SnapshotError(f"{_KIND} snapshot: {text} is held twice (node {node!r}, Services)")
+        return address
 
     def _check_counts(self, used: int) -> None:
-        if used != len(self._nodes):
-            raise SnapshotError(f"{_KIND} snapshot says used={used} but lists {len(self._nodes)}")
+        if used != len(self._table):
+            raise SnapshotError(f"{_KIND} snapshot says used={used} but lists {len(self._table)}")
         for family, pool in self._pools.items():
-            held = sum(1 for f, _ in self._owners if f is family)
+            held = self._table.count(family)
             if pool.used != held + self.reserved(family):
                 raise SnapshotError(
                     f"{_KIND} snapshot: the {family} pool has {pool.used} subnets allocated, but "
@@ -654,19 +483,17 @@ class NodeCIDRAllocator:
         """
         with self._lock:
             assert list(self._pools) == list(self._config.families)
-            owned = 0
-            for node, held in self._nodes.items():
-                assert held, f"node {node!r} holds nothing"
-                for family, index in held.items():
-                    assert self._owners.get((family, index)) == node, (node, family, index)
-                    assert not self._is_reserved(family, index), (node, family, index)
-                    assert self._pools[family].is_allocated(self._pools[family].subnet_at(index))
-                    owned += 1
-            assert owned == len(self._owners), "owners not the inverse of nodes"
+            self._table._check_invariants(
+                lambda a: (
+                    not self._is_reserved(*a) and self._pools[a[0]].is_allocated(self._build(a))
+                )
+            )
+            for node, held in self._table.items():
+                assert [f for f, _ in held] == [f for f in self._pools if f in dict(held)], node
             for family, pool in self._pools.items():
                 pool._check_invariants()
                 assert pool.strategy == self._strategy
-                count = sum(1 for f, _ in self._owners if f is family)
+                count = self._table.count(family)
                 assert pool.used == count + self.reserved(family), (family, pool.used, count)
                 assert pool.capacity - self.reserved(family) == self._config.node_capacity(family)
                 if family in self._reserved:

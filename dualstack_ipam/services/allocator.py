@@ -36,21 +36,23 @@ from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import (
     AlreadyAllocatedError,
     ClusterIPTakenError,
-    FamilyNotConfiguredError,
     InvalidConfigError,
     IPAMError,
     PoolExhaustedError,
     ServiceValidationError,
     SnapshotError,
 )
-from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family
+from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family, usable_span
+from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable
 from dualstack_ipam.pools.service_ips import ServiceIPPool
-from dualstack_ipam.services import manifest as mf
+from dualstack_ipam.services import intent as it
+from dualstack_ipam.services import read
+from dualstack_ipam.services.render import render
+from dualstack_ipam.services.update import check_kept, check_unchanged, merge, resolve_update
 from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
 __all__ = ["ClusterIPTakenError", "ServiceIPAllocator"]
 
-Address = tuple[IPFamily, int]
 _KIND = "ServiceIPAllocator"
 
 
@@ -58,20 +60,13 @@ def _text(address: tuple[IPFamily, int | None]) -> str:
     return "" if address[1] is None else str(make_address(address[1], address[0]))
 
 
-def _usable(cidr: netaddr.IPNetwork, value: int) -> bool:
-    """Whether ``value`` may be allocated in the Service range ``cidr`` (api.md:
-    IPv4 loses the network and broadcast addresses, IPv6 the network one)."""
-    first, last = int(cidr.first), int(cidr.last)
-    return first < value <= (last - 1 if cidr.version == 4 else last)
+def _usable(pool: ServiceIPPool, value: int) -> bool:
+    """Whether ``value`` may be allocated in ``pool``'s range."""
+    first, count = usable_span(pool.family, pool.cidr.prefixlen)
+    return 0 <= value - int(pool.cidr.first) - first < count
 
 
-def _check_key(key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidConfigError(f"a key must be a non-empty str, got {key!r}", value=key)
-    return key
-
-
-class ServiceIPAllocator:
+class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
     """Service cluster IPs from a cluster's Service ranges.
 
     Args:
@@ -93,7 +88,7 @@ class ServiceIPAllocator:
     (['10.96.1.1', 'fd00:10:96::102'], ['IPv4', 'IPv6'])
     """
 
-    __slots__ = ("_config", "_held", "_lock", "_owners", "_pools", "_strategy")
+    __slots__ = ("_config", "_lock", "_pools", "_strategy", "_table")
 
     def __init__(
         self, config: ClusterConfig, *, strategy: str = "random", rng: Random | None = None
@@ -114,8 +109,7 @@ class ServiceIPAllocator:
         self, config: ClusterConfig, strategy: str, pools: dict[IPFamily, ServiceIPPool]
     ) -> None:
         self._config, self._strategy, self._pools = config, strategy, pools
-        self._held: dict[str, tuple[Address, ...]] = {}  # key -> addresses, primary first
-        self._owners: dict[Address, str] = {}  # address -> key
+        self._table = OwnerTable(pools, "key", "Service range")
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -124,7 +118,10 @@ class ServiceIPAllocator:
 
     @property
     def config(self) -> ClusterConfig:
-        """The cluster configuration. Complexity: O(1).
+        """The cluster configuration.
+
+        Complexity:
+            O(1).
 
         >>> config = ClusterConfig("10.244.0.0/16", "10.96.0.0/24")
         >>> ServiceIPAllocator(config).config is config
@@ -133,19 +130,10 @@ class ServiceIPAllocator:
         return self._config
 
     def _pool(self, family: Any) -> ServiceIPPool:
-        fam = parse_family(family)
-        if fam not in self._pools:
-            configured = ", ".join(map(str, self._pools))
-            message = f"the cluster has no {fam} Service range (configured: {configured})"
-            raise FamilyNotConfiguredError(message, family=fam)
-        return self._pools[fam]
+        return self._pools[self._table.family(family)]
 
-    def _record(self, key: str, addresses: tuple[Address, ...]) -> None:
-        for address in self._held.pop(key, ()):
-            del self._owners[address]
-        if addresses:
-            self._held[key] = addresses
-            self._owners.update(dict.fromkeys(addresses, key))
+    def _build(self, address: Address) -> netaddr.IPAddress:
+        return make_address(address[1], address[0])
 
     def _free(self, addresses: Iterable[Address]) -> None:
         for family, value in addresses:
@@ -155,7 +143,7 @@ class ServiceIPAllocator:
         pool = self._pools[family]
         if value is None:
             return int(pool.allocate_next())
-        address, owner = make_address(value, family), self._owners.get((family, value))
+        address, owner = make_address(value, family), self._table.owner((family, value))
         if owner is not None:
             message = (
                 f"provided IP {str(address)!r} is already allocated in {pool.cidr} to {owner!r}"
@@ -163,14 +151,14 @@ class ServiceIPAllocator:
             raise AlreadyAllocatedError(message, value=address, owner=owner)
         return int(pool.allocate(address))
 
-    def _take_all(self, intent: mf.Intent, first: int, name: str) -> tuple[Address, ...]:
+    def _take_all(self, intent: it.Intent, first: int, name: str) -> tuple[Address, ...]:
         """Allocate ``intent``'s addresses from index ``first`` on, all or none.
 
         Everything that can fail is checked before anything is taken or
         drawn from the rng, so a failure leaves every pool exactly as it was
         (hidden search state included) and a seeded run keeps its sequence.
         """
-        pairs = mf.addresses(intent)[first:]
+        pairs = it.addresses(intent)[first:]
         for i, (family, value) in enumerate(pairs, start=first):
             if value is not None:
                 self._check_requested(family, value, f"spec.clusterIPs[{i}]", name)
@@ -190,12 +178,12 @@ class ServiceIPAllocator:
         """
         pool, address = self._pools[family], make_address(value, family)
         text = str(address)
-        if not _usable(pool.cidr, value):
+        if not _usable(pool, value):
             v4 = family is IPFamily.IPv4
             edges = "network and broadcast addresses" if v4 else "network address"
             detail = f"provided IP is not in the valid range of {pool.cidr} (without its {edges})"
-            raise mf.invalid(name, field, text, f"failed to allocate IP: {detail}")
-        owner = self._owners.get((family, value))
+            raise read.invalid(name, field, text, f"failed to allocate IP: {detail}")
+        owner = self._table.owner((family, value))
         if owner is not None:
             message = (
                 f"Service {name!r} is invalid: {field}: Invalid value: {text!r}: provided IP "
@@ -224,14 +212,15 @@ class ServiceIPAllocator:
             NotInRangeError: ``ip`` is not usable in its range.
             PoolExhaustedError: the range is full.
 
-        Complexity: O(1) amortised.
+        Complexity:
+            O(1) amortised.
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"),
         ...                            strategy="sequential")
         >>> alloc.allocate("a"), alloc.allocate("a"), alloc.allocate("b", ip="10.96.0.5")
         (IPAddress('10.96.0.17'), IPAddress('10.96.0.17'), IPAddress('10.96.0.5'))
         """
-        _check_key(key)
+        self._table.check_key(key)
         fam = None if family is None else parse_family(family)
         value = None
         if ip is not None:
@@ -242,10 +231,10 @@ class ServiceIPAllocator:
             fam = ip_family
         fam = self._pool(fam or next(iter(self._pools))).family
         with self._lock:
-            held = self._held.get(key)
+            held = self._table.get(key)
             if held is None:
                 held = ((fam, self._take(fam, value)),)
-                self._record(key, held)
+                self._table.put(key, held)
             elif len(held) != 1 or held[0][0] is not fam or value not in (None, held[0][1]):
                 message = (
                     f"key {key!r} already holds {[_text(a) for a in held]}, not what "
@@ -260,86 +249,36 @@ class ServiceIPAllocator:
         Raises:
             InvalidConfigError: ``key`` is not a non-empty str.
 
-        Complexity: O(1) amortised.
+        Complexity:
+            O(1) amortised.
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> _ = alloc.allocate("a"); alloc.release("a"), alloc.release("a")
         (True, False)
         """
-        _check_key(key)
+        self._table.check_key(key)
         with self._lock:
-            held = self._held.get(key)
-            if held is None:
-                return False
-            self._free(held)
-            self._record(key, ())
-            return True
+            held = self._table.pop(key)
+            self._free(held or ())
+            return held is not None
 
-    def get(self, key: str) -> tuple[netaddr.IPAddress, ...] | None:
-        """The addresses ``key`` holds, primary first, or None. Complexity: O(1).
-
-        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
-        >>> _ = alloc.allocate("a", ip="10.96.0.1"); alloc.get("a"), alloc.get("b")
-        ((IPAddress('10.96.0.1'),), None)
+    def owner_of(self, ip: Any) -> str | None:
+        """The key holding the address ``ip``, or None (also for a family without a range).
 
         Raises:
-            InvalidConfigError: ``key`` is not a non-empty str.
-        """
-        held = self._held.get(_check_key(key))
-        return None if held is None else tuple(make_address(v, f) for f, v in held)
+            AddressFormatError: ``ip`` is not an address.
 
-    def items(self) -> list[tuple[str, tuple[netaddr.IPAddress, ...]]]:
-        """``(key, addresses)`` pairs, sorted by key. Complexity: O(n log n).
+        Complexity:
+            O(1).
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
-        >>> _ = alloc.allocate("a", ip="10.96.0.1"); alloc.items()
-        [('a', (IPAddress('10.96.0.1'),))]
+        >>> _ = alloc.allocate("dns", ip="10.96.0.10")
+        >>> alloc.owner_of("10.96.0.10"), alloc.owner_of("10.96.0.11"), alloc.owner_of("fd00::1")
+        ('dns', None, None)
         """
+        value, family = parse_address(ip)
         with self._lock:
-            return [(key, self.get(key) or ()) for key in sorted(self._held)]
-
-    def __contains__(self, key: object) -> bool:
-        """Whether ``key`` holds addresses (False for a non-str). Complexity: O(1).
-
-        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
-        >>> "a" in alloc, [] in alloc
-        (False, False)
-        """
-        return isinstance(key, str) and key in self._held
-
-    def __len__(self) -> int:
-        """The number of keys holding addresses. Complexity: O(1).
-
-        >>> len(ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")))
-        0
-        """
-        return len(self._held)
-
-    def capacity(self, family: IPFamily | str) -> int:
-        """Usable addresses of ``family`` (FamilyNotConfiguredError if it has no range).
-
-        Complexity: O(1).
-
-        >>> ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")).capacity("IPv4")
-        254
-        """
-        return self._pool(family).capacity
-
-    def used(self, family: IPFamily | str) -> int:
-        """Allocated addresses of ``family``. Complexity: O(1).
-
-        >>> ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")).used("IPv4")
-        0
-        """
-        return self._pool(family).used
-
-    def free(self, family: IPFamily | str) -> int:
-        """``capacity(family) - used(family)``. Complexity: O(1).
-
-        >>> ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")).free("IPv4")
-        254
-        """
-        return self._pool(family).free
+            return self._table.owner((family, value))
 
     # ------------------------------------------------------------ manifests
 
@@ -362,7 +301,8 @@ class ServiceIPAllocator:
                 does not describe.
             PoolExhaustedError: a range is full (nothing is allocated).
 
-        Complexity: O(size of the manifest) plus O(1) amortised per family.
+        Complexity:
+            O(size of the manifest) plus O(1) amortised per family.
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> svc = alloc.allocate_service({"metadata": {"name": "db"},
@@ -370,19 +310,19 @@ class ServiceIPAllocator:
         >>> {k: svc["spec"][k] for k in ("clusterIPs", "ipFamilies", "ipFamilyPolicy")}
         {'clusterIPs': ['10.96.0.7'], 'ipFamilies': ['IPv4'], 'ipFamilyPolicy': 'SingleStack'}
         """
-        key, result = mf.read_manifest(manifest)
+        key, result = read.read_manifest(manifest)
         name = key.partition("/")[2]
-        fields = mf.read_fields(mf.spec_of(result, name), name)
-        intent = mf.resolve(fields, tuple(self._pools), None, name)
+        fields = read.read_fields(read.spec_of(result, name), name)
+        intent = it.resolve(fields, tuple(self._pools), name)
         with self._lock:
-            held = self._held.get(key)
-            if held is None and intent.kind == mf.CLUSTER:
+            held = self._table.get(key)
+            if held is None and intent.kind == it.CLUSTER:
                 held = self._take_all(intent, 0, name)
-                self._record(key, held)
-            elif held is not None and not mf.describes(intent, held):
+                self._table.put(key, held)
+            elif held is not None and not it.describes(intent, held):
                 message = f"Service {key!r} holds {[_text(a) for a in held]}, unlike {result!r}"
                 raise AlreadyAllocatedError(message, value=key, owner=key)
-        return mf.render(result, intent, [_text(a) for a in held or ()])
+        return render(result, intent, [_text(a) for a in held or ()])
 
     def update_service(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
         """Update a Service from ``old`` (what this allocator holds) to ``new``.
@@ -403,7 +343,8 @@ class ServiceIPAllocator:
                 namespace changes, or an update rule is broken.
             ClusterIPTakenError, PoolExhaustedError: as :meth:`allocate_service`.
 
-        Complexity: O(size of the manifests) plus O(1) amortised per family.
+        Complexity:
+            O(size of the manifests) plus O(1) amortised per family.
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16,fc00::/24",
         ...     "10.96.0.0/24,fd00::/120"), strategy="sequential")
@@ -414,41 +355,41 @@ class ServiceIPAllocator:
         """
         key, old_tree, before = self._read_old(old)
         name = key.partition("/")[2]
-        new_tree = mf.plain(new, name)
+        new_tree = read.plain(new, name)
         if not isinstance(new_tree, dict):
-            raise mf.invalid(name, "", new_tree, "the new manifest must be a mapping")
-        merged = mf.merge(old_tree, new_tree, name)
-        mf.service_key(merged)  # new's kind and apiVersion
-        spec = mf.spec_of(merged, name)
+            raise read.invalid(name, "", new_tree, "the new manifest must be a mapping")
+        merged = merge(old_tree, new_tree, name)
+        read.service_key(merged)  # new's kind and apiVersion
+        spec = read.spec_of(merged, name)
         with self._lock:
-            held = self._held.get(key, ())
+            held = self._table.get(key) or ()
             self._check_old(key, before, held)
-            mf.check_unchanged(before, spec, name)
-            base = None if before.kind == mf.EXTERNAL else before
-            after = mf.resolve(mf.read_fields(spec, name), tuple(self._pools), base, name)
-            mf.check_kept(after, held, name)
+            check_unchanged(before, read.spec_of(old_tree, name), spec, name)
+            base = None if before.kind == it.EXTERNAL else before
+            after = resolve_update(read.read_fields(spec, name), tuple(self._pools), base, name)
+            check_kept(after, held, name)
             kept = held[: len(after.requested)]
-            added = self._take_all(after, len(kept), name) if after.kind == mf.CLUSTER else ()
+            added = self._take_all(after, len(kept), name) if after.kind == it.CLUSTER else ()
             self._free(held[len(kept) :])
-            self._record(key, kept + added)
-        return mf.render(merged, after, [_text(a) for a in kept + added])
+            self._table.put(key, kept + added)
+        return render(merged, after, [_text(a) for a in kept + added])
 
     @staticmethod
-    def _read_old(old: Any) -> tuple[str, dict[str, Any], mf.Intent]:
+    def _read_old(old: Any) -> tuple[str, dict[str, Any], it.Intent]:
         """The key, a plain copy and the intent of an update's ``old`` manifest."""
         try:
-            key, tree = mf.read_manifest(old)
+            key, tree = read.read_manifest(old)
             name = key.partition("/")[2]
-            return key, tree, mf.describe(mf.read_fields(mf.spec_of(tree, name), name))
+            return key, tree, it.describe(read.read_fields(read.spec_of(tree, name), name))
         except ServiceValidationError as exc:
             message = f"old manifest: {exc}"
             raise ServiceValidationError(message, field=exc.field, value=exc.value) from None
 
     @staticmethod
-    def _check_old(key: str, before: mf.Intent, held: tuple[Address, ...]) -> None:
+    def _check_old(key: str, before: it.Intent, held: tuple[Address, ...]) -> None:
         """Refuse an ``old`` manifest that does not list exactly what ``key`` holds."""
-        listed = mf.addresses(before)
-        if listed == held and (listed or before.kind != mf.CLUSTER):
+        listed = it.addresses(before)
+        if listed == held and (listed or before.kind != it.CLUSTER):
             return
         ips = [_text(a) for a in listed if a[1] is not None]
         families = [str(family) for family in before.families]
@@ -465,14 +406,15 @@ class ServiceIPAllocator:
             ServiceValidationError: no valid ``metadata.name`` / namespace,
                 or not plain data (as :meth:`allocate_service` refuses).
 
-        Complexity: O(size of the manifest).
+        Complexity:
+            O(size of the manifest).
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> svc = alloc.allocate_service({"metadata": {"name": "web"}})
         >>> alloc.release_service(svc), alloc.release_service(svc)
         (True, False)
         """
-        return self.release(mf.read_manifest(manifest)[0])
+        return self.release(read.read_manifest(manifest)[0])
 
     # ------------------------------------------------------------ snapshots
 
@@ -480,7 +422,8 @@ class ServiceIPAllocator:
         """JSON-ready: the config, each pool's snapshot, key -> addresses (``used`` counts
         addresses).
 
-        Complexity: O(n).
+        Complexity:
+            O(n).
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> _ = alloc.allocate("dns", ip="10.96.0.10")
@@ -492,11 +435,11 @@ class ServiceIPAllocator:
         with self._lock:
             return envelope(
                 _KIND,
-                len(self._owners),
+                sum(map(self._table.count, self._pools)),
                 strategy=self._strategy,
                 config=self._config.to_dict(),
                 pools={str(family): pool.snapshot() for family, pool in self._pools.items()},
-                services={key: [_text(a) for a in self._held[key]] for key in sorted(self._held)},
+                services=self._table.dump(_text),
             )
 
     @classmethod
@@ -508,7 +451,8 @@ class ServiceIPAllocator:
             SnapshotError: corrupt, truncated, of another kind or version, or
                 keys, pools and counts that disagree.
 
-        Complexity: O(n).
+        Complexity:
+            O(n).
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> _ = alloc.allocate("dns", ip="10.96.0.10")
@@ -535,48 +479,38 @@ class ServiceIPAllocator:
         for family, pool in obj._pools.items():
             if pool.cidr != config.service_cidr(family) or pool.strategy != obj._strategy:
                 raise SnapshotError(f"{_KIND} snapshot pool {pool!r} disagrees with its config")
-        for key, texts in services.items():
-            obj._record(key, obj._read_held(key, texts))
-        counts = {f: sum(1 for g, _ in obj._owners if g is f) for f in families}
-        if used != len(obj._owners) or any(counts[f] != p.used for f, p in obj._pools.items()):
+        obj._table.load(
+            _KIND,
+            services,
+            obj._read_address,
+            lambda a: obj._pools[a[0]].is_allocated(obj._build(a)),
+        )
+        counts = {f: obj._table.count(f) for f in families}
+        if used != sum(counts.values()) or any(counts[f] != p.used for f, p in obj._pools.items()):
             raise SnapshotError(
                 f"{_KIND} snapshot counts disagree: used={used}, keys hold {counts}"
             )
         return obj
 
-    def _read_held(self, key: Any, texts: Any) -> tuple[Address, ...]:
-        if not isinstance(key, str) or not key or not isinstance(texts, list) or not texts:
-            raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {texts!r} is malformed")
-        held: list[Address] = []
-        for text in texts:
-            try:
-                value, family = parse_address(text)
-            except IPAMError:
-                raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {text!r}") from None
-            pool, owner = self._pools.get(family), self._owners.get((family, value))
-            if pool is None or not pool.is_allocated(text) or family in dict(held) or owner:
-                raise SnapshotError(
-                    f"{_KIND} snapshot entry {key!r}: {text!r} is not allocated in its pool, "
-                    f"repeats a family, or is held by {owner!r} too"
-                )
-            held.append((family, value))
-        return tuple(held)
+    def _read_address(self, key: str, text: str) -> Address:
+        try:
+            value, family = parse_address(text)
+        except IPAMError:
+            raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {text!r}") from None
+        if family not in self._pools:
+            raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {text!r} has no Service range")
+        return family, value
 
     def _check_invariants(self) -> None:
-        """Assert owners against pools, and every count. Complexity: O(n)."""
+        """Assert owners against pools, and every count.
+
+        Complexity:
+            O(n).
+        """
         with self._lock:
             assert tuple(self._pools) == self._config.service_families
-            counts = dict.fromkeys(self._pools, 0)
-            for key, held in self._held.items():
-                assert isinstance(key, str), key
-                assert key, key
-                assert 1 <= len(held) <= 2, held
-                assert len(dict(held)) == len(held), held
-                for family, value in held:
-                    assert self._owners.get((family, value)) == key, (key, family, value)
-                    assert self._pools[family].is_allocated(make_address(value, family))
-                    counts[family] += 1
-            assert len(self._owners) == sum(counts.values())
+            self._table._check_invariants(lambda a: self._pools[a[0]].is_allocated(self._build(a)))
             for family, pool in self._pools.items():
                 pool._check_invariants()
-                assert pool.used == counts[family], (family, pool.used, counts[family])
+                count = self._table.count(family)
+                assert pool.used == count, (family, pool.used, count)

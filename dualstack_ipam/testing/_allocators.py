@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.errors import AlreadyAllocatedError, PoolExhaustedError
-from dualstack_ipam.net import make_address, make_network
+from dualstack_ipam.net import make_address, make_network, usable_span
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 from ._common import (
@@ -19,10 +19,10 @@ from ._common import (
     InvalidArgument,
     check_bool,
     check_fill,
+    check_int,
     check_strategy,
     fill_choice,
     st,
-    usable,
 )
 from ._manifests import service_manifests
 from ._networks import cluster_configs
@@ -58,6 +58,7 @@ def node_allocators(
     dual_stack: bool | None = None,
     fill: str | Collection[str] | None = None,
     strategy: str | None = None,
+    min_service_ranges: int = 0,
 ) -> st.SearchStrategy[NodeCIDRAllocator]:
     """:class:`~dualstack_ipam.NodeCIDRAllocator` objects with nodes ``node-0``, ``node-1``...
 
@@ -75,6 +76,9 @@ def node_allocators(
             restarting controller does, and releases; the looping fills
             churn a few nodes so that the free subnets are not all at the top.
         strategy: ``"next-fit"``, ``"lowest"`` or None for both.
+        min_service_ranges: the config has at least this many Service
+            ranges (0 to 2), as :func:`cluster_configs` takes it; with
+            ``config``, it must have them.
 
     Complexity:
         O(nodes) per draw; at most 256 nodes for the looping fills.
@@ -87,16 +91,23 @@ def node_allocators(
 ('node-2', (IPNetwork('10.244.128.0/18'), IPNetwork('fc00:0:0:2::/64')))]
     """
     check_bool(dual_stack, "dual_stack")
+    check_int(min_service_ranges, "min_service_ranges", 0, 2)
     fills = check_fill(fill)
     if config is not None:
         if not isinstance(config, ClusterConfig):
             raise InvalidArgument(f"config={config!r} must be a ClusterConfig")
         if dual_stack is not None and config.is_dual_stack != dual_stack:
             raise InvalidArgument(f"dual_stack={dual_stack!r} disagrees with config={config!r}")
+        if len(config.service_families) < min_service_ranges:
+            raise InvalidArgument(
+                f"min_service_ranges={min_service_ranges}: config={config!r} has "
+                f"{len(config.service_families)}"
+            )
         fills = _allocator_fills(fills, config.max_nodes, config.max_nodes, "node CIDRs")
     configs = {
         name: cluster_configs(
             dual_stack=dual_stack,
+            min_service_ranges=min_service_ranges,
             min_nodes=1 if name == "one-free" else 0,
             max_nodes=LOOP_LIMIT if name in LOOP_FILLS else None,
         )
@@ -211,7 +222,7 @@ def service_ip_allocators(
         if dual_stack is not None and (len(config.service_families) == 2) != dual_stack:
             raise InvalidArgument(f"dual_stack={dual_stack!r} disagrees with config={config!r}")
         sizes = [
-            usable(family, config.service_cidr(family).prefixlen)
+            usable_span(family, config.service_cidr(family).prefixlen)[1]
             for family in config.service_families
         ]
         fills = _allocator_fills(fills, min(sizes), max(sizes), "usable Service addresses")

@@ -18,7 +18,7 @@ from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.net import IPFamily, make_address
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-from ._common import OTHER, st
+from ._common import st
 from ._manifests import (
     HOSTS,
     PREFER,
@@ -232,8 +232,10 @@ def _cluster_ips(draw: st.DrawFn, cluster: Cluster) -> InvalidManifest:
             ),
             (
                 {"clusterIP": a, "clusterIPs": [a, "10.96.0.11"], "ipFamilyPolicy": PREFER},
-                "spec.clusterIPs[1]",
+                "spec.clusterIPs",
             ),
+            ({"clusterIP": a, "clusterIPs": [a, "10.96.0.11"]}, "spec.clusterIPs"),
+            ({"clusterIP": b, "clusterIPs": [b, b], "ipFamilyPolicy": REQUIRE}, "spec.clusterIPs"),
             ({"clusterIP": b, "ipFamilies": ["IPv4"]}, "spec.clusterIPs[0]"),
             ({"clusterIP": a, "ipFamilies": ["IPv6"]}, "spec.clusterIPs[0]"),
         ],
@@ -314,7 +316,7 @@ def _require_single(draw: st.DrawFn, cluster: Cluster) -> InvalidManifest:
 
 def _family_not_configured(draw: st.DrawFn, cluster: Cluster) -> InvalidManifest:
     (family,) = cluster.families
-    other = OTHER[family]
+    other = family.other
     spec, field = _pick_case(
         draw,
         [
@@ -349,7 +351,7 @@ def _unusable(draw: st.DrawFn, cluster: Cluster, family: IPFamily) -> str:
 def _out_of_range(draw: st.DrawFn, cluster: Cluster) -> InvalidManifest:
     family = draw(st.sampled_from(cluster.families))
     bad = _unusable(draw, cluster, family)
-    other = OTHER[family]
+    other = family.other
     if other in cluster.families and cluster.free(other) and draw(st.booleans()):
         good = free_address(draw, cluster, other)
         spec = {"clusterIP": good, "clusterIPs": [good, bad], "ipFamilyPolicy": PREFER}
@@ -361,7 +363,7 @@ def _taken(draw: st.DrawFn, cluster: Cluster) -> InvalidManifest:
     held = [(f, value) for f in cluster.families for value in sorted(cluster.used(f))]
     family, value = draw(st.sampled_from(held))
     bad = str(make_address(value, family))
-    other = OTHER[family]
+    other = family.other
     if other in cluster.families and cluster.free(other) and draw(st.booleans()):
         good = free_address(draw, cluster, other)
         spec = {"clusterIP": good, "clusterIPs": [good, bad], "ipFamilyPolicy": REQUIRE}

@@ -19,11 +19,11 @@ from collections.abc import Collection
 from typing import Any
 
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.net import IPFamily, make_address
+from dualstack_ipam.net import IPFamily, make_address, usable_span
 from dualstack_ipam.pools.service_ips import static_band_size
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-from ._common import OTHER, InvalidArgument, choose, st
+from ._common import InvalidArgument, choose, st
 
 __all__ = ["MANIFEST_KINDS", "Cluster", "context", "free_address", "service_manifests", "shell"]
 
@@ -56,9 +56,8 @@ class Cluster:
         for family in self.families:
             cidr = config.service_cidr(family) if config is not None else None
             assert cidr is not None
-            size = cidr.size
-            usable = max(size - 2, 0) if family is IPFamily.IPv4 else size - 1
-            self.ranges[family] = (int(cidr.first) + 1, usable, static_band_size(size))
+            first, usable = usable_span(family, cidr.prefixlen)
+            self.ranges[family] = (int(cidr.first) + first, usable, static_band_size(cidr.size))
 
     @property
     def portable(self) -> bool:
@@ -198,7 +197,7 @@ def _families(draw: st.DrawFn, cluster: Cluster, policy: str | None) -> list[str
     first = draw(st.sampled_from(cluster.families))
     options: list[list[str] | None] = [None, [str(first)]]
     if policy in (PREFER, REQUIRE) and len(cluster.families) == 2:
-        options.append([str(first), str(OTHER[first])])
+        options.append([str(first), str(first.other)])
     if policy is None:
         options.remove(None)  # without both, the manifest is plain
     return draw(st.sampled_from(options))
@@ -342,7 +341,7 @@ def _family_list(
 ) -> list[str]:
     """``[first]``, or both families when the policy and the cluster allow it."""
     if policy in (PREFER, REQUIRE) and len(cluster.families) == 2 and not also_single:
-        return [str(first), str(OTHER[first])]
+        return [str(first), str(first.other)]
     return [str(first)]
 
 
@@ -352,7 +351,7 @@ def _static(
     first = draw(st.sampled_from(open_families))
     order = [first]
     if len(open_families) == 2 and draw(st.booleans()):
-        order.append(OTHER[first])
+        order.append(first.other)
     ips = [free_address(draw, cluster, family) for family in order]
     if len(order) == 2:
         policy: str | None = draw(st.sampled_from([PREFER, REQUIRE]))
@@ -395,7 +394,7 @@ def _headless(draw: st.DrawFn, cluster: Cluster) -> dict[str, Any]:
         families = None
         if listed and policy is not None and not cluster.portable:
             dual = wide and policy in (PREFER, REQUIRE) and len(cluster.families) == 2
-            families = [str(first), str(OTHER[first])] if dual else [str(first)]
+            families = [str(first), str(first.other)] if dual else [str(first)]
         put(spec, ipFamilyPolicy=policy, ipFamilies=families)
         alpha = families[0] if families else None
     if alpha is not None and with_alpha:

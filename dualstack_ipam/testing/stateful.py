@@ -3,7 +3,7 @@
 :class:`DualStackClusterMachine` is a Hypothesis ``RuleBasedStateMachine``
 that plays a cluster's life: nodes join and leave, Services are created
 (every kind :func:`~dualstack_ipam.testing.strategies.service_manifests`
-draws), updated between single- and dual-stack, deleted, refused when
+draws), edited field by field, deleted, refused when
 invalid, and the controller restarts from its snapshots. Our allocators do
 the allocating and are checked, after every step, against
 :class:`ReferenceModel`, which knows the rules in plain sets and dicts.
@@ -38,21 +38,22 @@ call ``super().__init__()``.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 from typing import Any, ClassVar
 
 import netaddr
 
+from dualstack_ipam import service_key
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
-from dualstack_ipam.errors import PoolExhaustedError, ServiceValidationError
-from dualstack_ipam.net import IPFamily
+from dualstack_ipam.errors import IPAMError, PoolExhaustedError, ServiceValidationError
+from dualstack_ipam.net import IPFamily, usable_span
 from dualstack_ipam.services.allocator import ServiceIPAllocator
-from dualstack_ipam.services.manifest import service_key
 
 from ._common import st
+from ._manifests import context
+from ._updates import edit_service
 from .strategies import cluster_configs, invalid_service_manifests, service_manifests
 
 try:
@@ -61,8 +62,6 @@ except ImportError as exc:  # pragma: no cover - _common already said it
     raise ImportError("dualstack_ipam.testing.stateful needs Hypothesis") from exc
 
 __all__ = ["DualStackClusterMachine", "ReferenceModel"]
-
-_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 
 
 def _overlaps(a: netaddr.IPNetwork, b: netaddr.IPNetwork) -> bool:
@@ -137,8 +136,7 @@ class ReferenceModel:
     def service_room(self, family: IPFamily | str) -> int:
         """Addresses of ``family``'s Service range still free."""
         fam = IPFamily(family)
-        size = int(self.config.service_cidr(fam).size)
-        usable = max(size - 2, 0) if fam is IPFamily.IPv4 else size - 1
+        usable = usable_span(fam, self.config.service_cidr(fam).prefixlen)[1]
         return usable - sum(1 for ip in self._ip_owner if ip.version == fam.version)
 
     def add_service(self, key: str, addresses: tuple[netaddr.IPAddress, ...]) -> None:
@@ -197,7 +195,7 @@ class DualStackClusterMachine(RuleBasedStateMachine):
         """A Service was created: ``service`` is the manifest with its IP fields."""
 
     def on_service_updated(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """A Service changed its ``ipFamilyPolicy`` (and maybe gained or lost a family)."""
+        """A Service was edited (any field; it may have gained or lost a family)."""
 
     def on_service_deleted(self, service: dict[str, Any]) -> None:
         """A Service was deleted (``service`` as last created or updated)."""
@@ -314,24 +312,35 @@ class DualStackClusterMachine(RuleBasedStateMachine):
         assert error.field == bad.field, f"refused at {error.field!r}, expected {bad.field!r}"
         assert self.service_allocator.snapshot() == before, "a refused manifest changed state"
 
-    @precondition(lambda self: bool(self.model.services))
+    @precondition(lambda self: bool(self.services))
     @rule(data=st.data())
-    def update_policy(self, data: st.DataObject) -> None:
-        """A Service with addresses moves to another ``ipFamilyPolicy``."""
-        key = data.draw(st.sampled_from(sorted(self.model.services)), label="service")
-        policy = data.draw(st.sampled_from(_POLICIES), label="policy")
+    def update_service(self, data: st.DataObject) -> None:
+        """A Service is edited: one field changes, as ``kubectl edit`` sends it.
+
+        A refusal must name the changed field (or one Kubernetes ties to
+        it) and change nothing; what is accepted must load back unchanged
+        into a fresh allocator, as after a controller restart.
+        """
+        key = data.draw(st.sampled_from(sorted(self.services)), label="service")
         old = self.services[key]
-        edited = copy.deepcopy(old)  # as `kubectl edit` sends it: all of old, one field changed
-        edited["spec"]["ipFamilyPolicy"] = policy
+        cluster = context(None, self.service_allocator)
+        edit = data.draw(st.composite(edit_service)(old, cluster), label="edit")
         before = self.service_allocator.snapshot()
+        refused: IPAMError | None = None
         try:
-            new = self.service_allocator.update_service(old, edited)
-        except (PoolExhaustedError, ServiceValidationError):
+            new = self.service_allocator.update_service(old, edit.manifest)
+        except (PoolExhaustedError, ServiceValidationError) as exc:
+            refused = exc
+        if refused is not None:
             assert self.service_allocator.snapshot() == before, "a failed update changed state"
+            field = getattr(refused, "field", None)
+            assert field is None or field in edit.fields, f"{edit.change}: {refused}"
             return
-        held = self.service_allocator.get(key)
-        assert held is not None, f"{key!r} lost its addresses"
-        assert held[0] == self.model.services[key][0], "the primary IP changed"
+        held, was = self.service_allocator.get(key), self.model.services.get(key)
+        if held and was:
+            assert held[0] == was[0], "the primary IP changed"
+        fresh = ServiceIPAllocator(self.config, strategy="sequential")
+        assert fresh.allocate_service(new) == new, f"{new} does not load back"
         self.model.remove_service(key)
         self._record(key, {}, new)
         self.services[key] = new

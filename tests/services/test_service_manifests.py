@@ -701,7 +701,7 @@ INVALID: list[tuple[Any, str]] = [
     ),
     (
         service(clusterIP=V4, clusterIPs=[V4, "10.96.0.51"], ipFamilyPolicy="RequireDualStack"),
-        "spec.clusterIPs[1]",
+        "spec.clusterIPs",
     ),
     (service(ipFamilies=["IPv5"]), "spec.ipFamilies[0]"),
     (service(ipFamilies=["IPv4", "IPv4"], ipFamilyPolicy="PreferDualStack"), "spec.ipFamilies[1]"),

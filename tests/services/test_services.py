@@ -360,7 +360,7 @@ class TestInvariants:
 
     def test_detects_a_stray_owner(self) -> None:
         alloc = populated()
-        alloc._owners[(IPFamily.IPv4, int(ip("10.96.0.10")))] = "someone"
+        alloc._table._owners[(IPFamily.IPv4, int(ip("10.96.0.10")))] = "someone"
         with pytest.raises(AssertionError):
             alloc._check_invariants()
 

@@ -33,9 +33,9 @@ from dualstack_ipam import (
     ServiceIPPool,
     ServiceValidationError,
     SubnetPool,
+    service_key,
 )
 from dualstack_ipam.services.allocator import ServiceIPAllocator
-from dualstack_ipam.services.manifest import service_key
 from dualstack_ipam.testing import strategies as ds
 from dualstack_ipam.testing._hypothesis_entry import _hypothesis_setup_hook
 
