@@ -61,6 +61,8 @@ def check_path(path: Any) -> tuple[str, bool]:
     Raises:
         InvalidConfigError: not a str or path object, empty, a directory, a
             FIFO or another non-regular file, or a missing parent folder.
+        StoreError: the file is not SQLite, or it is missing but its WAL
+            log is not.
 
     Complexity:
         O(1) system calls.
@@ -80,6 +82,13 @@ def check_path(path: Any) -> tuple[str, bool]:
         if not os.path.isdir(parent):
             raise InvalidConfigError(
                 f"store path {text!r}: the folder {parent!r} does not exist", value=path
+            ) from None
+        if os.path.lexists(full + "-wal"):
+            # SQLite would replay a deleted database's log into the new file.
+            raise StoreError(
+                f"store file {text!r} is missing but its log {text + '-wal'!r} is there; "
+                "restore the database beside it or move the log away",
+                path=text,
             ) from None
         return full, False
     except OSError as exc:

@@ -237,3 +237,12 @@ def test_a_backend_refuses_use_in_a_forked_child(tmp_path: Path) -> None:
     os.close(read)
     assert store.get("a") is None  # the parent's connection still works
     store.close()
+
+
+def test_a_missing_store_beside_its_log_is_not_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    (tmp_path / "s.db-wal").write_bytes(b"\x37\x7f\x06\x82" + b"\x00" * 28)
+    before = listing(tmp_path)
+    with pytest.raises(StoreError, match="log"):
+        SQLiteBackend(path)
+    assert listing(tmp_path) == before
