@@ -20,6 +20,7 @@ lock; a backend must not cross ``fork`` (each process opens its own).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -192,7 +193,9 @@ class SQLiteBackend:
 
         Raises:
             StoreError: a malformed or oversized transaction, or SQLite
-                failed (the transaction is rolled back).
+                failed: before the commit, nothing was written; during it
+                (a disk error syncing the log), the message says the
+                outcome is unknown, as SQLite may recover the commit.
             StoreUnavailableError: the lock stayed busy past the timeout;
                 nothing was written.
 
@@ -214,16 +217,24 @@ class SQLiteBackend:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise sqlite_error(exc, self.path) from None
+            committing = False
             try:
                 result = self._apply(conn, compares, writes)
+                committing = result.succeeded
                 conn.execute("COMMIT" if result.succeeded else "ROLLBACK")
             except BaseException as exc:
-                # A failed COMMIT is rolled back by SQLite; make sure.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise sqlite_error(exc, self.path) from None
-                raise
+                _rollback(conn)
+                if not isinstance(exc, sqlite3.Error):
+                    raise
+                if committing:
+                    # A disk error while the log was synced: the commit frame
+                    # may be in the log, and SQLite's recovery may apply it.
+                    raise StoreError(
+                        f"store file {self.path!r}: {exc} while committing; the outcome is "
+                        "unknown until the keys are read back",
+                        path=self.path,
+                    ) from None
+                raise sqlite_error(exc, self.path) from None
             return result
 
     @staticmethod
@@ -362,8 +373,7 @@ class SQLiteBackend:
                         )
                     conn.execute("COMMIT")
                 except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
             except sqlite3.Error as exc:
                 raise sqlite_error(exc, self.path) from None
@@ -414,3 +424,11 @@ class SQLiteBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is open, keeping the error that got us here."""
+    if conn.in_transaction:
+        # A failing ROLLBACK leaves it to SQLite, which rolls back on its own.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
