@@ -18,16 +18,21 @@ import sys
 import time
 from pathlib import Path
 
+import dualstack_ipam
 from dualstack_ipam.store import SQLiteBackend
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
+PACKAGE_ROOT = str(Path(dualstack_ipam.__file__).resolve().parent.parent)
 
 
 def start(mode: str, db: Path, acks: Path, name: str, *args: object) -> subprocess.Popen[bytes]:
-    """Start a worker process."""
+    """Start a worker process (importing this checkout's package, installed or not)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, WORKER, mode, str(db), str(acks), name, *map(str, args)],
         stderr=subprocess.PIPE,
+        env=env,
     )
 
 
