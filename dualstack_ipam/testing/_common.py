@@ -210,7 +210,6 @@ def draw_outside(draw: st.DrawFn, family: IPFamily, prefixlen: int, avoid: Net) 
 
 # -- shared by the strategy modules -------------------------------------------
 
-OTHER = {IPFamily.IPv4: IPFamily.IPv6, IPFamily.IPv6: IPFamily.IPv4}
 SEED_CLUSTER = {IPFamily.IPv4: ("10.244.0.0/16", 24), IPFamily.IPv6: ("fc00::/24", 64)}
 """The seed's cluster CIDRs and the default node masks."""
 SEED_SERVICE = {IPFamily.IPv4: "10.96.0.0/12", IPFamily.IPv6: "fd00:10:96::/112"}
