@@ -5,10 +5,15 @@ A snapshot is a plain ``dict`` that ``json.dumps`` accepts as it is::
     {"kind": "SubnetPool", "version": 1, "used": 3, ...class fields...}
 
 ``kind`` names the class, ``version`` the format (:data:`FORMAT_VERSION`),
-``used`` how many slots are allocated. Integers that may exceed 2**53 are
-written as decimal strings so that JSON tools which read numbers as doubles
-lose nothing; readers accept either form. Every key a class writes is
-required when it restores.
+``used`` how many slots are allocated. Every key a class writes is required
+when it restores.
+
+This module is the one home of the rule for integers in JSON, used by every
+snapshot and by the bitmaps' serialised form: below 2**53 a JSON number,
+from 2**53 up a decimal string, so that JSON tools which read numbers as
+doubles lose nothing. A reader takes a number of any size (Python reads it
+exactly) but a string only where the writer would have written one: ``"5"``
+is refused.
 
 >>> data = envelope("Example", 3, cursor=write_int(2**64))
 >>> data
@@ -33,7 +38,14 @@ _JSON_SAFE_INT = 1 << 53
 
 
 def write_int(value: int) -> int | str:
-    """``value`` as JSON can carry it exactly: an int below 2**53, else a string."""
+    """``value`` as JSON can carry it exactly: an int below 2**53, else a string.
+
+    Complexity:
+        O(digits).
+
+    >>> write_int(2**53 - 1), write_int(2**53)
+    (9007199254740991, '9007199254740992')
+    """
     return value if -_JSON_SAFE_INT < value < _JSON_SAFE_INT else str(value)
 
 
@@ -42,6 +54,19 @@ def read_int(value: Any, what: str, *, minimum: int = 0) -> int:
 
     A string must hold a number of at least 2**53, as :func:`write_int` writes
     it (the canonical form), and at most 60 digits.
+
+    Raises:
+        SnapshotError: not an int or such a string, or below ``minimum``.
+
+    Complexity:
+        O(digits), at most 60.
+
+    >>> read_int("9007199254740992", "used"), read_int(5, "used")
+    (9007199254740992, 5)
+    >>> read_int("5", "used")
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.SnapshotError: snapshot field 'used' must be an integer, got '5'
     """
     if type(value) is int:
         number = value
@@ -61,7 +86,14 @@ def read_int(value: Any, what: str, *, minimum: int = 0) -> int:
 
 
 def envelope(kind: str, used: int, **fields: Any) -> dict[str, Any]:
-    """Start a snapshot of ``kind`` with ``used`` allocated, then ``fields``."""
+    """Start a snapshot of ``kind`` with ``used`` allocated, then ``fields``.
+
+    Complexity:
+        O(fields).
+
+    >>> envelope("Example", 0)
+    {'kind': 'Example', 'version': 1, 'used': 0}
+    """
     return {"kind": kind, "version": FORMAT_VERSION, "used": write_int(used), **fields}
 
 
@@ -70,6 +102,14 @@ def open_envelope(data: Any, kind: str, keys: Iterable[str]) -> Mapping[str, Any
 
     Raises:
         SnapshotError: not a mapping, another kind or version, or a key missing.
+
+    Complexity:
+        O(keys).
+
+    >>> open_envelope({"kind": "Example", "version": 1}, "Example", [])
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.SnapshotError: Example snapshot lacks ['used']
     """
     if not isinstance(data, Mapping):
         raise SnapshotError(f"a snapshot must be a mapping, got {type(data).__name__}")

@@ -107,7 +107,7 @@ class Bitmap(Protocol):
         """Like :meth:`find_free`, and mark the slot used.
 
         Complexity:
-            As :meth:`find_free`.
+            O(1) chunk visits, as :meth:`find_free`.
         """
         ...
 
@@ -138,7 +138,7 @@ class Bitmap(Protocol):
             IndexError: the range is not inside ``[0, size)``.
 
         Complexity:
-            As :meth:`add_range`.
+            O(chunks touched), as :meth:`add_range`.
         """
         ...
 
@@ -149,7 +149,7 @@ class Bitmap(Protocol):
             IndexError: the range is not inside ``[0, size)``.
 
         Complexity:
-            As :meth:`find_free`.
+            O(1) chunk visits, as :meth:`find_free`.
         """
         ...
 
