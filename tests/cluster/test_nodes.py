@@ -145,6 +145,36 @@ def test_node_names_must_be_non_empty_strings(bad: Any) -> None:
     assert bad not in alloc
 
 
+@pytest.mark.parametrize("name", ["Node_1", "node 1", "ü", "a" * 300, "-", "10.0.0.1"])
+def test_any_non_empty_str_names_a_node(name: str) -> None:
+    alloc = NodeCIDRAllocator(SEED)
+    assert alloc.allocate(name) == alloc.get(name)
+    assert list(alloc) == [name]
+
+
+@pytest.mark.parametrize(
+    "cidrs",
+    [
+        {"10.244.9.0/24"},
+        frozenset({"10.244.9.0/24"}),
+        {"10.244.9.0/24": 1},
+        iter(["10.244.9.0/24"]),
+        (c for c in ["10.244.9.0/24"]),
+        netaddr.IPSet(["10.244.9.0/24"]),
+        netaddr.IPRange("10.244.9.0", "10.244.9.255"),
+        b"10.244.9.0/24",
+        range(3),
+        5,
+    ],
+    ids=repr,
+)
+def test_occupy_refuses_what_is_not_an_ordered_cidr_list(cidrs: Any) -> None:
+    # One rule for CIDR lists (net.split_cidrs): unordered or lazy values are
+    # refused at once, never iterated.
+    alloc = NodeCIDRAllocator(SEED)
+    unchanged(alloc, lambda: alloc.occupy("n", cidrs), InvalidConfigError)
+
+
 # ---------------------------------------------------------------- Services
 
 
@@ -285,6 +315,11 @@ def test_release_get_contains_len_items_iter() -> None:
     assert ("a" in alloc, "z" in alloc, None in alloc, len(alloc)) == (True, False, False, 2)
     assert list(alloc) == ["a", "b"]
     assert alloc.items() == [("a", a), ("b", b)]
+    # Sorted by name, not by arrival (the owner table's one order).
+    c = alloc.allocate("0")
+    assert list(alloc) == ["0", "a", "b"]
+    assert alloc.items() == [("0", c), ("a", a), ("b", b)]
+    assert alloc.release("0")
     assert alloc.release("a") is True
     assert alloc.release("a") is False
     assert alloc.get("a") is None

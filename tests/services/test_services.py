@@ -268,6 +268,42 @@ def populated() -> ServiceIPAllocator:
     return alloc
 
 
+class TestOwners:
+    def test_owner_of_finds_the_key_of_either_family(self) -> None:
+        alloc = ServiceIPAllocator(SEED, strategy="sequential")
+        svc = alloc.allocate_service(
+            {"metadata": {"name": "web"}, "spec": {"ipFamilyPolicy": "RequireDualStack"}}
+        )
+        alloc.allocate("dns", ip="10.96.0.10")
+        for text in svc["spec"]["clusterIPs"]:
+            assert alloc.owner_of(text) == "default/web"
+            assert alloc.owner_of(ip(text)) == "default/web"
+        assert alloc.owner_of("10.96.0.10") == "dns"
+        assert alloc.owner_of("10.96.0.11") is None
+        alloc.release("default/web")
+        assert [alloc.owner_of(t) for t in svc["spec"]["clusterIPs"]] == [None, None]
+
+    def test_owner_of_outside_the_ranges_or_families_is_none(self) -> None:
+        alloc = ServiceIPAllocator(V4_ONLY)
+        alloc.allocate("a")
+        assert alloc.owner_of("192.168.0.1") is None
+        assert alloc.owner_of("fd00:10:96::1") is None
+
+    @pytest.mark.parametrize("bad", ["garbage", "10.96.0.0/24", None, 5.5])
+    def test_owner_of_needs_an_address(self, bad: Any) -> None:
+        alloc = ServiceIPAllocator(V4_ONLY)
+        with pytest.raises(AddressFormatError):
+            alloc.owner_of(bad)
+
+    def test_iteration_is_sorted_by_key(self) -> None:
+        alloc = ServiceIPAllocator(SMALL)
+        for key in ("web", "default/b", "api", "default/a"):
+            alloc.allocate(key)
+        assert list(alloc) == ["api", "default/a", "default/b", "web"]
+        assert [key for key, _ in alloc.items()] == list(alloc)
+        assert list(alloc.snapshot()["services"]) == list(alloc)
+
+
 class TestSnapshot:
     def test_round_trip(self) -> None:
         alloc = populated()

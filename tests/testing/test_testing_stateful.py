@@ -12,12 +12,15 @@ from typing import Any
 
 import netaddr
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
-from dualstack_ipam import ClusterConfig
+from dualstack_ipam import ClusterConfig, IPAMError, ServiceIPAllocator, ServiceValidationError
+from dualstack_ipam.testing._manifests import context
+from dualstack_ipam.testing._updates import EDITS, Edit, edit_service
 from dualstack_ipam.testing.stateful import DualStackClusterMachine, ReferenceModel
+from dualstack_ipam.testing.strategies import service_manifests
 
 FAST = settings(
     max_examples=15,
@@ -247,3 +250,56 @@ def test_configs_need_a_service_range() -> None:
 # The machine as users run it: a TestCase class collected by pytest.
 DualStackClusterMachine.TestCase.settings = FAST
 TestDualStackClusterMachine = DualStackClusterMachine.TestCase
+
+
+# ------------------------------------------------------------ the machine's edits
+
+SEED = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/28,fd00::/124")
+
+
+def created() -> tuple[ServiceIPAllocator, dict[str, Any]]:
+    alloc = ServiceIPAllocator(SEED, strategy="sequential")
+    alloc.allocate("other", ip="10.96.0.5")
+    return alloc, alloc.allocate_service(
+        {"metadata": {"name": "web"}, "spec": {"ipFamily": "IPv4"}}
+    )
+
+
+@pytest.mark.parametrize("change", EDITS)
+def test_every_edit_changes_its_field(change: str) -> None:
+    alloc, old = created()
+    edits = st.composite(edit_service)(old, context(None, alloc))
+    edit = find(edits, lambda e: e.change == change and e.manifest != old)
+    assert edit.fields
+    assert edit.manifest != old
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_a_refused_edit_names_a_field_it_allows(data: st.DataObject) -> None:
+    alloc = ServiceIPAllocator(SEED, strategy="sequential")
+    alloc.allocate("other", ip="10.96.0.5")
+    old = alloc.allocate_service(data.draw(service_manifests(allocator=alloc), label="old"))
+    edit = data.draw(st.composite(edit_service)(old, context(None, alloc)), label="edit")
+    field = _refusal(alloc, old, edit)
+    assert field is None or field in edit.fields, (edit.change, field)
+
+
+def _refusal(alloc: ServiceIPAllocator, old: dict[str, Any], edit: Edit) -> str | None:
+    trial = ServiceIPAllocator.restore(alloc.snapshot())  # the same state, to spend
+    try:
+        trial.update_service(old, edit.manifest)
+    except ServiceValidationError as exc:
+        return exc.field
+    except IPAMError:
+        return None
+    return None
+
+
+def test_the_alpha_family_edit_is_refused_at_its_field() -> None:
+    alloc, old = created()
+    edits = st.composite(edit_service)(old, context(None, alloc))
+    edit = find(
+        edits, lambda e: e.change == "ip-family" and e.manifest["spec"]["ipFamily"] != "IPv4"
+    )
+    assert _refusal(alloc, old, edit) == "spec.ipFamily"

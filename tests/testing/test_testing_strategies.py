@@ -254,6 +254,20 @@ def test_allocators_follow_dual_stack(dual_stack: bool, data: st.DataObject) -> 
     assert (len(services.config.service_families) == 2) == dual_stack
 
 
+@pytest.mark.parametrize("ranges", [0, 1, 2])
+@settings(max_examples=10)
+@given(data=st.data())
+def test_node_allocators_take_min_service_ranges(ranges: int, data: st.DataObject) -> None:
+    alloc = data.draw(ds.node_allocators(min_service_ranges=ranges))
+    assert len(alloc.config.service_families) >= ranges
+    alloc._check_invariants()
+
+
+def test_node_allocators_min_service_ranges_with_a_config() -> None:
+    alloc = find(ds.node_allocators(config=SEED, min_service_ranges=2), lambda a: True)
+    assert alloc.config == SEED
+
+
 # ------------------------------------------------------------ validity: manifests
 
 
@@ -715,6 +729,9 @@ BAD_ARGUMENTS: list[tuple[Callable[..., Any], dict[str, Any]]] = [
         ds.node_allocators,
         {"config": ClusterConfig("10.0.0.0/24", "10.0.0.0/24"), "fill": "one-free"},
     ),
+    (ds.node_allocators, {"min_service_ranges": 3}),
+    (ds.node_allocators, {"min_service_ranges": -1}),
+    (ds.node_allocators, {"config": ClusterConfig("10.0.0.0/8"), "min_service_ranges": 1}),
     (ds.service_ip_allocators, {"config": ClusterConfig("10.0.0.0/8")}),
     (ds.service_ip_allocators, {"config": V4, "dual_stack": True}),
     (ds.service_ip_allocators, {"config": SEED, "fill": ("half", "full")}),
