@@ -21,8 +21,9 @@ rendered back (:meth:`ClusterConfig.component_flags`) so that
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import netaddr
@@ -36,6 +37,9 @@ from dualstack_ipam.cluster.flags import (
 from dualstack_ipam.cluster.rules import check_cidr_lists, check_mask, node_subnets
 from dualstack_ipam.errors import FamilyNotConfiguredError, InvalidConfigError, SnapshotError
 from dualstack_ipam.net import CIDRList, IPFamily, Net, make_network, parse_family
+
+if TYPE_CHECKING:
+    from dualstack_ipam.forecast import Forecast
 
 __all__ = ["DEFAULT_NODE_MASK", "ClusterConfig"]
 
@@ -397,6 +401,46 @@ node_mask_ipv4=20, node_mask_ipv6=64)
         240
         """
         return min(self.node_capacity(family) for family in self._cluster)
+
+    def forecast(
+        self,
+        *,
+        nodes_per_day: int | float = 0,
+        services_per_day: int | float | Mapping[Any, int | float] = 0,
+        now: datetime.date | None = None,
+        used: Any = None,
+    ) -> Forecast:
+        """When each node and Service range runs out at constant rates per day.
+
+        :func:`dualstack_ipam.forecast.forecast` on this cluster, which
+        documents the arguments and the linear model: a number for
+        ``services_per_day`` counts Services of the primary Service family,
+        a mapping gives a rate by family; ``used`` counts what is held now
+        (allocators, or ``show --json``'s ``usage``); a rate of 0 is "never".
+
+        Raises:
+            InvalidConfigError: a bad rate, ``now`` or ``used``.
+            FamilyNotConfiguredError: a rate or count for a missing range.
+
+        Complexity:
+            O(1) (at most four ranges).
+
+        >>> import datetime
+        >>> result = ClusterConfig("10.0.0.0/16", "10.96.0.0/24").forecast(
+        ...     nodes_per_day=16, services_per_day=0, now=datetime.date(2026, 1, 1))
+        >>> [entry.when for entry in result]
+        ['2026-01-17', 'never']
+        """
+        # Deferred: the forecast module imports this one.
+        from dualstack_ipam.forecast import forecast
+
+        return forecast(
+            self,
+            nodes_per_day=nodes_per_day,
+            services_per_day=services_per_day,
+            now=now,
+            used=used,
+        )
 
     def _net(self, table: dict[IPFamily, Net], family: IPFamily | str, what: str) -> Net:
         fam = parse_family(family)

@@ -692,3 +692,37 @@ def test_binary_cidr_lists_are_refused_not_iterated(raw: Any) -> None:
         alloc.occupy("node", raw)
     with pytest.raises(InvalidConfigError):
         MasqueradePolicy(raw)
+
+
+# ---------------------------------------------------------------- forecast
+
+
+def test_forecast_method_is_the_forecast_module_on_this_cluster() -> None:
+    import datetime
+
+    from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+    from dualstack_ipam.forecast import forecast
+
+    config = seed()
+    nodes = NodeCIDRAllocator(config)
+    nodes.allocate("node-1")
+    day = datetime.date(2026, 1, 1)
+    kwargs: dict[str, Any] = {
+        "nodes_per_day": 10,
+        "services_per_day": {"IPv6": 3},
+        "now": day,
+        "used": nodes,
+    }
+    assert config.forecast(**kwargs) == forecast(config, **kwargs)
+    result = config.forecast(nodes_per_day=10, now=day, used=nodes)
+    assert result.get(V4, "node_cidrs").used == 1
+    assert result.get(V4, "node_cidrs").runs_out == datetime.date(2026, 1, 26)
+    assert result.get(V6, "service_ips").runs_out is None
+    assert config.forecast(now=day).first is None  # every rate 0: never
+
+
+def test_forecast_method_refuses_what_the_function_refuses() -> None:
+    with pytest.raises(InvalidConfigError, match="-1"):
+        seed().forecast(nodes_per_day=-1)
+    with pytest.raises(FamilyNotConfiguredError):
+        ClusterConfig("10.0.0.0/16", "10.96.0.0/24").forecast(services_per_day={"IPv6": 1})
