@@ -211,7 +211,7 @@ def service_ip_pools(
 
     Complexity:
         O(capacity / 4096) per draw for a dense range (at most 2**24
-            addresses), O(log capacity) for a sparse one.
+        addresses), O(log capacity) for a sparse one.
 
     >>> from hypothesis import find
     >>> find(service_ip_pools(family="IPv6", fill="one-free"), lambda pool: True)
