@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -262,3 +263,34 @@ def test_encoding_needs_no_lock(make: Callable[[], SubnetPool | ServiceIPPool]) 
     builder.join()
     assert not stalled, "building the snapshot waited for the pool's lock"
     assert built == [expected]
+
+
+@pytest.mark.parametrize("make", POOL_MAKERS, ids=POOL_IDS)
+def test_runs_walked_while_allocating_are_ascending_and_apart(
+    make: Callable[[], SubnetPool | ServiceIPPool],
+) -> None:
+    """``runs()`` reads in batches without holding the lock between them: what it
+    gives stays ascending, non-empty and never touching, and was allocated."""
+    pool = make()
+    done = threading.Event()
+    walks: list[list[tuple[int, int]]] = []
+
+    def allocate() -> None:
+        try:
+            for i in range(3000):
+                pool.allocate_next()
+                if i % 16 == 0:
+                    time.sleep(0)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=allocate)
+    worker.start()
+    while not done.is_set():
+        walks.append(list(pool.runs()))
+    worker.join()
+    final = slots(pool)
+    for runs in walks:
+        assert all(first < stop for first, stop in runs)
+        assert all(a[1] < b[0] for a, b in pairwise(runs))
+        assert {slot for first, stop in runs for slot in range(first, stop)} <= final
