@@ -57,6 +57,13 @@ LOCALITY_SPAN = 1 << 24
 class SparseBitmap:
     """A set of integer indices in ``[0, size)`` with fast free-slot search.
 
+    Satisfies :class:`~dualstack_ipam.bitmap.protocol.Bitmap`. ``count``
+    (slots in use) is a plain attribute, read on the hot path; only the
+    bitmap writes it.
+
+    Complexity:
+        O(1) to build, whatever the size.
+
     >>> b = SparseBitmap(10)
     >>> b.add(3), b.add(3), b.count
     (True, False, 1)
