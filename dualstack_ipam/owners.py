@@ -1,19 +1,12 @@
 """The owner table both allocators share: which key holds which addresses.
 
-A key (a node name, a Service key) is a plain non-empty string and holds
-at most one address per family. An address here is a ``(family, slot)``
-pair of ints: the subnet index for node CIDRs, the address itself for
-Service IPs; the allocator turns them into netaddr objects at its edge.
-The table keeps both directions (key -> addresses, address -> key), the
-per-family counts, and the keys in sorted order, so that every allocator
-iterates in one order, sorted by key, at O(log n) per change.
-
-:class:`KeyedAllocator` gives an allocator built on the table its
-read-only mapping surface (``key in alloc``, ``len``, iteration, ``items``,
-``get``) in one place.
-
-The table has no lock of its own: the allocator holding it calls it under
-its lock.
+A key (node name, Service key) is a plain non-empty string holding at most
+one address per family; an address is a ``(family, slot)`` pair of ints
+(subnet index or IP). The table keeps both directions, the per-family counts
+and the keys sorted, so every allocator iterates in one order, sorted by
+key, at O(log n) per change. :class:`KeyedAllocator` is the surface built on
+it that both allocators share. The table has no lock: its allocator's lock
+guards it.
 
 >>> table = OwnerTable((IPFamily.IPv4, IPFamily.IPv6), "key", "Service range")
 >>> table.put("web", ((IPFamily.IPv4, 7),))
@@ -26,20 +19,34 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sortedcontainers import SortedList
 
 from dualstack_ipam.errors import FamilyNotConfiguredError, InvalidConfigError, SnapshotError
 from dualstack_ipam.net import IPFamily, parse_family
-from dualstack_ipam.pools.base import BasePool
 
-__all__ = ["Address", "KeyedAllocator", "OwnerTable", "check_key"]
+__all__ = ["Address", "KeyedAllocator", "OwnerTable", "Pool", "check_key"]
 
 Address = tuple[IPFamily, int]
 """One held slot: its family, and its number in that family (an int)."""
 
 T = TypeVar("T")
+
+
+class Pool(Protocol):
+    """What the allocators' pools (SubnetPool, ServiceIPPool) offer the owner checks."""
+
+    @property
+    def family(self) -> IPFamily: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def free(self) -> int: ...
+    def is_allocated(self, value: Any) -> bool: ...
+    def _check_invariants(self) -> None: ...
 
 
 def check_key(key: Any, what: str = "key") -> str:
@@ -93,17 +100,6 @@ class OwnerTable:
         self._keys: SortedList = SortedList()
         self._counts = dict.fromkeys(self.families, 0)
 
-    def check_key(self, key: Any) -> str:
-        """``key`` if it is a non-empty ``str`` (:func:`check_key`).
-
-        Raises:
-            InvalidConfigError: anything else.
-
-        Complexity:
-            O(1).
-        """
-        return check_key(key, self.key_name)
-
     def family(self, value: Any) -> IPFamily:
         """``value`` as an :class:`IPFamily` the allocator has a range for.
 
@@ -148,14 +144,6 @@ class OwnerTable:
             O(1).
         """
         return self._counts[family]
-
-    def __contains__(self, key: object) -> bool:
-        """Whether ``key`` holds anything (False for a non-str).
-
-        Complexity:
-            O(1).
-        """
-        return isinstance(key, str) and key in self._held
 
     def __len__(self) -> int:
         """The number of keys holding addresses.
@@ -315,6 +303,16 @@ class KeyedAllocator(Generic[T]):
     A subclass sets ``_table`` and ``_lock``, finds a family's pool in
     :meth:`_pool` and builds the objects it returns in :meth:`_build`.
     Iteration is sorted by key for every allocator.
+
+    >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+    >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
+    >>> _ = alloc.allocate("b"), alloc.allocate("a")
+    >>> list(alloc), len(alloc), "a" in alloc, 3 in alloc, alloc.get("c")
+    (['a', 'b'], 2, True, False, None)
+    >>> alloc.items()[0]
+    ('a', (IPNetwork('10.0.1.0/24'),))
+    >>> alloc.capacity("IPv4"), alloc.used("IPv4"), alloc.free("IPv4")
+    (256, 2, 250)
     """
 
     __slots__ = ()
@@ -324,8 +322,47 @@ class KeyedAllocator(Generic[T]):
     def _build(self, address: Address) -> T:
         raise NotImplementedError
 
-    def _pool(self, family: Any) -> BasePool:
+    def _pool(self, family: Any) -> Pool:
         raise NotImplementedError
+
+    def _allocated(self, address: Address) -> bool:
+        return self._pool(address[0]).is_allocated(self._build(address))
+
+    def _load_owners(
+        self,
+        kind: str,
+        entries: Any,
+        read: Callable[[str, str], Address],
+        *,
+        in_family_order: bool = False,
+    ) -> None:
+        """Fill the table from a snapshot's entries; the pools must be loaded.
+
+        Raises:
+            SnapshotError: as :meth:`OwnerTable.load`, or pools whose counts
+                are not what the keys (and the set-aside) hold.
+        """
+        self._table.load(kind, entries, read, self._allocated, in_family_order=in_family_order)
+        for family in self._table.families:
+            pool, held, aside = (
+                self._pool(family),
+                self._table.count(family),
+                self._set_aside(family),
+            )
+            if pool.used != held + aside:
+                raise SnapshotError(
+                    f"{kind} snapshot: the {family} pool has {pool.used} allocated, but "
+                    f"{held} are held and {aside} set aside"
+                )
+
+    def _check_owners(self) -> None:
+        """Assert the table against the pools, and every pool's own invariants."""
+        self._table._check_invariants(self._allocated)
+        for family in self._table.families:
+            pool = self._pool(family)
+            pool._check_invariants()
+            count = self._table.count(family)
+            assert pool.used == count + self._set_aside(family), (family, pool.used, count)
 
     def _set_aside(self, family: IPFamily) -> int:
         """Slots of ``family``'s pool allocated for something other than a key."""
@@ -339,10 +376,6 @@ class KeyedAllocator(Generic[T]):
 
         Complexity:
             O(1).
-
-        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-        >>> NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24")).capacity("IPv6") == 2**40
-        True
         """
         return self._pool(family).capacity
 
@@ -354,12 +387,6 @@ class KeyedAllocator(Generic[T]):
 
         Complexity:
             O(1).
-
-        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
-        >>> _ = alloc.allocate("a")
-        >>> alloc.used("IPv4")
-        1
         """
         with self._lock:
             pool = self._pool(family)
@@ -373,12 +400,6 @@ class KeyedAllocator(Generic[T]):
 
         Complexity:
             O(1).
-
-        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
-        >>> _ = alloc.allocate("a")
-        >>> alloc.free("IPv4")
-        251
         """
         return self._pool(family).free
 
@@ -392,13 +413,8 @@ class KeyedAllocator(Generic[T]):
 
         Complexity:
             O(1).
-
-        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> alloc.get("a") is None, alloc.allocate("a") == alloc.get("a")
-        (True, True)
         """
-        self._table.check_key(key)
+        check_key(key, self._table.key_name)
         with self._lock:
             held = self._table.get(key)
             return None if held is None else tuple(map(self._build, held))
@@ -408,26 +424,14 @@ class KeyedAllocator(Generic[T]):
 
         Complexity:
             O(1).
-
-        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.allocate("a")
-        >>> "a" in alloc, "b" in alloc, 3 in alloc
-        (True, False, False)
         """
-        return key in self._table
+        return isinstance(key, str) and self._table.get(key) is not None
 
     def __len__(self) -> int:
         """The number of keys holding anything.
 
         Complexity:
             O(1).
-
-        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.allocate("a"), alloc.allocate("b")
-        >>> len(alloc)
-        2
         """
         return len(self._table)
 
@@ -436,12 +440,6 @@ class KeyedAllocator(Generic[T]):
 
         Complexity:
             O(n) for the copy.
-
-        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.allocate("b"), alloc.allocate("a")
-        >>> list(alloc)
-        ['a', 'b']
         """
         with self._lock:
             return iter(list(self._table))
@@ -451,12 +449,6 @@ class KeyedAllocator(Generic[T]):
 
         Complexity:
             O(n).
-
-        >>> from dualstack_ipam import ClusterConfig, ServiceIPAllocator
-        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
-        >>> _ = alloc.allocate("b", ip="10.96.0.2"), alloc.allocate("a", ip="10.96.0.1")
-        >>> alloc.items()
-        [('a', (IPAddress('10.96.0.1'),)), ('b', (IPAddress('10.96.0.2'),))]
         """
         with self._lock:
             return [(key, tuple(map(self._build, held))) for key, held in self._table.items()]

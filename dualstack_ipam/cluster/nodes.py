@@ -7,9 +7,8 @@ CIDRs of both families together. Where Kubernetes leaks the first family's
 CIDR when the second family is exhausted, and matches a node's ``podCIDRs``
 to pools by position, this allocator is all-or-nothing and matches by family.
 
-Inside, a node's CIDRs are subnet indices (``{family: index}``) and the
-reverse map ``(family, index) -> node`` makes :meth:`~NodeCIDRAllocator.owner_of`
-O(1). Service ranges that overlap a cluster CIDR are occupied at
+Who holds what is an :class:`~dualstack_ipam.owners.OwnerTable` of subnet
+indices. Service ranges that overlap a cluster CIDR are occupied at
 construction, as kube-controller-manager does at start-up, and are never
 handed out nor released.
 
@@ -39,7 +38,7 @@ from dualstack_ipam.errors import (
     SnapshotError,
 )
 from dualstack_ipam.net import IPFamily, Net, make_address, make_network, parse_network, split_cidrs
-from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable
+from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.pools.subnets import SubnetPool
 from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
@@ -142,35 +141,27 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
 
     def _locate(self, node: str, net: Net, seen: dict[IPFamily, int]) -> int:
         """The subnet index of one of ``node``'s pod CIDRs, checked against the config."""
-        pool = self._pools.get(net.family)
-        text = str(make_network(*net))
+        pool, value = self._pools.get(net.family), make_network(*net)
+        where = f"node {node!r}: pod CIDR {str(value)!r}"
         if pool is None:
-            raise FamilyNotConfiguredError(
-                f"node {node!r}: pod CIDR {text!r} is {net.family}, which the cluster has no "
-                f"cluster CIDR for",
-                family=net.family,
-            )
+            message = f"{where} is {net.family}, which the cluster has no cluster CIDR for"
+            raise FamilyNotConfiguredError(message, family=net.family)
         if net.family in seen:
             other = pool.subnet_at(seen[net.family])
-            raise InvalidConfigError(
-                f"node {node!r}: two {net.family} pod CIDRs ({other} and {text}); "
-                "a node holds at most one per family",
-                value=make_network(*net),
+            message = (
+                f"node {node!r}: two {net.family} pod CIDRs ({other} and {value}); at most one"
             )
+            raise InvalidConfigError(message, value=value)
         if net.prefixlen != pool.prefixlen:
-            raise InvalidConfigError(
-                f"node {node!r}: pod CIDR {text!r} has prefix length {net.prefixlen}, but the "
-                f"{net.family} node mask is {pool.prefixlen}",
-                value=make_network(*net),
+            message = (
+                f"{where} has prefix length {net.prefixlen}, but the {net.family} node mask is"
             )
+            raise InvalidConfigError(f"{message} {pool.prefixlen}", value=value)
         try:
-            return pool.index_of(make_network(*net))
+            return pool.index_of(value)
         except NotInRangeError:
-            raise NotInRangeError(
-                f"node {node!r}: pod CIDR {text!r} is not inside the cluster CIDR {pool.cidr}",
-                value=make_network(*net),
-                pool_cidr=pool.cidr,
-            ) from None
+            message = f"{where} is not inside the cluster CIDR {pool.cidr}"
+            raise NotInRangeError(message, value=value, pool_cidr=pool.cidr) from None
 
     # ------------------------------------------------------------ public
 
@@ -195,7 +186,7 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         >>> alloc.allocate("a") == alloc.get("a")
         True
         """
-        self._table.check_key(node)
+        check_key(node, "node name")
         with self._lock:
             held = dict(self._table.get(node) or ())
             missing = [family for family in self._pools if family not in held]
@@ -247,7 +238,7 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         >>> alloc.owner_of("fc00:0:0:7::1")
         'a'
         """
-        self._table.check_key(node)
+        check_key(node, "node name")
         nets = [parse_network(cidr) for cidr in split_cidrs(cidrs, "pod CIDRs")]
         if not nets:
             raise InvalidConfigError(
@@ -304,7 +295,7 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         >>> alloc.release("a"), alloc.release("a"), alloc.used("IPv4")
         (True, False, 0)
         """
-        self._table.check_key(node)
+        check_key(node, "node name")
         with self._lock:
             held = self._table.pop(node)
             for family, index in held or ():
@@ -425,33 +416,25 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
             raise SnapshotError(f"{_KIND} snapshot field 'nodes' must be a mapping")
         for family, pool_data in zip(config.families, pools, strict=True):
             alloc._load_pool(family, pool_data)
-        alloc._table.load(
-            _KIND,
-            nodes,
-            alloc._read_cidr,
-            lambda a: alloc._pools[a[0]].is_allocated(alloc._build(a)),
-            in_family_order=True,
-        )
-        alloc._check_counts(read_int(fields["used"], "used"))
+        alloc._load_owners(_KIND, nodes, alloc._read_cidr, in_family_order=True)
+        used = read_int(fields["used"], "used")
+        if used != len(alloc):
+            raise SnapshotError(f"{_KIND} snapshot says used={used} but lists {len(alloc)}")
         return alloc
 
     def _load_pool(self, family: IPFamily, data: Any) -> None:
-        pool = SubnetPool.restore(data)
-        fresh = self._pools[family]
+        pool, fresh = SubnetPool.restore(data), self._pools[family]
         if (pool.cidr, pool.prefixlen, pool.strategy) != (
             fresh.cidr,
             fresh.prefixlen,
-            fresh.strategy,
+            self.strategy,
         ):
-            raise SnapshotError(
-                f"{_KIND} snapshot: {family} pool {pool!r} does not match the configuration "
-                f"({fresh!r})"
-            )
-        if family in self._reserved and not pool.is_allocated(self._config.service_cidr(family)):
-            raise SnapshotError(
-                f"{_KIND} snapshot: the {family} subnets set aside for the Service range "
-                f"{self._config.service_cidr(family)} are not all allocated"
-            )
+            message = f"{family} pool {pool!r} does not match the configuration ({fresh!r})"
+            raise SnapshotError(f"{_KIND} snapshot: {message}")
+        service = self._config.service_cidr(family) if family in self._reserved else None
+        if service is not None and not pool.is_allocated(service):
+            message = f"the {family} subnets set aside for the Service range {service}"
+            raise SnapshotError(f"{_KIND} snapshot: {message} are not all allocated")
         self._pools[family] = pool
 
     def _read_cidr(self, node: str, text: str) -> Address:
@@ -464,17 +447,6 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
             raise SnapshotError(f"{_KIND} snapshot: {text} is held twice (node {node!r}, Services)")
         return address
 
-    def _check_counts(self, used: int) -> None:
-        if used != len(self._table):
-            raise SnapshotError(f"{_KIND} snapshot says used={used} but lists {len(self._table)}")
-        for family, pool in self._pools.items():
-            held = self._table.count(family)
-            if pool.used != held + self.reserved(family):
-                raise SnapshotError(
-                    f"{_KIND} snapshot: the {family} pool has {pool.used} subnets allocated, but "
-                    f"nodes hold {held} and Services {self.reserved(family)}"
-                )
-
     def _check_invariants(self) -> None:
         """Assert owners and pools agree, no CIDR is shared, counts add up.
 
@@ -483,18 +455,12 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         """
         with self._lock:
             assert list(self._pools) == list(self._config.families)
-            self._table._check_invariants(
-                lambda a: (
-                    not self._is_reserved(*a) and self._pools[a[0]].is_allocated(self._build(a))
-                )
-            )
+            self._check_owners()
             for node, held in self._table.items():
+                assert not any(self._is_reserved(*a) for a in held), node
                 assert [f for f, _ in held] == [f for f in self._pools if f in dict(held)], node
             for family, pool in self._pools.items():
-                pool._check_invariants()
                 assert pool.strategy == self._strategy
-                count = self._table.count(family)
-                assert pool.used == count + self.reserved(family), (family, pool.used, count)
                 assert pool.capacity - self.reserved(family) == self._config.node_capacity(family)
                 if family in self._reserved:
                     assert pool.is_allocated(self._config.service_cidr(family))

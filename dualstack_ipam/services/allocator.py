@@ -1,26 +1,16 @@
 """ServiceIPAllocator: Service cluster IPs of every configured family, by key.
 
-One :class:`~dualstack_ipam.ServiceIPPool` per Service range. A key (a plain
-string, or ``namespace/name`` for manifests: one shared namespace) holds one
-address per family, primary first. The seed's ``allocate(key, family, ip)``
-and the manifest API, which applies Kubernetes' dual-stack Service rules
-(:mod:`dualstack_ipam.services.manifest`), share that state. Every call is
-all-or-nothing and thread-safe.
-
-Choices where the contract is silent, made as a Kubernetes operator expects:
-
-- ``update_service`` inherits every omitted (absent or None) ``spec`` field,
-  and the name and namespace, from ``old``; ``clusterIP: ""``,
-  ``clusterIPs: []`` and ``ipFamilies: []`` count as omitted too, as in
-  Kubernetes' ``patchAllocatedValues``. The rest of ``new`` is taken as it
-  is. Returned addresses are in canonical text.
-- A manifest must be plain data: a recursive YAML alias, nesting deeper than
-  100 levels or an uncopyable value (a generator) is a
-  ``ServiceValidationError`` at that path, in every manifest method.
-- ``release_service`` releases by key, as ``kubectl delete`` does.
-- A requested address held by another key raises :class:`ClusterIPTakenError`:
-  both a ``ServiceValidationError`` (``.field``) and an
-  ``AlreadyAllocatedError`` (``.owner``), so "taken" and "invalid" differ.
+One :class:`~dualstack_ipam.ServiceIPPool` per Service range; who holds what
+is an :class:`~dualstack_ipam.owners.OwnerTable`. A key (a plain string, or
+``namespace/name`` for manifests: one shared namespace) holds one address
+per family, primary first. The seed's ``allocate(key, family, ip)`` and the
+manifest API (the rules, by stage, in :mod:`~dualstack_ipam.services.read`,
+:mod:`~dualstack_ipam.services.intent`, :mod:`~dualstack_ipam.services.update`
+and :mod:`~dualstack_ipam.services.render`) share that state. Every call is
+all-or-nothing and thread-safe; ``release_service`` releases by key, as
+``kubectl delete`` does. A requested address held by another key raises
+:class:`ClusterIPTakenError`: both a ``ServiceValidationError`` (``.field``)
+and an ``AlreadyAllocatedError`` (``.owner``), so "taken" and "invalid" differ.
 """
 
 from __future__ import annotations
@@ -39,16 +29,22 @@ from dualstack_ipam.errors import (
     InvalidConfigError,
     IPAMError,
     PoolExhaustedError,
-    ServiceValidationError,
     SnapshotError,
 )
 from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family, usable_span
-from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable
+from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import intent as it
 from dualstack_ipam.services import read
 from dualstack_ipam.services.render import render
-from dualstack_ipam.services.update import check_kept, check_unchanged, merge, resolve_update
+from dualstack_ipam.services.update import (
+    check_kept,
+    check_old,
+    check_unchanged,
+    read_new,
+    read_old,
+    resolve_update,
+)
 from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
 __all__ = ["ClusterIPTakenError", "ServiceIPAllocator"]
@@ -220,7 +216,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         >>> alloc.allocate("a"), alloc.allocate("a"), alloc.allocate("b", ip="10.96.0.5")
         (IPAddress('10.96.0.17'), IPAddress('10.96.0.17'), IPAddress('10.96.0.5'))
         """
-        self._table.check_key(key)
+        check_key(key)
         fam = None if family is None else parse_family(family)
         value = None
         if ip is not None:
@@ -256,7 +252,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         >>> _ = alloc.allocate("a"); alloc.release("a"), alloc.release("a")
         (True, False)
         """
-        self._table.check_key(key)
+        check_key(key)
         with self._lock:
             held = self._table.pop(key)
             self._free(held or ())
@@ -353,17 +349,13 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         >>> new["spec"]["clusterIPs"], alloc.get("default/web")
         (['10.96.0.17', 'fd00::11'], (IPAddress('10.96.0.17'), IPAddress('fd00::11')))
         """
-        key, old_tree, before = self._read_old(old)
+        key, old_tree, before = read_old(old)
         name = key.partition("/")[2]
-        new_tree = read.plain(new, name)
-        if not isinstance(new_tree, dict):
-            raise read.invalid(name, "", new_tree, "the new manifest must be a mapping")
-        merged = merge(old_tree, new_tree, name)
-        read.service_key(merged)  # new's kind and apiVersion
+        merged = read_new(old_tree, new, name)
         spec = read.spec_of(merged, name)
         with self._lock:
             held = self._table.get(key) or ()
-            self._check_old(key, before, held)
+            check_old(key, before, held)
             check_unchanged(before, read.spec_of(old_tree, name), spec, name)
             base = None if before.kind == it.EXTERNAL else before
             after = resolve_update(read.read_fields(spec, name), tuple(self._pools), base, name)
@@ -373,31 +365,6 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
             self._free(held[len(kept) :])
             self._table.put(key, kept + added)
         return render(merged, after, [_text(a) for a in kept + added])
-
-    @staticmethod
-    def _read_old(old: Any) -> tuple[str, dict[str, Any], it.Intent]:
-        """The key, a plain copy and the intent of an update's ``old`` manifest."""
-        try:
-            key, tree = read.read_manifest(old)
-            name = key.partition("/")[2]
-            return key, tree, it.describe(read.read_fields(read.spec_of(tree, name), name))
-        except ServiceValidationError as exc:
-            message = f"old manifest: {exc}"
-            raise ServiceValidationError(message, field=exc.field, value=exc.value) from None
-
-    @staticmethod
-    def _check_old(key: str, before: it.Intent, held: tuple[Address, ...]) -> None:
-        """Refuse an ``old`` manifest that does not list exactly what ``key`` holds."""
-        listed = it.addresses(before)
-        if listed == held and (listed or before.kind != it.CLUSTER):
-            return
-        ips = [_text(a) for a in listed if a[1] is not None]
-        families = [str(family) for family in before.families]
-        message = (
-            f"the old manifest of {key!r} lists cluster IPs {ips} for ipFamilies {families}, "
-            f"but this allocator holds {[_text(a) for a in held]} for it"
-        )
-        raise ServiceValidationError(message, field="spec.clusterIPs", value=ips)
 
     def release_service(self, manifest: Mapping[str, Any]) -> bool:
         """Release the addresses of the Service ``manifest`` names (by key).
@@ -479,17 +446,10 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         for family, pool in obj._pools.items():
             if pool.cidr != config.service_cidr(family) or pool.strategy != obj._strategy:
                 raise SnapshotError(f"{_KIND} snapshot pool {pool!r} disagrees with its config")
-        obj._table.load(
-            _KIND,
-            services,
-            obj._read_address,
-            lambda a: obj._pools[a[0]].is_allocated(obj._build(a)),
-        )
-        counts = {f: obj._table.count(f) for f in families}
-        if used != sum(counts.values()) or any(counts[f] != p.used for f, p in obj._pools.items()):
-            raise SnapshotError(
-                f"{_KIND} snapshot counts disagree: used={used}, keys hold {counts}"
-            )
+        obj._load_owners(_KIND, services, obj._read_address)
+        held = sum(map(obj._table.count, families))
+        if used != held:
+            raise SnapshotError(f"{_KIND} snapshot says used={used} but keys hold {held}")
         return obj
 
     def _read_address(self, key: str, text: str) -> Address:
@@ -509,8 +469,4 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         """
         with self._lock:
             assert tuple(self._pools) == self._config.service_families
-            self._table._check_invariants(lambda a: self._pools[a[0]].is_allocated(self._build(a)))
-            for family, pool in self._pools.items():
-                pool._check_invariants()
-                count = self._table.count(family)
-                assert pool.used == count, (family, pool.used, count)
+            self._check_owners()

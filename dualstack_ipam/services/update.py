@@ -7,6 +7,12 @@ alpha ``spec.ipFamily`` never change; the secondary family is added with a
 dual-stack policy and dropped only with ``SingleStack``; an unchanged
 ``PreferDualStack`` Service is neither upgraded nor downgraded.
 
+Where the contract is silent, as a Kubernetes operator expects: every
+omitted (absent or None) ``spec`` field, and the name and namespace, come
+from ``old``; ``clusterIP: ""``, ``clusterIPs: []`` and ``ipFamilies: []``
+count as omitted too (``patchAllocatedValues``); the rest of ``new`` is taken
+as it is.
+
 >>> old = {"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}}
 >>> merge(old, {"spec": {"clusterIP": "", "clusterIPs": []}}, "h")["spec"]
 {'clusterIP': 'None', 'clusterIPs': ['None']}
@@ -19,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from dualstack_ipam.errors import IPAMError
+from dualstack_ipam.errors import IPAMError, ServiceValidationError
 from dualstack_ipam.net import IPFamily, make_address, parse_address
 from dualstack_ipam.owners import Address
 from dualstack_ipam.services.intent import (
@@ -31,14 +37,93 @@ from dualstack_ipam.services.intent import (
     Intent,
     addresses,
     default_policy,
+    describe,
     resolve,
 )
-from dualstack_ipam.services.read import FAMILY_KEYS, NONE, Fields, invalid, mapping, spec_of
+from dualstack_ipam.services.read import (
+    FAMILY_KEYS,
+    NONE,
+    Fields,
+    invalid,
+    mapping,
+    plain,
+    read_fields,
+    read_manifest,
+    service_key,
+    spec_of,
+)
 
-__all__ = ["check_kept", "check_unchanged", "merge", "resolve_update"]
+__all__ = [
+    "check_kept",
+    "check_old",
+    "check_unchanged",
+    "merge",
+    "read_new",
+    "read_old",
+    "resolve_update",
+]
 
 _IMMUTABLE = "may not change once set"
 _PATCHED = ("clusterIP", "clusterIPs", "ipFamilies")
+
+
+def read_old(old: Any) -> tuple[str, dict[str, Any], Intent]:
+    """The key, a plain copy and the intent of an update's ``old`` manifest.
+
+    Raises:
+        ServiceValidationError: ``old`` is invalid (the message starts with
+            "old manifest").
+
+    Complexity:
+        O(size of ``old``).
+    """
+    try:
+        key, tree = read_manifest(old)
+        name = key.partition("/")[2]
+        return key, tree, describe(read_fields(spec_of(tree, name), name))
+    except ServiceValidationError as exc:
+        message = f"old manifest: {exc}"
+        raise ServiceValidationError(message, field=exc.field, value=exc.value) from None
+
+
+def read_new(old: dict[str, Any], new: Any, name: str) -> dict[str, Any]:
+    """A plain copy of ``new`` merged over ``old`` (:func:`merge`), its kind checked.
+
+    Raises:
+        ServiceValidationError: ``new`` is not a mapping of plain data, or
+            as :func:`merge` and :func:`~dualstack_ipam.services.read.service_key`.
+
+    Complexity:
+        O(size of ``new``).
+    """
+    tree = plain(new, name)
+    if not isinstance(tree, dict):
+        raise invalid(name, "", tree, "the new manifest must be a mapping")
+    merged = merge(old, tree, name)
+    service_key(merged)  # new's kind and apiVersion
+    return merged
+
+
+def check_old(key: str, old: Intent, held: Sequence[Address]) -> None:
+    """Refuse an ``old`` manifest that does not list exactly what ``key`` holds.
+
+    Raises:
+        ServiceValidationError: at ``spec.clusterIPs``.
+
+    Complexity:
+        O(1).
+    """
+    listed = addresses(old)
+    if listed == tuple(held) and (listed or old.kind != CLUSTER):
+        return
+    ips = [str(make_address(v, f)) for f, v in listed if v is not None]
+    holds = [str(make_address(v, f)) for f, v in held]
+    families = [str(family) for family in old.families]
+    message = (
+        f"the old manifest of {key!r} lists cluster IPs {ips} for ipFamilies {families}, "
+        f"but this allocator holds {holds} for it"
+    )
+    raise ServiceValidationError(message, field="spec.clusterIPs", value=ips)
 
 
 def _merge_metadata(old: Mapping[str, Any], new: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -453,7 +453,7 @@ def corruptions() -> list[tuple[str, Callable[[dict[str, Any]], Any], str]]:
         (
             "node forgotten",
             lambda data: {**data, "used": 2, "nodes": {k: data["nodes"][k] for k in "ap"}},
-            "nodes hold 2",
+            "2 are held",
         ),
     ]
 
