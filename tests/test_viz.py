@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -26,10 +25,11 @@ from dualstack_ipam.cli import run_demo
 from dualstack_ipam.cli.maps import (
     cluster_svg,
     demo_cluster,
+    forecast_options,
+    maps_text,
     parse_rate,
-    run_plan_forecast,
-    run_show_maps,
     write_demo_map,
+    write_maps,
 )
 from dualstack_ipam.testing.strategies import node_allocators, service_ip_allocators
 from dualstack_ipam.viz import CELL_CLASSES, MAX_CELLS, Panel, occupancy, occupancy_svg
@@ -339,7 +339,7 @@ def test_show_writes_the_svg_and_the_page(tmp_path: Path) -> None:
     nodes.allocate("<node>")
     services.allocate("default/web")
     svg, page = tmp_path / "map.svg", tmp_path / "map.html"
-    text = run_show_maps(
+    files, result = write_maps(
         config,
         nodes,
         services,
@@ -350,6 +350,7 @@ def test_show_writes_the_svg_and_the_page(tmp_path: Path) -> None:
         services_per_day="IPv4=1",
         now=datetime.date(2026, 1, 1),
     )
+    text = maps_text(files, result)
     assert text.splitlines()[:2] == [f"Wrote {svg} (SVG)", f"Wrote {page} (HTML)"]
     assert "2026-03-05" in text  # 255 node subnets at 4 a day: 63 days
     assert len(panels(svg.read_text(encoding="utf-8"))) == 3
@@ -360,27 +361,25 @@ def test_show_writes_the_svg_and_the_page(tmp_path: Path) -> None:
     assert "Forecast from 2026-01-01" in body
 
 
-def test_show_json_names_the_files_and_the_forecast(tmp_path: Path) -> None:
+def test_write_maps_without_files_makes_the_forecast_only(tmp_path: Path) -> None:
     config = ClusterConfig("10.0.0.0/16")
     nodes = NodeCIDRAllocator(config)
-    data = json.loads(run_show_maps(config, nodes, None, show_forecast=True, as_json=True))
-    assert data["files"] == {}
-    assert data["forecast"]["ranges"][0]["runs_out"] is None
-    assert json.loads(run_show_maps(config, nodes, None, as_json=True))["forecast"] is None
+    files, result = write_maps(config, nodes, None, show_forecast=True)
+    assert files == {}
+    assert result is not None
+    assert result.get("IPv4", "node_cidrs").runs_out is None
+    assert maps_text(files, result) == str(result)
+    assert write_maps(config, nodes, None) == ({}, None)
 
 
 def test_plan_forecast() -> None:
     config = ClusterConfig("10.0.0.0/16", "fd00::/120")
-    text = run_plan_forecast(config, nodes_per_day="0", services_per_day="10")
+    text = str(forecast_options(config, nodes_per_day="0", services_per_day="10"))
     assert text.splitlines()[-2].split()[-1] == "never"
-    data = json.loads(
-        run_plan_forecast(
-            config, services_per_day="10", now=datetime.date(2026, 1, 1), as_json=True
-        )
-    )
-    assert data["ranges"][1]["runs_out"] == "2026-01-26"  # 255 addresses at 10 a day
+    data = forecast_options(config, services_per_day="10", now=datetime.date(2026, 1, 1))
+    assert data.to_dict()["ranges"][1]["runs_out"] == "2026-01-26"  # 255 addresses at 10 a day
     with pytest.raises(InvalidConfigError, match="--nodes-per-day"):
-        run_plan_forecast(config, nodes_per_day="IPv4=1")
+        forecast_options(config, nodes_per_day="IPv4=1")
 
 
 def test_the_demo_cluster_is_the_one_demo_prints() -> None:

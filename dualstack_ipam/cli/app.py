@@ -4,13 +4,14 @@ Usage (see ``docs/cli.md`` for every command, flag and exit code)::
 
     dualstack-ipam demo                      # the seed's scenario, on the default cluster
     dualstack-ipam plan --cluster-cidr=10.244.0.0/16,fc00::/24 \\
-        --service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112 [--json]
+        --service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112 [--json] \\
+        [--nodes-per-day N] [--services-per-day N|IPv4=N,IPv6=N]
     dualstack-ipam init FLAGS... [--state FILE]
     dualstack-ipam allocate-node NAME [--state FILE] [--json]
     dualstack-ipam release-node NAME
     dualstack-ipam allocate-service -f service.yaml     # "-f -" reads stdin
     dualstack-ipam release-service -f service.yaml | NAMESPACE/NAME
-    dualstack-ipam show [--json]
+    dualstack-ipam show [--json] [--svg FILE] [--html FILE] [--forecast]
 
 Exit codes: 0 done; 1 refused by the current state (a range exhausted, an
 address or CIDR taken, a manifest asking for a taken cluster IP); 2 bad
@@ -26,11 +27,13 @@ when :func:`main` (or :func:`build_cli`) runs, and without them ``main``
 says which extra to install and exits 2. The commands themselves are plain
 functions (``run_plan``, ``run_allocate_node``, ...) that return the text
 to print; click only parses the command line. They live in private modules
-(:mod:`~dualstack_ipam.cli.commands`, :mod:`~dualstack_ipam.cli.service_commands`,
-:mod:`~dualstack_ipam.cli.demo`, printing through :mod:`~dualstack_ipam.cli.render`)
-and are re-exported here, which is where scripts import them from. This
-module holds the click wiring and :func:`main`; every error becomes one
-stderr line and an exit code in :mod:`~dualstack_ipam.cli.reporting`.
+(:mod:`~dualstack_ipam.cli.commands`, :mod:`~dualstack_ipam.cli.show`,
+:mod:`~dualstack_ipam.cli.service_commands`, :mod:`~dualstack_ipam.cli.demo`, with the
+maps and forecasts of :mod:`~dualstack_ipam.cli.maps`, printing through
+:mod:`~dualstack_ipam.cli.render`) and are re-exported here, which is where
+scripts import them from. This module holds the click wiring and :func:`main`;
+every error becomes one stderr line and an exit code in
+:mod:`~dualstack_ipam.cli.reporting`.
 
 >>> code = main(["plan", "--cluster-cidr=10.0.0.0/16", "--node-cidr-mask-size=20", "--json"])
 ... # doctest: +ELLIPSIS
@@ -53,10 +56,9 @@ stderr line and an exit code in :mod:`~dualstack_ipam.cli.reporting`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from dualstack_ipam.cli import state as _state
 from dualstack_ipam.cli.commands import (
     DEFAULT_CONFIG,
     DEFAULT_FLAGS,
@@ -68,16 +70,25 @@ from dualstack_ipam.cli.commands import (
     run_init,
     run_plan,
     run_release_node,
-    run_show,
 )
 from dualstack_ipam.cli.demo import DEMO_NODES as DEMO_NODES
 from dualstack_ipam.cli.demo import DEMO_SEED as DEMO_SEED
 from dualstack_ipam.cli.demo import SEED_SERVICES as SEED_SERVICES
 from dualstack_ipam.cli.demo import run_demo
 from dualstack_ipam.cli.manifests import parse_manifests
+from dualstack_ipam.cli.options import (
+    PASS_FLAGS,
+    file_option,
+    flags_argument,
+    ignore_unknown_option,
+    json_option,
+    rate_options,
+    state_option,
+)
 from dualstack_ipam.cli.render import format_table
 from dualstack_ipam.cli.reporting import emit, guarded
 from dualstack_ipam.cli.service_commands import run_allocate_service, run_release_service
+from dualstack_ipam.cli.show import run_show
 
 if TYPE_CHECKING:
     import click
@@ -102,9 +113,6 @@ __all__ = [
     "run_release_service",
     "run_show",
 ]
-
-_Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
-
 
 # ------------------------------------------------------------------ click
 
@@ -143,116 +151,101 @@ def _group_class() -> type[click.Group]:
     return Group
 
 
-def _json_option(command: _Decorated) -> _Decorated:
-    import click
-
-    option = click.option(
-        "--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout."
-    )
-    return option(command)
-
-
-def _state_option(command: _Decorated) -> _Decorated:
-    import click
-
-    option = click.option(
-        "--state",
-        "state_path",
-        default=_state.DEFAULT_STATE_FILE,
-        show_default=True,
-        metavar="FILE",
-        help="The state file (created with the default cluster if missing).",
-    )
-    return option(command)
-
-
-def _file_option(command: _Decorated) -> _Decorated:
-    import click
-
-    option = click.option(
-        "-f",
-        "--filename",
-        "sources",
-        multiple=True,
-        metavar="FILE",
-        help="Service manifests, YAML or JSON ('-' for stdin); may be repeated.",
-    )
-    return option(command)
-
-
-def _ignore_unknown_option(command: _Decorated) -> _Decorated:
-    import click
-
-    option = click.option(
-        "--ignore-unknown",
-        "ignore_unknown",
-        is_flag=True,
-        help="Skip the flags dualstack-ipam does not read (a whole "
-        "kube-controller-manager command line).",
-    )
-    return option(command)
-
-
-def _flags_argument(command: _Decorated) -> _Decorated:
-    import click
-
-    return click.argument("flags", nargs=-1, type=click.UNPROCESSED)(command)
-
-
-# Commands that take kube-controller-manager flags pass unknown options through.
-_PASS_FLAGS = {"ignore_unknown_options": True, "allow_extra_args": True}
-
-
 def _add_cluster_commands(cli: click.Group) -> None:
     """``demo``, ``plan``, ``init`` and ``show``: the cluster as a whole."""
     import click
 
     @cli.command()
-    @_json_option
+    @json_option
     def demo(as_json: bool) -> None:
         """The seed's scenario on the default cluster: nodes and three Services."""
         emit(run_demo(as_json=as_json))
 
-    @cli.command(context_settings=_PASS_FLAGS)
-    @_json_option
+    @cli.command(context_settings=PASS_FLAGS)
+    @json_option
     @click.option(
         "--with-feature-gate",
         "feature_gate",
         is_flag=True,
         help="Render --feature-gates=IPv6DualStack=true for every component (1.16-1.22).",
     )
-    @_ignore_unknown_option
-    @_flags_argument
+    @ignore_unknown_option
+    @rate_options
+    @flags_argument
     def plan(
-        flags: tuple[str, ...], as_json: bool, feature_gate: bool, ignore_unknown: bool
+        flags: tuple[str, ...],
+        as_json: bool,
+        feature_gate: bool,
+        ignore_unknown: bool,
+        nodes_per_day: str | None,
+        services_per_day: str | None,
     ) -> None:
         """Validate kube-controller-manager flags; print capacity and component flags.
 
         FLAGS: --cluster-cidr, --service-cluster-ip-range, --node-cidr-mask-size,
         --node-cidr-mask-size-ipv4/-ipv6, --allocate-node-cidrs, --feature-gates;
-        any other flag is an error unless --ignore-unknown is given.
+        any other flag is an error unless --ignore-unknown is given. With
+        --nodes-per-day or --services-per-day, also when each range of the
+        empty cluster runs out at those rates.
         """
         emit(
             run_plan(
-                flags, as_json=as_json, feature_gate=feature_gate, ignore_unknown=ignore_unknown
+                flags,
+                as_json=as_json,
+                feature_gate=feature_gate,
+                ignore_unknown=ignore_unknown,
+                nodes_per_day=nodes_per_day,
+                services_per_day=services_per_day,
             )
         )
 
-    @cli.command(context_settings=_PASS_FLAGS)
-    @_json_option
-    @_state_option
-    @_ignore_unknown_option
-    @_flags_argument
+    @cli.command(context_settings=PASS_FLAGS)
+    @json_option
+    @state_option
+    @ignore_unknown_option
+    @flags_argument
     def init(flags: tuple[str, ...], as_json: bool, state_path: str, ignore_unknown: bool) -> None:
         """Create the state file for the cluster FLAGS describe (never overwrites)."""
         emit(run_init(flags, state_path, as_json=as_json, ignore_unknown=ignore_unknown))
 
     @cli.command()
-    @_json_option
-    @_state_option
-    def show(as_json: bool, state_path: str) -> None:
-        """Print the nodes, the Services and the usage per family."""
-        emit(run_show(state_path, as_json=as_json))
+    @json_option
+    @state_option
+    @click.option("--svg", "svg", metavar="FILE", help="Write the occupancy maps (SVG) to FILE.")
+    @click.option(
+        "--html",
+        "html_path",
+        metavar="FILE",
+        help="Write one self-contained page (tables, forecast, maps) to FILE.",
+    )
+    @click.option(
+        "--forecast",
+        "show_forecast",
+        is_flag=True,
+        help="Add when each range runs out at the rates given (0 by default: never).",
+    )
+    @rate_options
+    def show(
+        as_json: bool,
+        state_path: str,
+        svg: str | None,
+        html_path: str | None,
+        show_forecast: bool,
+        nodes_per_day: str | None,
+        services_per_day: str | None,
+    ) -> None:
+        """Print the nodes, the Services and the usage per family; maps and forecast."""
+        emit(
+            run_show(
+                state_path,
+                as_json=as_json,
+                svg=svg,
+                html_path=html_path,
+                show_forecast=show_forecast,
+                nodes_per_day=nodes_per_day,
+                services_per_day=services_per_day,
+            )
+        )
 
 
 def _add_node_commands(cli: click.Group) -> None:
@@ -260,16 +253,16 @@ def _add_node_commands(cli: click.Group) -> None:
     import click
 
     @cli.command("allocate-node")
-    @_json_option
-    @_state_option
+    @json_option
+    @state_option
     @click.argument("name")
     def allocate_node(name: str, as_json: bool, state_path: str) -> None:
         """Give node NAME one pod CIDR per family (idempotent)."""
         emit(run_allocate_node(name, state_path, as_json=as_json))
 
     @cli.command("release-node")
-    @_json_option
-    @_state_option
+    @json_option
+    @state_option
     @click.argument("name")
     def release_node(name: str, as_json: bool, state_path: str) -> None:
         """Free node NAME's pod CIDRs (a no-op if it holds none)."""
@@ -281,9 +274,9 @@ def _add_service_commands(cli: click.Group) -> None:
     import click
 
     @cli.command("allocate-service")
-    @_json_option
-    @_state_option
-    @_file_option
+    @json_option
+    @state_option
+    @file_option
     def allocate_service(sources: tuple[str, ...], as_json: bool, state_path: str) -> None:
         """Allocate cluster IPs for the Service manifests in FILE, all or nothing."""
         if not sources:
@@ -291,9 +284,9 @@ def _add_service_commands(cli: click.Group) -> None:
         emit(run_allocate_service(sources, state_path, as_json=as_json))
 
     @cli.command("release-service")
-    @_json_option
-    @_state_option
-    @_file_option
+    @json_option
+    @state_option
+    @file_option
     @click.argument("key", required=False, metavar="[NAMESPACE/NAME]")
     def release_service(
         key: str | None, sources: tuple[str, ...], as_json: bool, state_path: str

@@ -1,8 +1,9 @@
 """The CLI's commands as plain functions: each one returns the text to print.
 
 ``dualstack-ipam plan`` is :func:`run_plan`, ``init`` is :func:`run_init`,
-``show``, ``allocate-node`` and ``release-node`` likewise; the Service
-commands are in :mod:`dualstack_ipam.cli.service_commands` and ``demo`` in
+``allocate-node`` and ``release-node`` likewise; ``show`` is in
+:mod:`dualstack_ipam.cli.show`, the Service commands in
+:mod:`dualstack_ipam.cli.service_commands` and ``demo`` in
 :mod:`dualstack_ipam.cli.demo`, on the ground laid here: the default cluster,
 :class:`CLIError` and :func:`exit_code_for`. :mod:`dualstack_ipam.cli` only
 parses the command line and calls them, and re-exports them for scripts.
@@ -22,21 +23,20 @@ cannot then be written). Nothing here imports click or PyYAML.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Sequence
 from typing import Any, Self
 
 from dualstack_ipam.cli import state as _state
+from dualstack_ipam.cli.maps import forecast_options
 from dualstack_ipam.cli.render import (
     capacity_json,
     capacity_table,
     describe,
-    families,
     flags_table,
-    format_table,
     node_table,
     to_json,
-    usage_table,
 )
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import AlreadyAllocatedError, PoolExhaustedError
@@ -53,7 +53,6 @@ __all__ = [
     "run_init",
     "run_plan",
     "run_release_node",
-    "run_show",
     "saved_path",
 ]
 
@@ -162,6 +161,9 @@ def run_plan(
     as_json: bool = False,
     feature_gate: bool = False,
     ignore_unknown: bool = False,
+    nodes_per_day: str | None = None,
+    services_per_day: str | None = None,
+    now: datetime.date | None = None,
 ) -> Output:
     """Validate kube-controller-manager style flags; capacity and component flags.
 
@@ -169,10 +171,16 @@ def run_plan(
     component (Kubernetes 1.16-1.22, as the seed shows). ``ignore_unknown``
     skips the flags the library does not read, so that a whole
     kube-controller-manager command line can be planned (see
-    :meth:`~dualstack_ipam.ClusterConfig.from_flags`).
+    :meth:`~dualstack_ipam.ClusterConfig.from_flags`). ``nodes_per_day`` or
+    ``services_per_day`` (the options' text, see
+    :func:`~dualstack_ipam.cli.maps.parse_rate`; an absent one is 0) add the
+    exhaustion forecast of the empty cluster, counted from ``now`` (today
+    by default): a table after the plan, or a ``"forecast"`` key in JSON.
 
     Raises:
-        InvalidConfigError: the flags do not validate (exit 2).
+        InvalidConfigError: the flags or a rate do not validate (exit 2).
+        FamilyNotConfiguredError: a Service rate for a family without a
+            Service range (exit 2).
 
     Complexity:
         O(len(flags)).
@@ -195,17 +203,19 @@ def run_plan(
     """
     config = ClusterConfig.from_flags(list(flags), ignore_unknown=ignore_unknown)
     component_flags = config.component_flags(feature_gate=feature_gate)
+    outlook = None
+    if nodes_per_day is not None or services_per_day is not None:
+        outlook = forecast_options(config, nodes_per_day or "0", services_per_day or "0", now=now)
     if as_json:
-        return Output(
-            to_json(
-                {
-                    "config": config.to_dict(),
-                    "max_nodes": write_int(config.max_nodes),
-                    "families": capacity_json(config),
-                    "component_flags": component_flags,
-                }
-            )
-        )
+        data: dict[str, Any] = {
+            "config": config.to_dict(),
+            "max_nodes": write_int(config.max_nodes),
+            "families": capacity_json(config),
+            "component_flags": component_flags,
+        }
+        if outlook is not None:
+            data["forecast"] = outlook.to_dict()
+        return Output(to_json(data))
     lines = [
         f"Cluster: {describe(config)}",
         f"Capacity: at most {config.max_nodes} nodes",
@@ -213,6 +223,8 @@ def run_plan(
         "",
         flags_table(component_flags),
     ]
+    if outlook is not None:
+        lines += ["", str(outlook)]
     return Output("\n".join(lines))
 
 
@@ -260,81 +272,6 @@ def run_init(
         )
     _state.create(state_path, config)
     return Output(text, saved=os.fspath(state_path))
-
-
-def _usage(state: _state.State) -> dict[str, Any]:
-    usage: dict[str, Any] = {}
-    for family in families(state.config):
-        nodes = None
-        if family in state.config.families:
-            nodes = {
-                "capacity": write_int(state.nodes.capacity(family)),
-                "reserved": write_int(state.nodes.reserved(family)),
-                "used": write_int(state.nodes.used(family)),
-                "free": write_int(state.nodes.free(family)),
-            }
-        ips = None
-        if state.services is not None and family in state.config.service_families:
-            ips = {
-                "capacity": write_int(state.services.capacity(family)),
-                "used": write_int(state.services.used(family)),
-                "free": write_int(state.services.free(family)),
-            }
-        usage[str(family)] = {"node_cidrs": nodes, "service_ips": ips}
-    return usage
-
-
-def run_show(state_path: str, *, as_json: bool = False) -> Output:
-    """What the state file holds: nodes, Services, and usage per family.
-
-    A missing file is created with the default cluster, as for every
-    stateful command (the one case where ``show`` saves something); an
-    existing one is not rewritten.
-
-    Complexity:
-        O(size of the state file), plus the wait for its lock.
-
-    >>> import os, tempfile
-    >>> folder = tempfile.TemporaryDirectory()
-    >>> path = os.path.join(folder.name, "state.json")
-    >>> _ = run_allocate_node("node-1", path)
-    >>> import json; json.loads(run_show(path, as_json=True))["nodes"]
-    {'node-1': ['10.244.0.0/24', 'fc00::/64']}
-    >>> folder.cleanup()
-    """
-    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
-        text = _show_text(state, state_path, as_json=as_json)
-    return Output(text, saved=saved_path(state, state_path))
-
-
-def _show_text(state: _state.State, state_path: str, *, as_json: bool) -> str:
-    nodes = sorted(state.nodes.items())
-    services = [] if state.services is None else state.services.items()
-    usage = _usage(state)
-    config = state.config
-    if as_json:
-        return to_json(
-            {
-                "config": config.to_dict(),
-                "nodes": {node: [str(c) for c in cidrs] for node, cidrs in nodes},
-                "services": {key: [str(a) for a in held] for key, held in services},
-                "usage": usage,
-            }
-        )
-    parts = [f"State {state_path}: {describe(config)}", ""]
-    parts.append(node_table(config, nodes) if nodes else "No node holds a pod CIDR.")
-    parts.append("")
-    if services:
-        parts.append(
-            format_table(
-                ["SERVICE", "CLUSTER IPS"],
-                [[key, ", ".join(map(str, held))] for key, held in services],
-            )
-        )
-    else:
-        parts.append("No Service holds a cluster IP.")
-    parts += ["", usage_table(usage)]
-    return "\n".join(parts)
 
 
 # ------------------------------------------------------------------ nodes

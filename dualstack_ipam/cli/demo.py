@@ -10,6 +10,7 @@ fresh allocators, with a seeded rng, so it prints the same on every run.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from dualstack_ipam.cli.commands import DEFAULT_CONFIG, Output
 from dualstack_ipam.cli.manifests import parse_manifests
@@ -17,7 +18,7 @@ from dualstack_ipam.cli.render import describe, node_table, services_table, to_j
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-__all__ = ["DEMO_NODES", "DEMO_SEED", "SEED_SERVICES", "run_demo"]
+__all__ = ["DEMO_NODES", "DEMO_SEED", "SEED_SERVICES", "build_demo", "run_demo"]
 
 DEMO_NODES = ("node-1", "node-2", "node-3")
 DEMO_SEED = 16
@@ -66,6 +67,30 @@ spec:
 """
 
 
+def build_demo() -> tuple[NodeCIDRAllocator, ServiceIPAllocator, list[dict[str, Any]]]:
+    """The demo's allocators on the default cluster, and the seed's Services as allocated.
+
+    The one build of the demo cluster: :func:`run_demo` prints it, and
+    :func:`~dualstack_ipam.cli.maps.demo_cluster` draws it for the docs.
+
+    Complexity:
+        O(1).
+
+    >>> nodes, services, manifests = build_demo()
+    >>> len(nodes), len(services), [m["spec"]["ipFamilies"] for m in manifests]
+    (3, 3, [['IPv4'], ['IPv6'], ['IPv4']])
+    """
+    nodes = NodeCIDRAllocator(DEFAULT_CONFIG)
+    services = ServiceIPAllocator(DEFAULT_CONFIG, rng=random.Random(DEMO_SEED))
+    for node in DEMO_NODES:
+        nodes.allocate(node)
+    results = [
+        services.allocate_service(manifest)
+        for manifest in parse_manifests(SEED_SERVICES, "the seed")
+    ]
+    return nodes, services, results
+
+
 def run_demo(*, as_json: bool = False) -> Output:
     """The seed's scenario on the default cluster; returns what to print.
 
@@ -86,14 +111,7 @@ def run_demo(*, as_json: bool = False) -> Output:
     ...
     """
     config = DEFAULT_CONFIG
-    nodes = NodeCIDRAllocator(config)
-    services = ServiceIPAllocator(config, rng=random.Random(DEMO_SEED))
-    for node in DEMO_NODES:
-        nodes.allocate(node)
-    results = [
-        services.allocate_service(manifest)
-        for manifest in parse_manifests(SEED_SERVICES, "the seed")
-    ]
+    nodes, _, results = build_demo()
     if as_json:
         return Output(
             to_json(

@@ -1,16 +1,17 @@
-"""The bodies of ``show --svg/--html/--forecast`` and ``plan --nodes-per-day/--services-per-day``.
+"""The maps and forecasts of ``show --svg/--html/--forecast`` and ``plan --nodes-per-day``.
 
 Plain functions of a :class:`~dualstack_ipam.ClusterConfig` and its
-allocators: they return the text to print and write the files asked for;
-click wiring and the state file stay in :mod:`~dualstack_ipam.cli.app` and
-:mod:`~dualstack_ipam.cli.commands`. The maps are
+allocators: they parse the rate options, write the files asked for and
+return the text to print; click wiring and the state file stay in
+:mod:`~dualstack_ipam.cli.app`, :mod:`~dualstack_ipam.cli.commands`
+(``plan``) and :mod:`~dualstack_ipam.cli.show`. The maps are
 :func:`dualstack_ipam.viz.occupancy_svg`'s, the forecast
 :func:`dualstack_ipam.forecast.forecast`'s.
 
 >>> from dualstack_ipam import ClusterConfig
 >>> config = ClusterConfig("10.0.0.0/16", "10.96.0.0/24")
->>> print(run_plan_forecast(config, nodes_per_day="16", services_per_day="IPv4=2",
-...                         now=datetime.date(2026, 1, 1)))  # doctest: +NORMALIZE_WHITESPACE
+>>> print(forecast_options(config, nodes_per_day="16", services_per_day="IPv4=2",
+...                        now=datetime.date(2026, 1, 1)))  # doctest: +NORMALIZE_WHITESPACE
 Forecast from 2026-01-01 at constant rates per day (linear model)
 FAMILY  RANGE        CIDR          CAPACITY  USED  PER DAY  DAYS LEFT  RUNS OUT
 IPv4    node CIDRs   10.0.0.0/16   256       0     16       16         2026-01-17
@@ -21,9 +22,7 @@ from __future__ import annotations
 
 import datetime
 import html
-import json
 import os
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,25 +37,26 @@ from dualstack_ipam.viz import occupancy_svg
 __all__ = [
     "cluster_svg",
     "demo_cluster",
+    "forecast_options",
     "html_page",
+    "maps_text",
     "parse_rate",
-    "run_plan_forecast",
-    "run_show_maps",
     "write_demo_map",
+    "write_maps",
 ]
 
 Rate = int | float
 
 
-def _number(text: str, option: str) -> Rate:
+def _number(text: str, option: str, whole: str) -> Rate:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not value >= 0 or value == float("inf"):
         raise InvalidConfigError(
-            f"{option} takes a number of at least 0 per day, or FAMILY=N,..., got {text!r}",
-            value=text,
+            f"{option} takes a number of at least 0 per day, or FAMILY=N,..., got {whole!r}",
+            value=whole,
         )
     return int(value) if value.is_integer() and "." not in text else value
 
@@ -74,7 +74,7 @@ def parse_rate(text: str, option: str = "--services-per-day") -> Rate | dict[str
     (5, 0.5, {'IPv4': 5, 'IPv6': 0.5})
     """
     if "=" not in text:
-        return _number(text.strip(), option)
+        return _number(text.strip(), option, text)
     rates: dict[str, Rate] = {}
     for part in text.split(","):
         family, sep, value = part.partition("=")
@@ -84,7 +84,7 @@ def parse_rate(text: str, option: str = "--services-per-day") -> Rate | dict[str
                 f"{option} takes N or IPv4=N,IPv6=N (each family once), got {text!r}",
                 value=text,
             )
-        rates[family] = _number(value.strip(), option)
+        rates[family] = _number(value.strip(), option, text)
     return rates
 
 
@@ -233,17 +233,41 @@ def html_page(
 
 
 def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        # A failed write() or close() names no file: name it, for the error line.
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
 
 
-def _forecast(
+def forecast_options(
     config: ClusterConfig,
-    nodes_per_day: str,
-    services_per_day: str,
-    used: Any,
-    now: datetime.date | None,
+    nodes_per_day: str = "0",
+    services_per_day: str = "0",
+    *,
+    used: Any = None,
+    now: datetime.date | None = None,
 ) -> Forecast:
+    """The forecast the options ``--nodes-per-day`` and ``--services-per-day`` ask for.
+
+    ``used`` as for :func:`~dualstack_ipam.forecast.forecast` (None: an
+    empty cluster, as ``plan`` assumes).
+
+    Raises:
+        InvalidConfigError: a bad rate, quoted with its option (exit 2);
+            ``--nodes-per-day`` takes one number, not a rate by family.
+        FamilyNotConfiguredError: a Service rate for a family without a
+            Service range (exit 2).
+
+    Complexity:
+        O(len(nodes_per_day) + len(services_per_day)).
+
+    >>> forecast_options(ClusterConfig("10.0.0.0/16"), "IPv4=1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.InvalidConfigError: --nodes-per-day takes one number ... got 'IPv4=1'
+    """
     node_rate = parse_rate(nodes_per_day, "--nodes-per-day")
     if isinstance(node_rate, Mapping):
         raise InvalidConfigError(
@@ -260,31 +284,7 @@ def _forecast(
     )
 
 
-def run_plan_forecast(
-    config: ClusterConfig,
-    *,
-    nodes_per_day: str = "0",
-    services_per_day: str = "0",
-    now: datetime.date | None = None,
-    as_json: bool = False,
-) -> str:
-    """``plan --nodes-per-day N --services-per-day N``: the forecast of an empty cluster.
-
-    With ``as_json``, the JSON of :meth:`Forecast.to_dict
-    <dualstack_ipam.forecast.Forecast.to_dict>` (for ``plan --json`` to put
-    under a ``"forecast"`` key).
-
-    Raises:
-        InvalidConfigError: a bad rate (exit 2).
-
-    Complexity:
-        O(1).
-    """
-    result = _forecast(config, nodes_per_day, services_per_day, None, now)
-    return json.dumps(result.to_dict(), indent=2) if as_json else str(result)
-
-
-def run_show_maps(
+def write_maps(
     config: ClusterConfig,
     nodes: NodeCIDRAllocator,
     services: ServiceIPAllocator | None,
@@ -295,36 +295,28 @@ def run_show_maps(
     nodes_per_day: str = "0",
     services_per_day: str = "0",
     now: datetime.date | None = None,
-    as_json: bool = False,
-) -> str:
-    """``show --svg FILE --html FILE --forecast``: write the maps, return what to print.
+) -> tuple[dict[str, str], Forecast | None]:
+    """Write the files ``show --svg FILE --html FILE`` asks for; the forecast if asked.
 
     The forecast counts from what the allocators hold, at the rates given
-    (``--nodes-per-day``, ``--services-per-day``; 0 by default: "never").
-    Text output is one line per file written, then the forecast table; with
-    ``as_json`` an object with ``files`` (kind -> path) and ``forecast``
-    (or None), for ``show --json`` to merge.
+    (``--nodes-per-day``, ``--services-per-day``; 0 by default: "never"). It
+    is made first, so a bad rate writes no file.
+
+    Returns:
+        The files written (``"svg"`` / ``"html"`` -> path), and the
+        :class:`~dualstack_ipam.forecast.Forecast` or None.
 
     Raises:
         InvalidConfigError: a bad rate (exit 2).
-        OSError: a file cannot be written (exit 2; the state is unchanged).
+        OSError: a file cannot be written.
 
     Complexity:
         O(nodes + Services + runs + cells).
-
-    >>> import os, tempfile
-    >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
-    >>> config = ClusterConfig("10.0.0.0/16")
-    >>> folder = tempfile.TemporaryDirectory()
-    >>> path = os.path.join(folder.name, "map.svg")
-    >>> run_show_maps(config, NodeCIDRAllocator(config), None, svg=path) == f"Wrote {path} (SVG)"
-    True
-    >>> folder.cleanup()
     """
     result = None
     if show_forecast:
-        result = _forecast(
-            config, nodes_per_day, services_per_day, _allocators(nodes, services), now
+        result = forecast_options(
+            config, nodes_per_day, services_per_day, used=_allocators(nodes, services), now=now
         )
     files: dict[str, str] = {}
     if svg is not None:
@@ -333,9 +325,18 @@ def run_show_maps(
     if html_path is not None:
         _write(html_path, html_page(config, nodes, services, forecast_result=result))
         files["html"] = html_path
-    if as_json:
-        data = {"files": files, "forecast": None if result is None else result.to_dict()}
-        return json.dumps(data, indent=2)
+    return files, result
+
+
+def maps_text(files: Mapping[str, str], result: Forecast | None) -> str:
+    """What ``show`` prints after :func:`write_maps`: a line per file, then the forecast.
+
+    Complexity:
+        O(number of files).
+
+    >>> maps_text({"svg": "map.svg"}, None)
+    'Wrote map.svg (SVG)'
+    """
     lines = [f"Wrote {path} ({kind.upper()})" for kind, path in files.items()]
     if result is not None:
         lines += ["", str(result)] if lines else [str(result)]
@@ -354,22 +355,11 @@ def demo_cluster() -> tuple[ClusterConfig, NodeCIDRAllocator, ServiceIPAllocator
     >>> len(nodes), len(services)
     (3, 3)
     """
-    # Imported here: the package imports app, which will import this module.
-    from dualstack_ipam.cli import (
-        DEFAULT_CONFIG,
-        DEMO_NODES,
-        DEMO_SEED,
-        SEED_SERVICES,
-        parse_manifests,
-    )
+    # Imported here: the demo module imports the commands, which import this one.
+    from dualstack_ipam.cli.demo import build_demo
 
-    nodes = NodeCIDRAllocator(DEFAULT_CONFIG)
-    services = ServiceIPAllocator(DEFAULT_CONFIG, rng=random.Random(DEMO_SEED))
-    for node in DEMO_NODES:
-        nodes.allocate(node)
-    for manifest in parse_manifests(SEED_SERVICES, "the seed"):
-        services.allocate_service(manifest)
-    return DEFAULT_CONFIG, nodes, services
+    nodes, services, _ = build_demo()
+    return nodes.config, nodes, services
 
 
 def write_demo_map(path: str | os.PathLike[str], *, width: int = 640) -> None:

@@ -1,0 +1,138 @@
+"""The options the commands share, as click decorators (click imported when applied).
+
+``--json``, ``--state FILE``, ``-f FILE``, ``--ignore-unknown``, the rates
+of the exhaustion forecast (``--nodes-per-day``, ``--services-per-day``),
+and the kube-controller-manager flags of ``plan`` and ``init``; wired into
+the commands by :mod:`dualstack_ipam.cli.app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from dualstack_ipam.cli import state as _state
+
+__all__ = [
+    "PASS_FLAGS",
+    "file_option",
+    "flags_argument",
+    "ignore_unknown_option",
+    "json_option",
+    "rate_options",
+    "state_option",
+]
+
+Decorated = TypeVar("Decorated", bound=Callable[..., Any])
+
+PASS_FLAGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+"""Context settings of the commands that take kube-controller-manager flags:
+unknown options pass through to them."""
+
+
+def json_option(command: Decorated) -> Decorated:
+    """``--json``: machine-readable JSON on stdout (``as_json``).
+
+    Complexity:
+        O(1).
+    """
+    import click
+
+    option = click.option(
+        "--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout."
+    )
+    return option(command)
+
+
+def state_option(command: Decorated) -> Decorated:
+    """``--state FILE``: the state file (``state_path``), the default one if absent.
+
+    Complexity:
+        O(1).
+    """
+    import click
+
+    option = click.option(
+        "--state",
+        "state_path",
+        default=_state.DEFAULT_STATE_FILE,
+        show_default=True,
+        metavar="FILE",
+        help="The state file (created with the default cluster if missing).",
+    )
+    return option(command)
+
+
+def file_option(command: Decorated) -> Decorated:
+    """``-f`` / ``--filename FILE``, repeatable: Service manifests (``sources``).
+
+    Complexity:
+        O(1).
+    """
+    import click
+
+    option = click.option(
+        "-f",
+        "--filename",
+        "sources",
+        multiple=True,
+        metavar="FILE",
+        help="Service manifests, YAML or JSON ('-' for stdin); may be repeated.",
+    )
+    return option(command)
+
+
+def ignore_unknown_option(command: Decorated) -> Decorated:
+    """``--ignore-unknown``: skip the flags dualstack-ipam does not read.
+
+    Complexity:
+        O(1).
+    """
+    import click
+
+    option = click.option(
+        "--ignore-unknown",
+        "ignore_unknown",
+        is_flag=True,
+        help="Skip the flags dualstack-ipam does not read (a whole "
+        "kube-controller-manager command line).",
+    )
+    return option(command)
+
+
+def rate_options(command: Decorated) -> Decorated:
+    """``--nodes-per-day N`` and ``--services-per-day N|IPv4=N,IPv6=N`` (text, or None).
+
+    Complexity:
+        O(1).
+    """
+    import click
+
+    services = click.option(
+        "--services-per-day",
+        "services_per_day",
+        default=None,
+        metavar="N|IPv4=N,IPv6=N",
+        help="Services added per day (of the primary Service family), or a rate by family; "
+        "with --nodes-per-day, adds the exhaustion forecast.",
+    )
+    nodes = click.option(
+        "--nodes-per-day",
+        "nodes_per_day",
+        default=None,
+        metavar="N",
+        help="Nodes added per day (each takes a CIDR of every family); adds the "
+        "exhaustion forecast.",
+    )
+    return nodes(services(command))
+
+
+def flags_argument(command: Decorated) -> Decorated:
+    """The kube-controller-manager flags, passed through unparsed (``flags``).
+
+    Complexity:
+        O(1).
+    """
+    import click
+
+    return click.argument("flags", nargs=-1, type=click.UNPROCESSED)(command)
