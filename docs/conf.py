@@ -125,9 +125,27 @@ def _check_api_reference(app: Any) -> None:
         )
 
 
+# -- generated figures ----------------------------------------------------
+
+
+def _draw_demo_map(app: Any) -> None:
+    """Draw the demo cluster's occupancy maps for the quickstart (builder-inited).
+
+    The figure is made by the build, never committed: ``_generated/`` is in
+    ``.gitignore``. It needs PyYAML (the seed's manifests), which
+    myst-parser brings.
+    """
+    from dualstack_ipam.cli.maps import write_demo_map
+
+    folder = Path(app.srcdir) / "_generated"
+    folder.mkdir(exist_ok=True)
+    write_demo_map(folder / "demo-map.svg")
+
+
 def setup(app: Any) -> dict[str, Any]:
-    """Register the completeness check with Sphinx."""
+    """Register the completeness check and the generated figures with Sphinx."""
     app.connect("builder-inited", _check_api_reference)
+    app.connect("builder-inited", _draw_demo_map)
     # Napoleon listens at the default priority, 500: run before it.
     app.connect("autodoc-process-docstring", _normalise_docstring, priority=400)
     return {"parallel_read_safe": True}

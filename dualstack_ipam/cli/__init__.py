@@ -1,8 +1,9 @@
-"""The ``dualstack-ipam`` command line: click wiring in :mod:`.app`, the
-commands in :mod:`.commands` and :mod:`.service_commands`, the demo in
-:mod:`.demo`, manifests read in :mod:`.manifests`, tables and JSON in
-:mod:`.render`, exit codes and error lines in :mod:`.reporting`, the state
-in :mod:`.state`.
+"""The ``dualstack-ipam`` command line: click wiring in :mod:`.app` (the
+shared options in :mod:`.options`), the commands in :mod:`.commands`,
+:mod:`.show` and :mod:`.service_commands`, the demo in :mod:`.demo`, maps
+and forecasts in :mod:`.maps`, manifests read in :mod:`.manifests`, tables
+and JSON in :mod:`.render`, exit codes and error lines in
+:mod:`.reporting`, the state in :mod:`.state`.
 
 Scripts import the commands from here: ``from dualstack_ipam.cli import main``.
 """
