@@ -13,6 +13,7 @@ created by a ``show`` that failed (1 and 2 mean nothing changed).
 from __future__ import annotations
 
 import datetime
+import os
 from typing import Any
 
 from dualstack_ipam.cli import state as _state
@@ -81,7 +82,8 @@ def run_show(
         InvalidConfigError: a bad rate (exit 2).
         FamilyNotConfiguredError: a Service rate for a family without a
             Service range (exit 2).
-        CLIError: a map file cannot be written (exit 2; nothing saved).
+        CLIError: a map file cannot be written, or is the state file
+            (exit 2; nothing saved).
         StateError: the state file is corrupt (exit 2).
 
     Complexity:
@@ -101,6 +103,7 @@ def run_show(
     >>> folder.cleanup()
     """
     show_forecast = show_forecast or nodes_per_day is not None or services_per_day is not None
+    _check_map_paths(state_path, svg, html_path)
     with _state.transaction(state_path, DEFAULT_CONFIG) as state:
         files: dict[str, str] = {}
         outlook = None
@@ -125,6 +128,17 @@ def run_show(
                 ) from None
         text = _show_text(state, state_path, as_json=as_json, files=files, outlook=outlook)
     return Output(text, saved=saved_path(state, state_path))
+
+
+def _check_map_paths(state_path: str, *maps: str | None) -> None:
+    """Refuse a map file that is the state file or its lock: writing it would destroy them."""
+    state = os.path.realpath(state_path)
+    for path in maps:
+        if path is not None and os.path.realpath(path) in (state, state + ".lock"):
+            raise CLIError(
+                f"the map file {path!r} is the state file {state_path!r} (or its lock); "
+                "nothing was changed"
+            )
 
 
 def _show_text(

@@ -196,3 +196,16 @@ def test_a_map_file_that_cannot_be_written_exits_2_and_changes_nothing(tmp_path:
     assert proc.returncode == 2
     error_line(proc.stderr)
     assert not fresh.exists()
+
+
+def test_a_map_file_that_is_the_state_file_is_refused(tmp_path: Path) -> None:
+    state = _state_with_a_node_and_services(tmp_path)
+    before = state.read_bytes()
+    link = tmp_path / "link.json"
+    link.symlink_to(state)
+    # Writing the map there would destroy the state (or its lock), then nothing saves it.
+    for target in (str(state), str(link), f"{state}.lock"):
+        result = invoke("show", "--state", str(state), "--svg", target)
+        assert result.exit_code == 2
+        assert "is the state file" in error_line(result.stderr)
+    assert state.read_bytes() == before
