@@ -30,74 +30,64 @@ PASS_FLAGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 unknown options pass through to them."""
 
 
-def json_option(command: Decorated) -> Decorated:
-    """``--json``: machine-readable JSON on stdout (``as_json``).
+def _option(*decls: str, **attrs: Any) -> Callable[[Decorated], Decorated]:
+    """A click option, made when a command is declared (click is imported then)."""
 
-    Complexity:
-        O(1).
-    """
-    import click
+    def apply(command: Decorated) -> Decorated:
+        import click
 
-    option = click.option(
-        "--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout."
-    )
-    return option(command)
+        return click.option(*decls, **attrs)(command)
+
+    return apply
 
 
-def state_option(command: Decorated) -> Decorated:
-    """``--state FILE``: the state file (``state_path``), the default one if absent.
+json_option = _option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+"""``--json``: machine-readable JSON on stdout (``as_json``)."""
 
-    Complexity:
-        O(1).
-    """
-    import click
+state_option = _option(
+    "--state",
+    "state_path",
+    default=_state.DEFAULT_STATE_FILE,
+    show_default=True,
+    metavar="FILE",
+    help="The state file (created with the default cluster if missing).",
+)
+"""``--state FILE``: the state file (``state_path``), the default one if absent."""
 
-    option = click.option(
-        "--state",
-        "state_path",
-        default=_state.DEFAULT_STATE_FILE,
-        show_default=True,
-        metavar="FILE",
-        help="The state file (created with the default cluster if missing).",
-    )
-    return option(command)
+file_option = _option(
+    "-f",
+    "--filename",
+    "sources",
+    multiple=True,
+    metavar="FILE",
+    help="Service manifests, YAML or JSON ('-' for stdin); may be repeated.",
+)
+"""``-f`` / ``--filename FILE``, repeatable: Service manifests (``sources``)."""
 
+ignore_unknown_option = _option(
+    "--ignore-unknown",
+    "ignore_unknown",
+    is_flag=True,
+    help="Skip the flags dualstack-ipam does not read (a whole "
+    "kube-controller-manager command line).",
+)
+"""``--ignore-unknown``: skip the flags dualstack-ipam does not read."""
 
-def file_option(command: Decorated) -> Decorated:
-    """``-f`` / ``--filename FILE``, repeatable: Service manifests (``sources``).
-
-    Complexity:
-        O(1).
-    """
-    import click
-
-    option = click.option(
-        "-f",
-        "--filename",
-        "sources",
-        multiple=True,
-        metavar="FILE",
-        help="Service manifests, YAML or JSON ('-' for stdin); may be repeated.",
-    )
-    return option(command)
-
-
-def ignore_unknown_option(command: Decorated) -> Decorated:
-    """``--ignore-unknown``: skip the flags dualstack-ipam does not read.
-
-    Complexity:
-        O(1).
-    """
-    import click
-
-    option = click.option(
-        "--ignore-unknown",
-        "ignore_unknown",
-        is_flag=True,
-        help="Skip the flags dualstack-ipam does not read (a whole "
-        "kube-controller-manager command line).",
-    )
-    return option(command)
+_nodes_per_day = _option(
+    "--nodes-per-day",
+    "nodes_per_day",
+    default=None,
+    metavar="N",
+    help="Nodes added per day (each takes a CIDR of every family); adds the exhaustion forecast.",
+)
+_services_per_day = _option(
+    "--services-per-day",
+    "services_per_day",
+    default=None,
+    metavar="N|IPv4=N,IPv6=N",
+    help="Services added per day (of the primary Service family), or a rate by "
+    "family; adds the exhaustion forecast.",
+)
 
 
 def rate_options(command: Decorated) -> Decorated:
@@ -106,25 +96,7 @@ def rate_options(command: Decorated) -> Decorated:
     Complexity:
         O(1).
     """
-    import click
-
-    services = click.option(
-        "--services-per-day",
-        "services_per_day",
-        default=None,
-        metavar="N|IPv4=N,IPv6=N",
-        help="Services added per day (of the primary Service family), or a rate by family; "
-        "with --nodes-per-day, adds the exhaustion forecast.",
-    )
-    nodes = click.option(
-        "--nodes-per-day",
-        "nodes_per_day",
-        default=None,
-        metavar="N",
-        help="Nodes added per day (each takes a CIDR of every family); adds the "
-        "exhaustion forecast.",
-    )
-    return nodes(services(command))
+    return _nodes_per_day(_services_per_day(command))
 
 
 def flags_argument(command: Decorated) -> Decorated:
