@@ -248,34 +248,17 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
             wanted: dict[IPFamily, int] = {}
             for net in nets:
                 wanted[net.family] = self._locate(node, net, wanted)
-            held = dict(self._table.get(node) or ())
             for family, index in wanted.items():
-                cidr = self._pools[family].subnet_at(index)
-                owner = self._table.owner((family, index))
-                if owner is not None and owner != node:
-                    raise AlreadyAllocatedError(
-                        f"node {node!r}: pod CIDR {cidr} is already allocated to node {owner!r}",
-                        value=cidr,
-                        owner=owner,
-                    )
                 if self._is_reserved(family, index):
-                    raise AlreadyAllocatedError(
-                        f"node {node!r}: pod CIDR {cidr} overlaps the Service range "
-                        f"{self._config.service_cidr(family)}, which is set aside",
-                        value=cidr,
-                    )
-                if family in held and held[family] != index:
-                    raise AlreadyAllocatedError(
-                        f"node {node!r} already holds {self._pools[family].subnet_at(held[family])}"
-                        f", not {cidr}",
-                        value=cidr,
-                        owner=node,
-                    )
-            new = {family: index for family, index in wanted.items() if family not in held}
+                    cidr, service = self._build((family, index)), self._config.service_cidr(family)
+                    message = f"pod CIDR {cidr} overlaps the Service range {service}, set aside"
+                    raise AlreadyAllocatedError(f"node {node!r}: {message}", value=cidr)
+            new = self._table.claim(node, wanted.items(), self._build, "pod CIDR")
+            held = dict(self._table.get(node) or ())
             if new:
-                held = {**held, **new}
-                for family, index in new.items():
-                    self._pools[family].occupy(self._pools[family].subnet_at(index))
+                held.update(new)
+                for address in new:
+                    self._pools[address[0]].occupy(self._build(address))
                 self._table.put(node, tuple((f, held[f]) for f in self._pools if f in held))
             return self._cidrs(held)
 

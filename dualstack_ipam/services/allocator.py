@@ -16,7 +16,7 @@ and an ``AlreadyAllocatedError`` (``.owner``), so "taken" and "invalid" differ.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from random import Random
 from typing import Any
 
@@ -28,15 +28,15 @@ from dualstack_ipam.errors import (
     ClusterIPTakenError,
     InvalidConfigError,
     IPAMError,
-    PoolExhaustedError,
     SnapshotError,
 )
-from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family, usable_span
+from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import intent as it
 from dualstack_ipam.services import read
 from dualstack_ipam.services.render import render
+from dualstack_ipam.services.take import release_all, take, take_all
 from dualstack_ipam.services.update import (
     check_kept,
     check_old,
@@ -54,12 +54,6 @@ _KIND = "ServiceIPAllocator"
 
 def _text(address: tuple[IPFamily, int | None]) -> str:
     return "" if address[1] is None else str(make_address(address[1], address[0]))
-
-
-def _usable(pool: ServiceIPPool, value: int) -> bool:
-    """Whether ``value`` may be allocated in ``pool``'s range."""
-    first, count = usable_span(pool.family, pool.cidr.prefixlen)
-    return 0 <= value - int(pool.cidr.first) - first < count
 
 
 class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
@@ -131,62 +125,6 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
     def _build(self, address: Address) -> netaddr.IPAddress:
         return make_address(address[1], address[0])
 
-    def _free(self, addresses: Iterable[Address]) -> None:
-        for family, value in addresses:
-            self._pools[family].release(make_address(value, family))
-
-    def _take(self, family: IPFamily, value: int | None) -> int:
-        pool = self._pools[family]
-        if value is None:
-            return int(pool.allocate_next())
-        address, owner = make_address(value, family), self._table.owner((family, value))
-        if owner is not None:
-            message = (
-                f"provided IP {str(address)!r} is already allocated in {pool.cidr} to {owner!r}"
-            )
-            raise AlreadyAllocatedError(message, value=address, owner=owner)
-        return int(pool.allocate(address))
-
-    def _take_all(self, intent: it.Intent, first: int, name: str) -> tuple[Address, ...]:
-        """Allocate ``intent``'s addresses from index ``first`` on, all or none.
-
-        Everything that can fail is checked before anything is taken or
-        drawn from the rng, so a failure leaves every pool exactly as it was
-        (hidden search state included) and a seeded run keeps its sequence.
-        """
-        pairs = it.addresses(intent)[first:]
-        for i, (family, value) in enumerate(pairs, start=first):
-            if value is not None:
-                self._check_requested(family, value, f"spec.clusterIPs[{i}]", name)
-        for family, value in pairs:
-            pool = self._pools[family]
-            if value is None and not pool.free:
-                message = f"range is full: no free address in {pool.cidr} for {name!r}"
-                raise PoolExhaustedError(message, pool_cidr=pool.cidr)
-        return tuple((family, self._take(family, value)) for family, value in pairs)
-
-    def _check_requested(self, family: IPFamily, value: int, field: str, name: str) -> None:
-        """Refuse a requested address that is out of range or held, touching nothing.
-
-        Under our lock the pools hold exactly the owned addresses, so an
-        unowned usable address is free. (An update never requests one the
-        key keeps: those come before ``first``.)
-        """
-        pool, address = self._pools[family], make_address(value, family)
-        text = str(address)
-        if not _usable(pool, value):
-            v4 = family is IPFamily.IPv4
-            edges = "network and broadcast addresses" if v4 else "network address"
-            detail = f"provided IP is not in the valid range of {pool.cidr} (without its {edges})"
-            raise read.invalid(name, field, text, f"failed to allocate IP: {detail}")
-        owner = self._table.owner((family, value))
-        if owner is not None:
-            message = (
-                f"Service {name!r} is invalid: {field}: Invalid value: {text!r}: provided IP "
-                f"is already allocated in {pool.cidr} to {owner!r}"
-            )
-            raise ClusterIPTakenError(message, field=field, value=address, owner=owner)
-
     # ------------------------------------------------------------ the seed's model
 
     def allocate(
@@ -229,7 +167,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         with self._lock:
             held = self._table.get(key)
             if held is None:
-                held = ((fam, self._take(fam, value)),)
+                held = ((fam, take(self._pools, self._table, fam, value)),)
                 self._table.put(key, held)
             elif len(held) != 1 or held[0][0] is not fam or value not in (None, held[0][1]):
                 message = (
@@ -255,7 +193,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         check_key(key)
         with self._lock:
             held = self._table.pop(key)
-            self._free(held or ())
+            release_all(self._pools, held or ())
             return held is not None
 
     def owner_of(self, ip: Any) -> str | None:
@@ -313,7 +251,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         with self._lock:
             held = self._table.get(key)
             if held is None and intent.kind == it.CLUSTER:
-                held = self._take_all(intent, 0, name)
+                held = take_all(self._pools, self._table, intent, 0, name)
                 self._table.put(key, held)
             elif held is not None and not it.describes(intent, held):
                 message = f"Service {key!r} holds {[_text(a) for a in held]}, unlike {result!r}"
@@ -361,8 +299,12 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
             after = resolve_update(read.read_fields(spec, name), tuple(self._pools), base, name)
             check_kept(after, held, name)
             kept = held[: len(after.requested)]
-            added = self._take_all(after, len(kept), name) if after.kind == it.CLUSTER else ()
-            self._free(held[len(kept) :])
+            added = (
+                take_all(self._pools, self._table, after, len(kept), name)
+                if after.kind == it.CLUSTER
+                else ()
+            )
+            release_all(self._pools, held[len(kept) :])
             self._table.put(key, kept + added)
         return render(merged, after, [_text(a) for a in kept + added])
 
