@@ -1,12 +1,15 @@
-"""ServiceIPAllocator.update_service: the alpha ipFamily is set at creation only, and
-whatever an update returns loads back into a fresh allocator unchanged."""
+"""ServiceIPAllocator.update_service (dualstack_ipam.services.update): Kubernetes'
+update rules, the alpha ipFamily set at creation only, and whatever an update
+returns loading back into a fresh allocator unchanged."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import netaddr
 import pytest
+import service_helpers as h
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,3 +163,293 @@ def test_an_update_never_gives_back_what_create_refuses(cluster: str) -> None:
     old = alloc.allocate_service(service(ipFamily=first.value, ipFamilyPolicy="PreferDualStack"))
     error = refused(alloc, old, {"spec": {"ipFamily": first.other.value}})
     assert error.field == "spec.ipFamily"
+
+
+# ------------------------------------------------------------ the update rules
+
+# Unset on update (Kubernetes' patchAllocatedValues): what was allocated stays.
+EMPTY_IP_FIELDS = [
+    {"clusterIP": ""},
+    {"clusterIPs": []},
+    {"clusterIP": "", "clusterIPs": []},
+    {"clusterIP": "", "clusterIPs": [], "ipFamilies": []},
+]
+
+
+class TestUpdate:
+    def test_omitted_fields_are_inherited(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(ipFamilyPolicy="RequireDualStack", type="LoadBalancer"))
+        new = {"metadata": {"name": "web"}, "spec": {"selector": {"app": "v2"}}}
+        frozen_old, frozen_new = copy.deepcopy(old), copy.deepcopy(new)
+        result = alloc.update_service(old, new)
+        assert (old, new) == (frozen_old, frozen_new)
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "type"):
+            assert result["spec"][key] == old["spec"][key]
+        assert result["spec"]["selector"] == {"app": "v2"}
+        assert result["metadata"] == {"name": "web"}
+
+    def test_upgrade_with_a_dual_policy(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service())
+        new = alloc.update_service(old, {"spec": {"ipFamilyPolicy": "PreferDualStack"}})
+        assert new["spec"]["clusterIPs"][0] == old["spec"]["clusterIP"]
+        assert new["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
+        assert alloc.used("IPv6") == 1
+        alloc._check_invariants()
+
+    def test_upgrade_to_a_requested_secondary(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(clusterIP=h.V4))
+        new = alloc.update_service(
+            old, {"spec": {"ipFamilyPolicy": "RequireDualStack", "clusterIPs": [h.V4, h.V6]}}
+        )
+        assert new["spec"]["clusterIPs"] == [h.V4, h.V6]
+        assert alloc.get("default/web") == (netaddr.IPAddress(h.V4), netaddr.IPAddress(h.V6))
+
+    def test_upgrade_needs_a_dual_policy(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service())
+        new = {"spec": {"ipFamilies": ["IPv4", "IPv6"]}}
+        assert h.refused(alloc, alloc.update_service, old, new).field == "spec.ipFamilyPolicy"
+
+    def test_upgrade_on_single_stack_cluster(self) -> None:
+        alloc = h.allocator("v4")
+        old = h.create(alloc, h.service())
+        new = {"spec": {"ipFamilyPolicy": "RequireDualStack"}}
+        assert h.refused(alloc, alloc.update_service, old, new).field == "spec.ipFamilyPolicy"
+        prefer = alloc.update_service(old, {"spec": {"ipFamilyPolicy": "PreferDualStack"}})
+        assert prefer["spec"]["clusterIPs"] == old["spec"]["clusterIPs"]
+
+    def test_downgrade_by_single_stack_releases_the_secondary(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(ipFamilyPolicy="RequireDualStack"))
+        new = alloc.update_service(old, {"spec": {"ipFamilyPolicy": "SingleStack"}})
+        assert new["spec"]["clusterIPs"] == old["spec"]["clusterIPs"][:1]
+        assert new["spec"]["ipFamilies"] == ["IPv4"]
+        assert new["spec"]["ipFamilyPolicy"] == "SingleStack"
+        assert (alloc.used("IPv4"), alloc.used("IPv6")) == (1, 0)
+        alloc._check_invariants()
+
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            {"clusterIPs": "first"},  # placeholder replaced below: just the primary
+            {"ipFamilies": ["IPv4"]},
+            {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4"]},
+        ],
+    )
+    def test_downgrade_needs_single_stack(self, spec: dict[str, Any]) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(ipFamilyPolicy="RequireDualStack"))
+        if spec.get("clusterIPs") == "first":
+            spec = {"clusterIPs": old["spec"]["clusterIPs"][:1]}
+        assert h.refused(alloc, alloc.update_service, old, {"spec": spec}).field == (
+            "spec.ipFamilyPolicy"
+        )
+
+    @pytest.mark.parametrize(
+        ("spec", "field"),
+        [
+            ({"clusterIP": "10.96.0.99"}, "spec.clusterIPs[0]"),
+            (
+                {"clusterIP": "10.96.0.99", "clusterIPs": ["10.96.0.99", "fd00::99"]},
+                "spec.clusterIPs[0]",
+            ),
+            ({"clusterIPs": ["10.96.0.99"]}, "spec.clusterIPs[0]"),
+            ({"clusterIP": "None"}, "spec.clusterIPs[0]"),
+            ({"clusterIPs": [h.V4, "fd00::99"]}, "spec.clusterIPs[1]"),
+            ({"ipFamilies": ["IPv6", "IPv4"]}, "spec.ipFamilies[0]"),
+            ({"ipFamily": "IPv6"}, "spec.ipFamily"),
+            ({"ipFamilyPolicy": "SingleStack", "clusterIPs": [h.V6]}, "spec.clusterIPs[0]"),
+        ],
+    )
+    def test_primary_and_allocated_values_are_immutable(
+        self, spec: dict[str, Any], field: str
+    ) -> None:
+        alloc = h.allocator()
+        old = h.create(
+            alloc,
+            h.service(ipFamilyPolicy="RequireDualStack", clusterIP=h.V4, clusterIPs=[h.V4, h.V6]),
+        )
+        assert h.refused(alloc, alloc.update_service, old, {"spec": spec}).field == field
+
+    def test_to_external_name_releases(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(ipFamilyPolicy="PreferDualStack"))
+        new = alloc.update_service(old, {"spec": {"type": "ExternalName", "externalName": "x.io"}})
+        assert not {"clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"} & set(new["spec"])
+        assert "default/web" not in alloc
+        assert alloc.used("IPv4") == alloc.used("IPv6") == 0
+        # Unchanged family fields given explicitly are dropped too, as Kubernetes does.
+        again = h.create(alloc, h.service("other", ipFamilyPolicy="PreferDualStack"))
+        spec = {**again["spec"], "type": "ExternalName", "externalName": "x.io"}
+        result = alloc.update_service(again, {"metadata": {"name": "other"}, "spec": spec})
+        assert "clusterIPs" not in result["spec"]
+        # A changed one is refused.
+        third = h.create(alloc, h.service("third"))
+        bad = {"spec": {"type": "ExternalName", "externalName": "x.io", "clusterIP": h.V4}}
+        assert h.refused(alloc, alloc.update_service, third, bad).field == "spec.clusterIPs"
+
+    def test_from_external_name_allocates(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(type="ExternalName", externalName="x.io"))
+        new = alloc.update_service(
+            old, {"spec": {"type": "ClusterIP", "ipFamilyPolicy": "RequireDualStack"}}
+        )
+        assert "externalName" not in new["spec"]
+        assert len(new["spec"]["clusterIPs"]) == 2
+        assert alloc.get("default/web") == tuple(map(netaddr.IPAddress, new["spec"]["clusterIPs"]))
+
+    def test_type_change_between_ip_types_keeps_addresses(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service())
+        new = alloc.update_service(old, {"spec": {"type": "LoadBalancer"}})
+        assert new["spec"]["clusterIPs"] == old["spec"]["clusterIPs"]
+        assert (
+            h.refused(
+                alloc,
+                alloc.update_service,
+                new,
+                {"spec": {"type": "NodePort", "clusterIP": "None"}},
+            ).field
+            == "spec.clusterIPs[0]"
+        )
+
+    def test_headless_may_change_families_but_not_get_an_address(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(clusterIP="None"))
+        new = alloc.update_service(
+            old, {"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}}
+        )
+        assert new["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
+        assert len(alloc) == 0
+        bad = {"spec": {"clusterIP": h.V4, "clusterIPs": [h.V4]}}
+        assert h.refused(alloc, alloc.update_service, new, bad).field == "spec.clusterIPs[0]"
+
+    def test_unchanged_prefer_dual_stack_is_not_upgraded(self) -> None:
+        alloc = h.allocator()
+        alloc.allocate("default/web", ip=h.V4)
+        old = h.service(
+            clusterIP=h.V4, clusterIPs=[h.V4], ipFamilies=["IPv4"], ipFamilyPolicy="PreferDualStack"
+        )
+        assert alloc.update_service(old, old) == old
+        assert alloc.used("IPv6") == 0
+        upgraded = alloc.update_service(old, {"spec": {"ipFamilyPolicy": "RequireDualStack"}})
+        assert upgraded["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
+
+    def test_old_must_be_what_is_held(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(clusterIP=h.V4))
+        stale = copy.deepcopy(old)
+        stale["spec"]["clusterIP"] = stale["spec"]["clusterIPs"][0] = "10.96.0.51"
+        assert h.refused(alloc, alloc.update_service, stale, stale).field == "spec.clusterIPs"
+        unknown = h.service("nobody", clusterIP="10.96.0.52")
+        assert h.refused(alloc, alloc.update_service, unknown, unknown).field == "spec.clusterIPs"
+        bare = h.service()  # no cluster IP at all
+        assert h.refused(alloc, alloc.update_service, bare, bare).field == "spec.clusterIPs"
+        external = h.service(type="ExternalName", externalName="x.io")
+        assert h.refused(alloc, alloc.update_service, external, external).field == "spec.clusterIPs"
+        broken = h.service(clusterIP="nonsense")
+        error = h.refused(alloc, alloc.update_service, broken, old)
+        assert error.field == "spec.clusterIPs[0]"
+        assert str(error).startswith("old manifest")
+
+    @pytest.mark.parametrize(
+        ("metadata", "field"),
+        [({"name": "db"}, "metadata.name"), ({"namespace": "prod"}, "metadata.namespace")],
+    )
+    def test_name_and_namespace_may_not_change(self, metadata: dict[str, str], field: str) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service())
+        assert h.refused(alloc, alloc.update_service, old, {"metadata": metadata}).field == field
+        same = alloc.update_service(old, {"metadata": {"name": "web", "namespace": "default"}})
+        assert same["spec"] == old["spec"]
+
+    def test_exhausted_upgrade_changes_nothing(self) -> None:
+        alloc = ServiceIPAllocator(
+            ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/24,fd00::/127")
+        )
+        h.create(alloc, h.service("only", ipFamilies=["IPv6"]))
+        old = h.create(alloc, h.service())
+        before = alloc.snapshot()
+        with pytest.raises(PoolExhaustedError):
+            alloc.update_service(old, {"spec": {"ipFamilyPolicy": "RequireDualStack"}})
+        assert alloc.snapshot() == before
+
+    def test_new_must_be_a_mapping(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service())
+        assert h.refused(alloc, alloc.update_service, old, ["spec"]).field == ""
+
+    @pytest.mark.parametrize("metadata", ["x", ["x"], True, 7])
+    def test_new_metadata_must_be_a_mapping(self, metadata: Any) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service())
+        error = h.refused(alloc, alloc.update_service, old, {"metadata": metadata})
+        assert error.field == "metadata"
+        assert repr(metadata) in str(error)
+
+    @pytest.mark.parametrize("selector", [{"app": "a"}, None])
+    @pytest.mark.parametrize("spec", EMPTY_IP_FIELDS)
+    def test_empty_ip_fields_keep_a_headless_service(
+        self, spec: dict[str, Any], selector: Any
+    ) -> None:
+        """Kubernetes' patchAllocatedValues: "" and [] on update are unset."""
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(clusterIP="None", selector=selector))
+        before = alloc.snapshot()
+        new = alloc.update_service(old, {"spec": {**spec, "selector": selector}})
+        assert new["spec"] == old["spec"]
+        assert alloc.snapshot() == before
+        assert len(alloc) == 0
+
+    @pytest.mark.parametrize("spec", EMPTY_IP_FIELDS)
+    def test_empty_ip_fields_keep_the_cluster_ips(self, spec: dict[str, Any]) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(ipFamilyPolicy="RequireDualStack"))
+        before = alloc.snapshot()
+        assert alloc.update_service(old, {"spec": spec})["spec"] == old["spec"]
+        assert alloc.snapshot() == before
+        # and only the omitted ones are inherited: a given secondary is a change
+        changed = {**spec, "clusterIP": old["spec"]["clusterIP"]}
+        changed["clusterIPs"] = [old["spec"]["clusterIP"], "fd00::99"]
+        h.refused(alloc, alloc.update_service, old, {"spec": changed})
+
+    def test_empty_ip_fields_with_external_name(self) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(ipFamilyPolicy="PreferDualStack"))
+        empty = {"clusterIP": "", "clusterIPs": [], "type": "ExternalName", "externalName": "x.io"}
+        external = alloc.update_service(old, {"spec": empty})
+        assert external["spec"] == {"type": "ExternalName", "externalName": "x.io"}
+        assert len(alloc) == 0
+        back = alloc.update_service(external, {"spec": {"type": "ClusterIP", "clusterIP": ""}})
+        assert len(back["spec"]["clusterIPs"]) == 1
+        assert alloc.get("default/web") == (netaddr.IPAddress(back["spec"]["clusterIP"]),)
+
+    @pytest.mark.parametrize("spec", [{"type": None}, {"type": None, "externalName": "y.io"}])
+    def test_none_type_inherits_external_name(self, spec: dict[str, Any]) -> None:
+        alloc = h.allocator()
+        old = h.create(alloc, h.service(type="ExternalName", externalName="x.io"))
+        new = alloc.update_service(old, {"spec": spec})
+        assert new["spec"] == {
+            "type": "ExternalName",
+            "externalName": spec.get("externalName", "x.io"),
+        }
+        assert len(alloc) == 0
+
+    @pytest.mark.parametrize(
+        ("name", "spec"),
+        [
+            ("q", {"ipFamilies": ["IPv4"]}),
+            ("web", {"ipFamilies": ["IPv4", "IPv6"], "clusterIP": h.V4}),
+            ("web", {"ipFamilies": ["IPv4", "IPv6"], "clusterIP": h.V4, "clusterIPs": [h.V4]}),
+        ],
+    )
+    def test_old_listing_more_families_than_ips(self, name: str, spec: dict[str, Any]) -> None:
+        alloc = h.allocator()
+        h.create(alloc, h.service(clusterIP=h.V4))
+        old = {"metadata": {"name": name}, "spec": spec}
+        error = h.refused(alloc, alloc.update_service, old, {})
+        assert error.field == "spec.clusterIPs"
+        assert repr(f"default/{name}") in str(error)
