@@ -101,18 +101,6 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         )
 
     @property
-    def config(self) -> ClusterConfig:
-        """The cluster configuration.
-
-        Complexity:
-            O(1).
-
-        >>> NodeCIDRAllocator(ClusterConfig("10.244.0.0/16")).config.families
-        (<IPFamily.IPv4: 'IPv4'>,)
-        """
-        return self._config
-
-    @property
     def strategy(self) -> str:
         """The pools' allocation strategy.
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from dualstack_ipam.errors import SnapshotError
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners.table import Address, OwnerTable, check_key
+
+if TYPE_CHECKING:  # the allocators, above this layer, hold one
+    from dualstack_ipam.cluster.config import ClusterConfig
 
 __all__ = ["KeyedAllocator", "Pool"]
 
@@ -55,8 +58,18 @@ class KeyedAllocator(Generic[T]):
     """
 
     __slots__ = ()
+    _config: ClusterConfig
     _table: OwnerTable
     _lock: threading.RLock
+
+    @property
+    def config(self) -> ClusterConfig:
+        """The cluster configuration.
+
+        Complexity:
+            O(1).
+        """
+        return self._config
 
     def _build(self, address: Address) -> T:
         raise NotImplementedError

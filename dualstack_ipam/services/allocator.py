@@ -106,19 +106,6 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         ranges = ",".join(str(pool.cidr) for pool in self._pools.values())
         return f"ServiceIPAllocator({ranges}, strategy={self._strategy!r})<keys={len(self)}>"
 
-    @property
-    def config(self) -> ClusterConfig:
-        """The cluster configuration.
-
-        Complexity:
-            O(1).
-
-        >>> config = ClusterConfig("10.244.0.0/16", "10.96.0.0/24")
-        >>> ServiceIPAllocator(config).config is config
-        True
-        """
-        return self._config
-
     def _pool(self, family: Any) -> ServiceIPPool:
         return self._pools[self._table.family(family)]
 
