@@ -48,11 +48,11 @@ from dualstack_ipam import service_key
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.errors import IPAMError, PoolExhaustedError, ServiceValidationError
-from dualstack_ipam.net import IPFamily, usable_span
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 from ._common import st
 from ._manifests import context
+from ._model import ReferenceModel
 from ._updates import edit_service
 from .strategies import cluster_configs, invalid_service_manifests, service_manifests
 
@@ -62,143 +62,6 @@ except ImportError as exc:  # pragma: no cover - _common already said it
     raise ImportError("dualstack_ipam.testing.stateful needs Hypothesis") from exc
 
 __all__ = ["DualStackClusterMachine", "ReferenceModel"]
-
-
-def _overlaps(a: netaddr.IPNetwork, b: netaddr.IPNetwork) -> bool:
-    return bool(a.version == b.version and a.first <= b.last and b.first <= a.last)
-
-
-class ReferenceModel:
-    """A cluster's IP allocations in plain dicts, and the rules they obey.
-
-    Knows nothing of bitmaps or cursors: it records what each node and each
-    Service key holds, says how much room each family has left, and checks
-    every new allocation against the rules of the API contract, raising
-    ``AssertionError`` with the reason.
-
-    >>> model = ReferenceModel(ClusterConfig("10.244.0.0/30", "10.96.0.0/30", node_mask_ipv4=31))
-    >>> model.node_room("IPv4"), model.service_room("IPv4")
-    (2, 2)
-    >>> model.add_node("a", (netaddr.IPNetwork("10.244.0.0/31"),))
-    >>> model.add_node("b", (netaddr.IPNetwork("10.244.0.0/31"),))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    AssertionError: node 'b' got 10.244.0.0/31, which node 'a' holds...
-    """
-
-    def __init__(self, config: ClusterConfig) -> None:
-        self.config = config
-        self.nodes: dict[str, tuple[netaddr.IPNetwork, ...]] = {}
-        self.services: dict[str, tuple[netaddr.IPAddress, ...]] = {}
-        self._cidr_owner: dict[netaddr.IPNetwork, str] = {}
-        self._ip_owner: dict[netaddr.IPAddress, str] = {}
-
-    # -- nodes
-
-    def node_room(self, family: IPFamily | str) -> int:
-        """Node CIDRs of ``family`` still free (Service set-aside excluded).
-
-        Complexity:
-            O(n) in the recorded node CIDRs.
-        """
-        version = IPFamily(family).version
-        held = sum(1 for cidr in self._cidr_owner if cidr.version == version)
-        return self.config.node_capacity(family) - held
-
-    def can_add_node(self) -> bool:
-        """Whether a new node must get CIDRs (every family has room).
-
-        Complexity:
-            O(n) in the recorded node CIDRs.
-        """
-        return all(self.node_room(family) > 0 for family in self.config.families)
-
-    def add_node(self, node: str, cidrs: tuple[netaddr.IPNetwork, ...]) -> None:
-        """Check and record the pod CIDRs ``node`` was given.
-
-        Raises:
-            AssertionError: the CIDRs break a rule (the message says which).
-
-        Complexity:
-            O(1) per CIDR.
-        """
-        config = self.config
-        assert node not in self.nodes, f"node {node!r} added twice"
-        assert len(cidrs) == len(config.families), f"node {node!r} got {cidrs}"
-        for cidr, family in zip(cidrs, config.families, strict=True):
-            assert cidr.version == family.version, f"node {node!r}: {cidr} is not {family}"
-            assert cidr.prefixlen == config.node_mask(family), f"node {node!r}: mask of {cidr}"
-            assert cidr in config.cluster_cidr(family), f"node {node!r}: {cidr} outside the cluster"
-            assert cidr == cidr.cidr, f"node {node!r}: {cidr} has host bits"
-            if family in config.service_families:
-                service = config.service_cidr(family)
-                assert not _overlaps(cidr, service), f"node {node!r}: {cidr} is set aside"
-            owner = self._cidr_owner.get(cidr)
-            assert owner is None, f"node {node!r} got {cidr}, which node {owner!r} holds"
-        self.nodes[node] = cidrs
-        for cidr in cidrs:
-            self._cidr_owner[cidr] = node
-
-    def remove_node(self, node: str) -> bool:
-        """Forget ``node``; True if it held CIDRs.
-
-        Complexity:
-            O(1) per CIDR.
-        """
-        cidrs = self.nodes.pop(node, None)
-        for cidr in cidrs or ():
-            del self._cidr_owner[cidr]
-        return cidrs is not None
-
-    # -- Services
-
-    def service_room(self, family: IPFamily | str) -> int:
-        """Addresses of ``family``'s Service range still free.
-
-        Complexity:
-            O(n) in the recorded addresses.
-        """
-        fam = IPFamily(family)
-        usable = usable_span(fam, self.config.service_cidr(fam).prefixlen)[1]
-        return usable - sum(1 for ip in self._ip_owner if ip.version == fam.version)
-
-    def add_service(self, key: str, addresses: tuple[netaddr.IPAddress, ...]) -> None:
-        """Check and record the cluster IPs Service ``key`` was given.
-
-        Raises:
-            AssertionError: the addresses break a rule (the message says which).
-
-        Complexity:
-            O(1) per address.
-        """
-        assert key not in self.services, f"Service {key!r} added twice"
-        assert 1 <= len(addresses) <= 2, f"Service {key!r} got {addresses}"
-        families = {ip.version for ip in addresses}
-        assert len(families) == len(addresses), f"Service {key!r}: one family twice: {addresses}"
-        for ip in addresses:
-            family = IPFamily.IPv4 if ip.version == 4 else IPFamily.IPv6
-            assert family in self.config.service_families, f"{key!r}: {ip} of no Service range"
-            cidr = self.config.service_cidr(family)
-            assert ip in cidr, f"Service {key!r}: {ip} is outside {cidr}"
-            assert ip != cidr.network, f"Service {key!r} got the network address {ip}"
-            if family is IPFamily.IPv4:
-                assert ip != cidr.broadcast, f"Service {key!r} got the broadcast address {ip}"
-            owner = self._ip_owner.get(ip)
-            assert owner is None, f"Service {key!r} got {ip}, which {owner!r} holds"
-        self.services[key] = addresses
-        for ip in addresses:
-            self._ip_owner[ip] = key
-
-    def remove_service(self, key: str) -> bool:
-        """Forget Service ``key``; True if it held addresses.
-
-        Complexity:
-            O(1) per address.
-        """
-        addresses = self.services.pop(key, None)
-        for ip in addresses or ():
-            del self._ip_owner[ip]
-        return addresses is not None
 
 
 class DualStackClusterMachine(RuleBasedStateMachine):
