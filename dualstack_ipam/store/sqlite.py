@@ -15,12 +15,14 @@ Settings and why (see ``docs/store.md``):
   raises ``StoreUnavailableError`` with nothing written.
 
 One connection per backend object, used by one thread at a time under a
-lock; a backend must not cross ``fork`` (each process opens its own).
+lock; a backend must not cross ``fork`` (each process opens its own). This
+class holds the connection, the lock and the error mapping; opening the file
+is :mod:`~dualstack_ipam.store.sqlite_file`'s, the SQL of each operation
+:mod:`~dualstack_ipam.store.sqlite_statements`'.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -34,15 +36,20 @@ from dualstack_ipam.store.records import (
     Change,
     CompactedError,
     Compare,
-    Put,
     Record,
     TxnResult,
     Write,
     check_key,
     check_revision,
-    prefix_end,
 )
 from dualstack_ipam.store.sqlite_file import connect, sqlite_error
+from dualstack_ipam.store.sqlite_statements import (
+    apply_txn,
+    compact_feed,
+    range_query,
+    read_feed,
+    rollback,
+)
 
 __all__ = ["SQLiteBackend"]
 
@@ -163,18 +170,7 @@ class SQLiteBackend:
         >>> folder.cleanup()
         """
         check_range(prefix, start, limit)
-        low = max(prefix.encode(), start.encode())
-        high = prefix_end(prefix.encode())
-        sql = "SELECT key, value, revision FROM kv WHERE key >= ?"
-        args: list[bytes | int] = [low]
-        if high is not None:
-            sql += " AND key < ?"
-            args.append(high)
-        sql += " ORDER BY key"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        rows = self._query(sql, tuple(args))
+        rows = self._query(*range_query(prefix, start, limit))
         return [Record(bytes(k).decode(), bytes(v), r) for k, v, r in rows]
 
     def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
@@ -219,11 +215,11 @@ class SQLiteBackend:
                 raise sqlite_error(exc, self.path) from None
             committing = False
             try:
-                result = self._apply(conn, compares, writes)
+                result = apply_txn(conn, compares, writes)
                 committing = result.succeeded
                 conn.execute("COMMIT" if result.succeeded else "ROLLBACK")
             except BaseException as exc:
-                _rollback(conn)
+                rollback(conn)
                 if not isinstance(exc, sqlite3.Error):
                     raise
                 if committing:
@@ -236,46 +232,6 @@ class SQLiteBackend:
                     ) from None
                 raise sqlite_error(exc, self.path) from None
             return result
-
-    @staticmethod
-    def _apply(
-        conn: sqlite3.Connection, compares: Sequence[Compare], writes: Sequence[Write]
-    ) -> TxnResult:
-        now = conn.execute("SELECT value FROM meta WHERE name = 'revision'").fetchone()[0]
-        current: dict[str, Record | None] = {}
-        holds = True
-        for compare in compares:
-            row = conn.execute(
-                "SELECT value, revision FROM kv WHERE key = ?", (compare.key.encode(),)
-            ).fetchone()
-            found = None if row is None else Record(compare.key, bytes(row[0]), row[1])
-            current[compare.key] = found
-            holds = holds and (0 if row is None else row[1]) == compare.revision
-        if not holds:
-            return TxnResult(succeeded=False, revision=now, current=current)
-        revision = now + 1
-        changed = False
-        for write in writes:
-            key = write.key.encode()
-            if type(write) is Put:
-                conn.execute(
-                    "INSERT OR REPLACE INTO kv (key, value, revision) VALUES (?, ?, ?)",
-                    (key, write.value, revision),
-                )
-                conn.execute(
-                    "INSERT INTO feed (revision, key, value) VALUES (?, ?, ?)",
-                    (revision, key, write.value),
-                )
-                changed = True
-            elif conn.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount:
-                conn.execute(
-                    "INSERT INTO feed (revision, key, value) VALUES (?, ?, NULL)", (revision, key)
-                )
-                changed = True
-        if not changed:
-            return TxnResult(succeeded=True, revision=now)
-        conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (revision,))
-        return TxnResult(succeeded=True, revision=revision)
 
     def changes(self, after: int) -> tuple[list[Change], int]:
         """Every change with revision > ``after``, and the current revision.
@@ -306,35 +262,17 @@ class SQLiteBackend:
         with self._lock:
             conn = self._use()
             try:
-                conn.execute("BEGIN")
-                try:
-                    meta = dict(
-                        conn.execute(
-                            "SELECT name, value FROM meta WHERE name IN ('revision', 'compacted')"
-                        ).fetchall()
-                    )
-                    rows = (
-                        conn.execute(
-                            "SELECT revision, key, value FROM feed WHERE revision > ?"
-                            " ORDER BY revision, key",
-                            (after,),
-                        ).fetchall()
-                        if after >= meta["compacted"]
-                        else []
-                    )
-                finally:
-                    conn.execute("COMMIT")
+                revision, compacted, feed = read_feed(conn, after)
             except sqlite3.Error as exc:
                 raise sqlite_error(exc, self.path) from None
-        if after < meta["compacted"]:
+        if after < compacted:
             raise CompactedError(
-                f"changes after revision {after!r} were compacted (kept after {meta['compacted']})",
+                f"changes after revision {after!r} were compacted (kept after {compacted})",
                 after=after,
-                compacted=meta["compacted"],
+                compacted=compacted,
                 path=self.path,
             )
-        feed = [Change(bytes(k).decode(), r, None if v is None else bytes(v)) for r, k, v in rows]
-        return feed, meta["revision"]
+        return feed, revision
 
     def compact(self, revision: int) -> None:
         """Drop the change feed up to and including ``revision``.
@@ -357,24 +295,7 @@ class SQLiteBackend:
         with self._lock:
             conn = self._use()
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-                    if type(revision) is not int or not 0 <= revision <= meta["revision"]:
-                        raise StoreError(
-                            f"cannot compact at revision {revision!r}: the store is at "
-                            f"{meta['revision']}",
-                            path=self.path,
-                        )
-                    if revision > meta["compacted"]:
-                        conn.execute("DELETE FROM feed WHERE revision <= ?", (revision,))
-                        conn.execute(
-                            "UPDATE meta SET value = ? WHERE name = 'compacted'", (revision,)
-                        )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
+                compact_feed(conn, revision, self.path)
             except sqlite3.Error as exc:
                 raise sqlite_error(exc, self.path) from None
 
@@ -424,11 +345,3 @@ class SQLiteBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    """Roll back what is open, keeping the error that got us here."""
-    if conn.in_transaction:
-        # A failing ROLLBACK leaves it to SQLite, which rolls back on its own.
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
