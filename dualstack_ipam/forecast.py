@@ -16,7 +16,8 @@ the subnets set aside for a Service range are not counted) and
 ``services_per_day`` counts the Services that take an address of the
 primary Service family (the first Service range: the family of a Service
 that names none); the other family fills only as fast as a mapping by
-family says.
+family says. The arguments are read and checked in
+:mod:`dualstack_ipam.forecast_inputs`.
 
 >>> import datetime
 >>> from dualstack_ipam import ClusterConfig
@@ -37,7 +38,6 @@ IPv6    Service IPs  fd00::/112     65535          0     0        -          nev
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Any
@@ -46,18 +46,19 @@ import attrs
 import netaddr
 
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.errors import FamilyNotConfiguredError, InvalidConfigError
+from dualstack_ipam.forecast_inputs import (
+    KINDS,
+    Rate,
+    read_rate,
+    read_today,
+    read_used,
+    service_rates,
+)
 from dualstack_ipam.net import IPFamily, parse_family, usable_span
-from dualstack_ipam.services.allocator import ServiceIPAllocator
 from dualstack_ipam.snapshot import write_int
 
 __all__ = ["KINDS", "Forecast", "RangeForecast", "forecast"]
-
-KINDS = {"node_cidrs": "node CIDRs", "service_ips": "Service IPs"}
-"""The kinds of range a forecast covers, with the label its table prints."""
-
-Rate = int | float
 
 
 @attrs.frozen
@@ -216,114 +217,6 @@ class Forecast:
         return "\n".join([head, *(line.rstrip() for line in lines)])
 
 
-# ------------------------------------------------------------------ inputs
-
-
-def _rate(value: Any, name: str) -> Rate:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidConfigError(
-            f"{name} must be a number of units per day, got {value!r}", value=value
-        )
-    if not math.isfinite(value) or value < 0:
-        raise InvalidConfigError(
-            f"{name} must be finite and not negative, got {value!r}", value=value
-        )
-    return value
-
-
-def _service_rates(config: ClusterConfig, services_per_day: Any) -> dict[IPFamily, Rate]:
-    families = config.service_families
-    if isinstance(services_per_day, Mapping):
-        rates: dict[IPFamily, Rate] = dict.fromkeys(families, 0)
-        for key, value in services_per_day.items():
-            family = parse_family(key)
-            if family not in families:
-                raise FamilyNotConfiguredError(
-                    f"services_per_day names {key!r}, but the cluster has no {family} Service "
-                    "range",
-                    family=family,
-                )
-            rates[family] = _rate(value, f"services_per_day[{key!r}]")
-        return rates
-    rate = _rate(services_per_day, "services_per_day")
-    if not families:
-        if rate:
-            raise InvalidConfigError(
-                f"services_per_day={services_per_day!r}, but the cluster has no Service range",
-                value=services_per_day,
-            )
-        return {}
-    return {family: rate if i == 0 else 0 for i, family in enumerate(families)}
-
-
-def _count(value: Any, where: str) -> int:
-    if isinstance(value, Mapping):
-        value = value.get("used")
-    if value is None:
-        return 0
-    if isinstance(value, str) and value.isdigit() and value.isascii():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidConfigError(
-            f"used{where} must be a count (an int >= 0), got {value!r}", value=value
-        )
-    return value
-
-
-def _used(config: ClusterConfig, used: Any) -> dict[tuple[IPFamily, str], int]:
-    """Current usage by (family, kind), from allocators or a mapping (see :func:`forecast`)."""
-    if used is None:
-        return {}
-    if isinstance(used, (NodeCIDRAllocator, ServiceIPAllocator)):
-        used = (used,)
-    if isinstance(used, (list, tuple)):
-        counts: dict[tuple[IPFamily, str], int] = {}
-        for alloc in used:
-            if not isinstance(alloc, (NodeCIDRAllocator, ServiceIPAllocator)):
-                raise InvalidConfigError(
-                    f"used= takes allocators or a mapping, got {alloc!r} in it", value=alloc
-                )
-            if alloc.config != config:
-                raise InvalidConfigError(
-                    f"used= holds an allocator of another cluster: {alloc!r}", value=alloc
-                )
-            if isinstance(alloc, NodeCIDRAllocator):
-                counts.update({(f, "node_cidrs"): alloc.used(f) for f in config.families})
-            else:
-                counts.update({(f, "service_ips"): alloc.used(f) for f in config.service_families})
-        return counts
-    if not isinstance(used, Mapping):
-        raise InvalidConfigError(
-            f"used= takes allocators or a mapping of family to kind to count, got {used!r}",
-            value=used,
-        )
-    counts = {}
-    for key, kinds in used.items():
-        family = parse_family(key)
-        if not isinstance(kinds, Mapping):
-            raise InvalidConfigError(
-                f"used[{key!r}] must map a kind to a count, got {kinds!r}", value=kinds
-            )
-        for kind, value in kinds.items():
-            if kind not in KINDS:
-                raise InvalidConfigError(
-                    f"used[{key!r}] has kind {kind!r}; expected one of {sorted(KINDS)}",
-                    value=kind,
-                )
-            counts[family, kind] = _count(value, f"[{key!r}][{kind!r}]")
-    return counts
-
-
-def _today(now: Any) -> datetime.date:
-    if now is None:
-        return datetime.datetime.now(datetime.UTC).date()
-    if isinstance(now, datetime.datetime):
-        return now.date()
-    if isinstance(now, datetime.date):
-        return now
-    raise InvalidConfigError(f"now must be a datetime.date or datetime, got {now!r}", value=now)
-
-
 def _entry(
     family: IPFamily,
     kind: str,
@@ -401,10 +294,10 @@ def forecast(
     >>> entry.capacity, entry.days_left, entry.runs_out
     (16, 10, datetime.date(2026, 3, 11))
     """
-    node_rate = _rate(nodes_per_day, "nodes_per_day")
-    service_rates = _service_rates(config, services_per_day)
-    counts = _used(config, used)
-    today = _today(now)
+    node_rate = read_rate(nodes_per_day, "nodes_per_day")
+    rates = service_rates(config, services_per_day)
+    counts = read_used(config, used)
+    today = read_today(now)
     for family, kind in counts:
         present = config.families if kind == "node_cidrs" else config.service_families
         if family not in present:
@@ -434,7 +327,7 @@ def forecast(
                 cidr,
                 capacity,
                 counts.get((family, "service_ips"), 0),
-                service_rates[family],
+                rates[family],
                 today,
             )
         )
