@@ -10,6 +10,9 @@ The seed page configures dual-stack through component flags::
 validated with kube-controller-manager's and kube-apiserver's rules, and
 rendered back (:meth:`ClusterConfig.component_flags`) so that
 ``ClusterConfig.from_flags(flags["kube-controller-manager"]) == config``.
+Those two and the JSON form (``to_dict`` / ``from_dict``) are its base class,
+:class:`~dualstack_ipam.cluster.config_codec.ConfigCodec`; this module holds
+the value, its validation and the queries.
 
 >>> config = ClusterConfig.from_flags(
 ...     ["--cluster-cidr=10.244.0.0/16,fc00::/24", '--feature-gates="IPv6DualStack=true"'])
@@ -22,20 +25,15 @@ rendered back (:meth:`ClusterConfig.component_flags`) so that
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import netaddr
 
-from dualstack_ipam.cluster.flags import (
-    check_dual_stack,
-    mask_sizes,
-    read_cluster_flags,
-    render_flags,
-)
+from dualstack_ipam.cluster.config_codec import ConfigCodec
 from dualstack_ipam.cluster.rules import check_cidr_lists, check_mask, node_subnets
-from dualstack_ipam.errors import FamilyNotConfiguredError, InvalidConfigError, SnapshotError
+from dualstack_ipam.errors import FamilyNotConfiguredError
 from dualstack_ipam.net import CIDRList, IPFamily, Net, make_network, parse_family
 
 if TYPE_CHECKING:
@@ -46,11 +44,9 @@ __all__ = ["DEFAULT_NODE_MASK", "ClusterConfig"]
 DEFAULT_NODE_MASK: Mapping[IPFamily, int] = {IPFamily.IPv4: 24, IPFamily.IPv6: 64}
 """kube-controller-manager's default node mask per family (/24 and /64)."""
 
-_DICT_KEYS = frozenset({"cluster_cidrs", "service_cidrs", "node_mask_ipv4", "node_mask_ipv6"})
-
 
 @attrs.frozen(init=False)
-class ClusterConfig:
+class ClusterConfig(ConfigCodec):
     """The dual-stack settings of a cluster (frozen, hashable, comparable).
 
     Args:
@@ -122,160 +118,6 @@ service_cidrs=(IPNetwork('10.96.0.0/12'),), node_mask_ipv4=24, node_mask_ipv6=64
         )
         object.__setattr__(self, "_cluster", by_family)
         object.__setattr__(self, "_service", {net.family: net for net in service})
-
-    # -- flags ------------------------------------------------------------
-
-    @classmethod
-    def from_flags(cls, argv: Sequence[str], *, ignore_unknown: bool = False) -> ClusterConfig:
-        """Parse kube-controller-manager style flags (the seed's flags).
-
-        Accepted: ``--cluster-cidr`` (required), ``--service-cluster-ip-range``,
-        ``--node-cidr-mask-size``, ``--node-cidr-mask-size-ipv4``,
-        ``--node-cidr-mask-size-ipv6``, ``--allocate-node-cidrs`` (a boolean
-        that may stand bare; its value is checked, then ignored: this library
-        exists to allocate node CIDRs) and ``--feature-gates``. Each as
-        ``--flag=value`` or ``--flag value``, the value optionally in one pair
-        of quotes (``--feature-gates="IPv6DualStack=true"``). The last of a
-        repeated flag wins. Feature gates other than ``IPv6DualStack`` are
-        ignored; an absent ``IPv6DualStack`` counts as true (GA, locked on).
-
-        Mask rules are kube-controller-manager's: ``--node-cidr-mask-size``
-        sets the mask of a single-stack cluster and is refused with a
-        dual-stack cluster CIDR or with the per-family flags; a per-family
-        flag for a family the cluster lacks is refused. A mask value of 0 is
-        taken literally (Kubernetes reads it as "unset").
-
-        With ``ignore_unknown=True`` the flags this library does not read are
-        skipped, so a whole kube-controller-manager command line can be
-        given; an unknown flag in ``--flag value`` form takes the next token
-        as its value when that token does not start with ``--``.
-
-        Raises:
-            InvalidConfigError: an unknown flag (unless ``ignore_unknown``),
-                a stray argument, a missing, empty or malformed value,
-                ``IPv6DualStack=false`` with two CIDRs in a list, and every
-                rule of the constructor.
-
-        Complexity:
-            O(len(argv)).
-
-        >>> ClusterConfig.from_flags(["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size=20"])
-        ClusterConfig(cluster_cidrs=(IPNetwork('10.0.0.0/8'),), service_cidrs=(), \
-node_mask_ipv4=20, node_mask_ipv6=64)
-        >>> ClusterConfig.from_flags(
-        ...     ["--v", "2", "--leader-elect", "--cluster-cidr=fd00::/48"], ignore_unknown=True
-        ... ).cluster_cidrs
-        (IPNetwork('fd00::/48'),)
-        """
-        values, dual_stack = read_cluster_flags(argv, ignore_unknown=ignore_unknown)
-        cluster, service = check_cidr_lists(
-            values["cluster-cidr"], values.get("service-cluster-ip-range", ""), from_flags=True
-        )
-        check_dual_stack(values, dual_stack, len(cluster), len(service))
-        masks = mask_sizes(values, [net.family for net in cluster])
-        return cls(
-            [make_network(*net) for net in cluster],
-            [make_network(*net) for net in service],
-            node_mask_ipv4=masks.get(IPFamily.IPv4, DEFAULT_NODE_MASK[IPFamily.IPv4]),
-            node_mask_ipv6=masks.get(IPFamily.IPv6, DEFAULT_NODE_MASK[IPFamily.IPv6]),
-        )
-
-    def component_flags(self, *, feature_gate: bool = False) -> dict[str, list[str]]:
-        """The flags the seed lists, per component, for this configuration.
-
-        Keys: ``kube-controller-manager``, ``kube-apiserver``, ``kubelet``,
-        ``kube-proxy``. CIDR lists are comma-joined in configuration order, in
-        canonical text. With ``feature_gate=True`` every component first gets
-        ``--feature-gates=IPv6DualStack=true`` (Kubernetes 1.16-1.22; later
-        releases reject the gate, hence off by default).
-
-        Complexity:
-            O(1).
-
-        >>> flags = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12").component_flags()
-        >>> flags["kube-controller-manager"]
-        ['--allocate-node-cidrs=true', '--cluster-cidr=10.244.0.0/16,fc00::/24', \
-'--service-cluster-ip-range=10.96.0.0/12', '--node-cidr-mask-size-ipv4=24', \
-'--node-cidr-mask-size-ipv6=64']
-        >>> flags["kube-proxy"]
-        ['--proxy-mode=ipvs', '--cluster-cidr=10.244.0.0/16,fc00::/24']
-        >>> ClusterConfig.from_flags(flags["kube-controller-manager"]) == ClusterConfig(
-        ...     "10.244.0.0/16,fc00::/24", "10.96.0.0/12")
-        True
-        """
-        masks = {family: self.node_mask(family) for family in self.families}
-        return render_flags(
-            self.cluster_cidrs, self.service_cidrs, masks, feature_gate=feature_gate
-        )
-
-    # -- JSON -------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        """This configuration as a JSON-ready dict (used inside snapshots).
-
-        Keys: ``cluster_cidrs`` and ``service_cidrs`` (lists of canonical CIDR
-        text, in order), ``node_mask_ipv4`` and ``node_mask_ipv6`` (ints).
-        :meth:`from_dict` reads it back to an equal configuration.
-
-        Complexity:
-            O(1).
-
-        >>> ClusterConfig("fd00::/48", node_mask_ipv6=56).to_dict()
-        {'cluster_cidrs': ['fd00::/48'], 'service_cidrs': [], 'node_mask_ipv4': 24, \
-'node_mask_ipv6': 56}
-        """
-        return {
-            "cluster_cidrs": [str(net) for net in self.cluster_cidrs],
-            "service_cidrs": [str(net) for net in self.service_cidrs],
-            "node_mask_ipv4": self.node_mask_ipv4,
-            "node_mask_ipv6": self.node_mask_ipv6,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ClusterConfig:
-        """Rebuild a configuration written by :meth:`to_dict`.
-
-        Only CIDR text and ints are accepted, exactly the four keys, and the
-        result must pass every validation rule.
-
-        Raises:
-            SnapshotError: not a mapping, a key missing or unknown, a value of
-                the wrong type, or a configuration that does not validate.
-
-        Complexity:
-            O(1).
-
-        >>> config = ClusterConfig("10.244.0.0/16,fc00::/24")
-        >>> ClusterConfig.from_dict(config.to_dict()) == config
-        True
-        """
-        if not isinstance(data, Mapping):
-            raise SnapshotError(f"a ClusterConfig must be a mapping, got {type(data).__name__}")
-        if data.keys() != _DICT_KEYS:
-            raise SnapshotError(
-                f"a ClusterConfig needs exactly the keys {sorted(_DICT_KEYS)}, "
-                f"got {sorted(map(str, data.keys()))}"
-            )
-        for key in ("cluster_cidrs", "service_cidrs"):
-            items = data[key]
-            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                raise SnapshotError(
-                    f"ClusterConfig field {key!r} must be a list of str, got {items!r}"
-                )
-        for key in ("node_mask_ipv4", "node_mask_ipv6"):
-            if isinstance(data[key], bool) or not isinstance(data[key], int):
-                raise SnapshotError(
-                    f"ClusterConfig field {key!r} must be an int, got {data[key]!r}"
-                )
-        try:
-            return cls(
-                data["cluster_cidrs"],
-                data["service_cidrs"],
-                node_mask_ipv4=data["node_mask_ipv4"],
-                node_mask_ipv6=data["node_mask_ipv6"],
-            )
-        except InvalidConfigError as exc:
-            raise SnapshotError(f"invalid ClusterConfig in snapshot: {exc}") from None
 
     # -- queries ----------------------------------------------------------
 
