@@ -9,7 +9,7 @@ an IPv6 range is usable, a /64 included.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from random import Random
 from typing import Any, ClassVar
 
@@ -18,6 +18,7 @@ import netaddr
 from dualstack_ipam.errors import (
     AlreadyAllocatedError,
     InvalidConfigError,
+    IPAMError,
     NotInRangeError,
     PoolExhaustedError,
 )
@@ -30,6 +31,7 @@ from dualstack_ipam.net import (
     usable_span,
 )
 from dualstack_ipam.pools.base import BasePool
+from dualstack_ipam.pools.ranges import AddressSpan
 from dualstack_ipam.pools.strategies import SERVICE_STRATEGIES, Strategy
 
 __all__ = ["ServiceIPPool", "static_band_size"]
@@ -62,10 +64,15 @@ class ServiceIPPool(BasePool):
             in the band, then the next free address) or ``"sequential"`` (the
             lowest free address of the band).
         rng: a ``random.Random`` for reproducible runs; a fresh one if None.
+        cooldown: seconds a released address waits before
+            :meth:`allocate_next` hands it out again (0, the default: off).
+        clock: a zero-argument callable giving seconds that never go back
+            (``time.monotonic`` if None), read only when ``cooldown`` > 0.
 
     Raises:
         AddressFormatError: ``cidr`` is not a network.
-        InvalidConfigError: a bad ``strategy`` or ``rng``.
+        InvalidConfigError: a bad ``strategy``, ``rng``, ``cooldown`` or
+            ``clock``.
 
     Complexity:
         O(capacity) bytes up to 2**24 addresses (zeroed in C), O(1) above.
@@ -96,20 +103,27 @@ class ServiceIPPool(BasePool):
     _STRATEGIES: ClassVar[tuple[Strategy, ...]] = SERVICE_STRATEGIES
 
     def __init__(
-        self, cidr: Any, *, strategy: Strategy | str = Strategy.RANDOM, rng: Random | None = None
+        self,
+        cidr: Any,
+        *,
+        strategy: Strategy | str = Strategy.RANDOM,
+        rng: Random | None = None,
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         net = parse_network(cidr)
         if rng is not None and not isinstance(rng, Random):
             raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
         first, usable = usable_span(net.family, net.prefixlen)
-        super().__init__(net, usable, strategy)
+        super().__init__(net, usable, strategy, cooldown, clock)
         self._base = net.value + first
         self._offset = static_band_size(1 << (net.family.width - net.prefixlen))
         self._top = usable
         self._random = self._strategy is Strategy.RANDOM
         self._rng = rng if rng is not None else Random()
         self._make = address_factory(net.family)
-        # Used slots in the static band, so a full dynamic band is skipped in
+        # Marked slots (allocated, reserved or cooling) in the static band, so
+        # a full dynamic band is skipped in
         # O(1) instead of being searched on every allocation.
         self._static_used = 0
         # Every slot of [offset, _low) and of [0, _low_static) is used, so the
@@ -143,6 +157,38 @@ class ServiceIPPool(BasePool):
             return -1
         return slot
 
+    def _slots_of(self, span: AddressSpan) -> tuple[int, int] | None:
+        if span.family is not self._family:
+            return None
+        start = max(span.first - self._base, 0)
+        stop = min(span.last - self._base + 1, self._top)
+        return (start, stop) if start < stop else None
+
+    def _slot_addresses(self, start: int, stop: int) -> tuple[int, int]:
+        return self._base + start, self._base + stop - 1
+
+    def _describe(self, slot: int) -> netaddr.IPAddress:
+        return make_address(self._base + slot, self._family)
+
+    def _mark(self, start: int, stop: int) -> int:
+        offset = self._offset
+        static = self._bitmap.add_range(start, min(stop, offset)) if start < offset else 0
+        dynamic = self._bitmap.add_range(max(start, offset), stop) if stop > offset else 0
+        self._static_used += static
+        return static + dynamic
+
+    def _unmark(self, start: int, stop: int) -> int:
+        offset = self._offset
+        static = dynamic = 0
+        if start < offset:
+            static = self._bitmap.discard_range(start, min(stop, offset))
+            self._static_used -= static
+            self._low_static = min(self._low_static, start)
+        if stop > offset:
+            dynamic = self._bitmap.discard_range(max(start, offset), stop)
+            self._low = min(self._low, max(start, offset))
+        return static + dynamic
+
     def _slot_or_raise(self, ip: Any) -> int:
         slot = self._slot(ip)
         if slot < 0:
@@ -161,9 +207,13 @@ class ServiceIPPool(BasePool):
     def allocate(self, ip: Any) -> netaddr.IPAddress:
         """Allocate the address ``ip``.
 
+        A cooling address can be allocated this way (its cooldown ends); a
+        reserved one cannot.
+
         Raises:
             NotInRangeError: ``ip`` is not a usable address of this range.
-            AlreadyAllocatedError: ``ip`` is taken.
+            AlreadyAllocatedError: ``ip`` is taken, or reserved (then the
+                message says so, with the reason).
 
         Complexity:
             O(1) amortised.
@@ -172,31 +222,46 @@ class ServiceIPPool(BasePool):
         >>> pool.allocate("192.168.1.1")
         IPAddress('192.168.1.1')
         """
-        slot = self._slot_or_raise(ip)
-        address = make_address(self._base + slot, self._family)
-        with self._lock:
-            if not self._bitmap.add(slot):
-                raise AlreadyAllocatedError(
-                    f"provided IP {ip!r} is already allocated in {self.cidr}", value=address
-                )
-            if slot < self._offset:
-                self._static_used += 1
-        return address
+        try:
+            slot = self._slot_or_raise(ip)
+            address = make_address(self._base + slot, self._family)
+            with self._lock:
+                if self._bitmap.add(slot):
+                    if slot < self._offset:
+                        self._static_used += 1
+                elif self._plain or not self._claim(slot, slot + 1, ip):
+                    raise AlreadyAllocatedError(
+                        f"provided IP {ip!r} is already allocated in {self.cidr}", value=address
+                    )
+                self._allocations += 1
+            return address
+        except IPAMError as exc:
+            self._note_error(exc)
+            raise
 
     def allocate_next(self) -> netaddr.IPAddress:
         """Allocate a dynamic address: the upper band first, then the static band.
 
+        Reserved addresses are never handed out, nor cooling ones (released
+        less than ``cooldown`` seconds ago).
+
         Raises:
-            PoolExhaustedError: every usable address is allocated.
+            PoolExhaustedError: every usable address is allocated, reserved
+                or cooling (the message gives the reserved and cooling
+                counts, and when the first cooling address comes free).
 
         Complexity:
-            O(1) amortised; independent of the range size and fill.
+            O(1) amortised; independent of the range size and fill. With a
+            cooldown, O(log c) amortised more per address coming free (c
+            cooling runs).
 
         >>> pool = ServiceIPPool("192.168.1.0/25", strategy="sequential")
         >>> pool.offset, pool.allocate_next()
         (16, IPAddress('192.168.1.17'))
         """
         with self._lock:
+            if self._queue:
+                self._expire()
             bitmap, offset, top = self._bitmap, self._offset, self._top
             slot = -1
             if bitmap.count - self._static_used < top - offset:
@@ -213,13 +278,21 @@ class ServiceIPPool(BasePool):
                     self._low_static = slot + 1 if slot + 1 < offset else 0
                 self._static_used += 1
             if slot < 0:
+                self._errors["exhausted"] += 1
                 raise PoolExhaustedError(
-                    f"range is full: no free address left in {self.cidr}", pool_cidr=self.cidr
+                    f"range is full: no free address left in {self.cidr}{self._blocked_note()}",
+                    pool_cidr=self.cidr,
                 )
+            self._allocations += 1
             return self._make(self._base + slot)
 
     def release(self, ip: Any) -> bool:
         """Free ``ip``; True if it was allocated, False if it was already free.
+
+        A reserved or cooling address is not allocated: False, nothing
+        changes (see :meth:`unreserve`). With a ``cooldown``, the released
+        address starts cooling: it counts as free, but
+        :meth:`allocate_next` skips it until the cooldown has passed.
 
         Raises:
             NotInRangeError: ``ip`` is not a usable address of this range.
@@ -231,20 +304,28 @@ class ServiceIPPool(BasePool):
         >>> pool.release("192.168.1.9"), pool.release("192.168.1.9")
         (True, False)
         """
-        slot = self._slot_or_raise(ip)
+        try:
+            slot = self._slot_or_raise(ip)
+        except IPAMError as exc:
+            self._note_error(exc)
+            raise
         with self._lock:
-            if not self._bitmap.discard(slot):
+            if not self._plain:
+                if not self._release_slots(slot, slot + 1):
+                    return False
+            elif not self._bitmap.discard(slot):
                 return False
-            if slot < self._offset:
+            elif slot < self._offset:
                 self._static_used -= 1
                 if slot < self._low_static:
                     self._low_static = slot
             elif slot < self._low:
                 self._low = slot
+            self._releases += 1
             return True
 
     def is_allocated(self, ip: Any) -> bool:
-        """Whether ``ip`` is allocated (False outside the usable range).
+        """Whether ``ip`` is allocated (False outside the usable range, or reserved or cooling).
 
         Complexity:
             O(1).
@@ -256,7 +337,11 @@ class ServiceIPPool(BasePool):
         if slot < 0:
             return False
         with self._lock:
-            return slot in self._bitmap
+            if slot not in self._bitmap:
+                return False
+            return self._plain or (
+                self._reserved.tag_at(slot) is None and self._cooling.tag_at(slot) is None
+            )
 
     def __iter__(self) -> Iterator[netaddr.IPAddress]:
         """Allocated addresses, ascending (a generator).
@@ -280,7 +365,10 @@ class ServiceIPPool(BasePool):
         """A JSON-ready, versioned description of the pool.
 
         Keys: ``kind``, ``version``, ``used``, ``cidr``, ``strategy``,
-        ``allocated``. The random generator's state is not part of it: pass
+        ``allocated`` and, when there are reservations, ``reserved``
+        (``[range, reason]`` pairs, as :meth:`reservations` lists them).
+        Cooling addresses are written as free: a restored pool has none
+        cooling. The random generator's state is not part of it: pass
         ``rng`` to :meth:`restore` for a reproducible continuation.
         Allocations wait only while the state is copied (see
         :meth:`BasePool.snapshot`).
@@ -325,6 +413,7 @@ class ServiceIPPool(BasePool):
             assert self._base == self._net.value + first
             assert self._top == self._bitmap.size
             assert self._static_used == self._count_static(), "static band count out of sync"
+            assert 0 <= self._static_used <= self._offset
             assert self._offset <= self._low <= max(self._offset, self._top - 1)
             assert 0 <= self._low_static <= max(0, self._offset - 1)
             assert self._bitmap.all_set(self._offset, self._low), "dynamic low mark too high"

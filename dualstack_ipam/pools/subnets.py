@@ -9,7 +9,7 @@ range cost O(log n) plus its partly covered chunks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from random import Random
 from typing import Any, ClassVar
 
@@ -18,12 +18,14 @@ import netaddr
 from dualstack_ipam.errors import (
     AddressFormatError,
     InvalidConfigError,
+    IPAMError,
     NotInRangeError,
     PoolExhaustedError,
     SnapshotError,
 )
 from dualstack_ipam.net import Net, make_address, make_network, parse_address, parse_network
 from dualstack_ipam.pools.base import BasePool
+from dualstack_ipam.pools.ranges import AddressSpan
 from dualstack_ipam.pools.strategies import SUBNET_STRATEGIES, Strategy
 from dualstack_ipam.snapshot import read_int, write_int
 
@@ -40,10 +42,15 @@ class SubnetPool(BasePool):
         strategy: a :class:`~dualstack_ipam.pools.strategies.Strategy` or its
             string: ``"next-fit"`` (Kubernetes' rotating cursor, the default)
             or ``"lowest"`` (always the lowest free subnet).
+        cooldown: seconds a released subnet waits before
+            :meth:`allocate_next` hands it out again (0, the default: off).
+        clock: a zero-argument callable giving seconds that never go back
+            (``time.monotonic`` if None), read only when ``cooldown`` > 0.
 
     Raises:
         AddressFormatError: ``cidr`` is not a network.
-        InvalidConfigError: a bad ``prefixlen`` or ``strategy``.
+        InvalidConfigError: a bad ``prefixlen``, ``strategy``, ``cooldown``
+            or ``clock``.
 
     Complexity:
         O(capacity) bytes up to 2**24 subnets (zeroed in C), O(1) above.
@@ -64,7 +71,13 @@ class SubnetPool(BasePool):
     _SNAPSHOT_KEYS: ClassVar[tuple[str, ...]] = ("prefixlen", "cursor")
 
     def __init__(
-        self, cidr: Any, prefixlen: int, *, strategy: Strategy | str = Strategy.NEXT_FIT
+        self,
+        cidr: Any,
+        prefixlen: int,
+        *,
+        strategy: Strategy | str = Strategy.NEXT_FIT,
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         net = parse_network(cidr)
         full = net.family.width
@@ -78,7 +91,7 @@ class SubnetPool(BasePool):
                 f"({net.prefixlen}) and {full} for {net.family} {_text(net)}",
                 value=prefixlen,
             )
-        super().__init__(net, 1 << (prefixlen - net.prefixlen), strategy)
+        super().__init__(net, 1 << (prefixlen - net.prefixlen), strategy, cooldown, clock)
         self._next_fit = self._strategy is Strategy.NEXT_FIT
         self._prefixlen = prefixlen
         self._shift = full - prefixlen
@@ -128,6 +141,28 @@ class SubnetPool(BasePool):
         start, stop = max(start, lo), min(stop, hi)
         return (start - lo) >> self._shift, ((stop - 1 - lo) >> self._shift) + 1
 
+    def _slots_of(self, span: AddressSpan) -> tuple[int, int] | None:
+        if span.family is not self._family:
+            return None
+        lo = self._net.value
+        hi = lo + (1 << (self._family.width - self._net.prefixlen)) - 1
+        first, last = max(span.first, lo), min(span.last, hi)
+        if first > last:
+            return None
+        return (first - lo) >> self._shift, ((last - lo) >> self._shift) + 1
+
+    def _slot_addresses(self, start: int, stop: int) -> tuple[int, int]:
+        return self._net.value + (start << self._shift), self._net.value + (stop << self._shift) - 1
+
+    def _describe(self, slot: int) -> netaddr.IPNetwork:
+        return self._subnet(slot)
+
+    def _unmark(self, start: int, stop: int) -> int:
+        changed = self._bitmap.discard_range(start, stop)
+        if start < self._low:
+            self._low = start
+        return changed
+
     def _span_or_raise(self, cidr: Any) -> tuple[int, int]:
         net = parse_network(cidr)
         span = self._span(net)
@@ -147,27 +182,36 @@ class SubnetPool(BasePool):
 
         ``"next-fit"`` scans from the cursor, wrapping, takes the first free
         subnet and moves the cursor one past it; ``"lowest"`` takes the lowest
-        free subnet.
+        free subnet. Reserved subnets are never handed out, nor cooling ones
+        (released less than ``cooldown`` seconds ago).
 
         Raises:
-            PoolExhaustedError: every subnet is allocated.
+            PoolExhaustedError: every subnet is allocated, reserved or
+                cooling (the message gives the reserved and cooling counts,
+                and when the first cooling subnet comes free).
 
         Complexity:
             O(1) amortised, O(log n) at worst; independent of the fill.
+            With a cooldown, O(log c) amortised more per released run
+            coming free (c cooling runs).
 
         >>> pool = SubnetPool("10.0.0.0/30", 31)
         >>> pool.allocate_next(), pool.allocate_next()
         (IPNetwork('10.0.0.0/31'), IPNetwork('10.0.0.2/31'))
         """
         with self._lock:
+            if self._queue:
+                self._expire()
             start = self._cursor if self._next_fit else self._low
             index = self._bitmap.take_free(start, 0, self._bitmap.size)
             if index < 0:
+                self._errors["exhausted"] += 1
                 raise PoolExhaustedError(
                     "CIDR allocation failed; there are no remaining CIDRs left to allocate "
-                    f"in the accepted range {_text(self._net)}",
+                    f"in the accepted range {_text(self._net)}{self._blocked_note()}",
                     pool_cidr=self.cidr,
                 )
+            self._allocations += 1
             following = index + 1 if index + 1 < self._bitmap.size else 0
             if self._next_fit:
                 self._cursor = following
@@ -179,26 +223,41 @@ class SubnetPool(BasePool):
         """Mark every subnet overlapping ``cidr`` as used; return how many changed.
 
         A CIDR larger than the pool marks the whole pool; one smaller than a
-        subnet marks the subnet holding it. Idempotent; the cursor stays.
+        subnet marks the subnet holding it. Idempotent; the cursor stays. A
+        cooling subnet is taken (its cooldown ends); a reserved one is
+        refused.
 
         Raises:
             NotInRangeError: ``cidr`` does not overlap the pool.
+            AlreadyAllocatedError: a subnet of ``cidr`` is reserved (the
+                message says so, with the reason); nothing changed.
 
         Complexity:
-            O(log n) plus the partly covered chunks, whatever the size.
+            O(log n) plus the partly covered chunks, whatever the size
+            (plus the reserved and cooling runs inside ``cidr``).
 
         >>> pool = SubnetPool("10.42.0.0/16", 24)
         >>> pool.occupy("10.42.8.0/22"), pool.occupy("10.42.9.0/24"), pool.occupy("10.0.0.0/8")
         (4, 0, 252)
         """
-        start, stop = self._span_or_raise(cidr)
-        with self._lock:
-            return self._bitmap.add_range(start, stop)
+        try:
+            start, stop = self._span_or_raise(cidr)
+            with self._lock:
+                cooled = 0 if self._plain else self._claim(start, stop, cidr)
+                changed = self._bitmap.add_range(start, stop) + cooled
+                self._allocations += changed
+                return changed
+        except IPAMError as exc:
+            self._note_error(exc)
+            raise
 
     def release(self, cidr: Any) -> int:
         """Mark every subnet overlapping ``cidr`` free; return how many changed.
 
-        Releasing a free subnet is a no-op. The cursor stays.
+        Releasing a free subnet is a no-op, and so is releasing a reserved
+        or cooling one (see :meth:`unreserve`). The cursor stays. With a
+        ``cooldown``, the released subnets start cooling: they count as
+        free, but :meth:`allocate_next` skips them until it has passed.
 
         Raises:
             NotInRangeError: ``cidr`` does not overlap the pool.
@@ -210,17 +269,26 @@ class SubnetPool(BasePool):
         >>> pool.occupy("10.42.0.0/16"), pool.release("10.42.4.0/22"), pool.release("10.42.4.0/24")
         (256, 4, 0)
         """
-        start, stop = self._span_or_raise(cidr)
-        with self._lock:
-            changed = self._bitmap.discard_range(start, stop)
-            if start < self._low:
-                self._low = start
-            return changed
+        try:
+            start, stop = self._span_or_raise(cidr)
+            with self._lock:
+                if self._plain:
+                    changed = self._bitmap.discard_range(start, stop)
+                    if start < self._low:
+                        self._low = start
+                else:
+                    changed = self._release_slots(start, stop)
+                self._releases += changed
+                return changed
+        except IPAMError as exc:
+            self._note_error(exc)
+            raise
 
     def is_allocated(self, cidr: Any) -> bool:
         """Whether every subnet overlapping ``cidr`` is allocated.
 
-        False when ``cidr`` lies outside the pool (or is of the other family).
+        False when ``cidr`` lies outside the pool (or is of the other family),
+        or covers a reserved or cooling subnet.
 
         Complexity:
             O(log n) plus a scan of at most two chunks.
@@ -235,7 +303,11 @@ class SubnetPool(BasePool):
         if span is None:
             return False
         with self._lock:
-            return self._bitmap.all_set(*span)
+            if not self._bitmap.all_set(*span):
+                return False
+            return self._plain or not (
+                self._reserved.overlaps(*span) or self._cooling.overlaps(*span)
+            )
 
     def index_of(self, address_or_cidr: Any) -> int:
         """Index of the subnet holding the first address of ``address_or_cidr``.
@@ -303,7 +375,10 @@ class SubnetPool(BasePool):
         """A JSON-ready, versioned description of the pool (cursor included).
 
         Keys: ``kind``, ``version``, ``used``, ``cidr``, ``prefixlen``,
-        ``strategy``, ``cursor``, ``allocated``. Allocations wait only while
+        ``strategy``, ``cursor``, ``allocated`` and, when there are
+        reservations, ``reserved`` (``[range, reason]`` pairs, as
+        :meth:`reservations` lists them). Cooling subnets are written as
+        free: a restored pool has none cooling. Allocations wait only while
         the state is copied (see :meth:`BasePool.snapshot`).
 
         Complexity:
