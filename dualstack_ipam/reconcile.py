@@ -247,15 +247,31 @@ def _reconcile(
             if counts[key] >= leak_grace and not contested.intersection(have):
                 releasing.add(key)
     owners = {address: key for key, have in held.items() for address in have}
-    conflicts: dict[Any, tuple[str, ...]] = {}
-    for address in contested:
-        holder = owners.get(address)
-        first = (holder,) if holder is not None else ()
-        conflicts[address] = tuple(dict.fromkeys((*first, *sorted(claims[address]))))
-    goals = {
-        key: _goal(key, truth, held, owners, contested, releasing, conflicts)
-        for key in (*mismatched, *missing)
-    }
+    # Which leaks go and what each key ends with depend on each other: a
+    # leak or a mismatched key gives up an address the truth claims only if
+    # its claimant takes it. Shrink the releases and grow what keys must
+    # keep until both agree (each round only shrinks or grows, so it ends).
+    keeps: dict[str, set[Any]] = {}
+    while True:
+        conflicts = _contested(contested, claims, owners)
+        goals = {
+            key: _goal(key, truth, held, owners, contested, releasing, conflicts, keeps)
+            for key in (*mismatched, *missing)
+        }
+        taken = {address for goal in goals.values() for address in goal}
+        changed = False
+        for key in sorted(releasing):
+            if any(a in claims and a not in taken for a in leaked[key]):
+                releasing.discard(key)
+                changed = True
+        for key in mismatched:
+            for address in held[key]:
+                kept = keeps.setdefault(key, set())
+                if address in claims and address not in taken and address not in kept:
+                    kept.add(address)
+                    changed = True
+        if not changed:
+            break
     released: dict[str, Held] = {}
     settled = True
     if repair:
@@ -281,6 +297,18 @@ def _reconcile(
     return ReconcileReport(missing, leaked, mismatched, released, outside, conflicts, ok)
 
 
+def _contested(
+    contested: set[Any], claims: dict[Any, list[str]], owners: dict[Any, str]
+) -> dict[Any, tuple[str, ...]]:
+    """The conflicts of the truth itself: holder first, then the claimants."""
+    conflicts: dict[Any, tuple[str, ...]] = {}
+    for address in contested:
+        holder = owners.get(address)
+        first = (holder,) if holder is not None else ()
+        conflicts[address] = tuple(dict.fromkeys((*first, *sorted(claims[address]))))
+    return conflicts
+
+
 def _goal(
     key: str,
     truth: dict[str, Held],
@@ -289,13 +317,18 @@ def _goal(
     contested: set[Any],
     releasing: set[str],
     conflicts: dict[Any, tuple[str, ...]],
+    keeps: dict[str, set[Any]],
 ) -> Held:
     """What ``key`` can hold after this call: its truth, less what another key keeps.
 
-    A contested address it holds stays (freeing it would free an address the
-    truth holds), and then blocks its family's truth address.
+    A contested address it holds stays, as does one the truth gives to a key
+    that cannot take it (``keeps``): freeing either would free an address the
+    truth holds. Such an address blocks its family's truth address.
     """
-    stuck = tuple(a for a in held.get(key, ()) if a in contested and a not in truth[key])
+    extra = keeps.get(key, set())
+    stuck = tuple(
+        a for a in held.get(key, ()) if a not in truth[key] and (a in contested or a in extra)
+    )
     versions = {a.version for a in stuck}
     goal = list(stuck)
     for address in truth[key]:
