@@ -3,7 +3,8 @@ shared options in :mod:`.options`), the commands in :mod:`.commands`,
 :mod:`.show` and :mod:`.service_commands`, the demo in :mod:`.demo`, maps
 and forecasts in :mod:`.maps`, manifests read in :mod:`.manifests`, tables
 and JSON in :mod:`.render`, exit codes and error lines in
-:mod:`.reporting`, the state in :mod:`.state`.
+:mod:`.reporting`, the store a command works on in :mod:`.store`, and
+``export``, ``import``, ``log`` and ``migrate`` in :mod:`.store_commands`.
 
 Scripts import the commands from here: ``from dualstack_ipam.cli import main``.
 """
@@ -25,7 +26,11 @@ from dualstack_ipam.cli.app import (
     run_allocate_node,
     run_allocate_service,
     run_demo,
+    run_export,
+    run_import,
     run_init,
+    run_log,
+    run_migrate,
     run_plan,
     run_release_node,
     run_release_service,
@@ -49,7 +54,11 @@ __all__ = [
     "run_allocate_node",
     "run_allocate_service",
     "run_demo",
+    "run_export",
+    "run_import",
     "run_init",
+    "run_log",
+    "run_migrate",
     "run_plan",
     "run_release_node",
     "run_release_service",

@@ -6,20 +6,22 @@ Usage (see ``docs/cli.md`` for every command, flag and exit code)::
     dualstack-ipam plan --cluster-cidr=10.244.0.0/16,fc00::/24 \\
         --service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112 [--json] \\
         [--nodes-per-day N] [--services-per-day N|IPv4=N,IPv6=N]
-    dualstack-ipam init FLAGS... [--state FILE]
-    dualstack-ipam allocate-node NAME [--state FILE] [--json]
+    dualstack-ipam init FLAGS... [--state FILE | --store URL]
+    dualstack-ipam allocate-node NAME [--state FILE | --store URL] [--json]
     dualstack-ipam release-node NAME
     dualstack-ipam allocate-service -f service.yaml     # "-f -" reads stdin
     dualstack-ipam release-service -f service.yaml | NAMESPACE/NAME
     dualstack-ipam show [--json] [--svg FILE] [--html FILE] [--forecast]
+    dualstack-ipam export [--output FILE] | import FILE | log [--since N] | migrate
 
 Exit codes: 0 done; 1 refused by the current state (a range exhausted, an
 address or CIDR taken, a manifest asking for a taken cluster IP); 2 bad
-input (flags, manifests, a corrupt or unreadable state file, a Service
-command on a cluster without a Service range, output that cannot be
-written when nothing was changed); 3 the change was saved but its output
-could not be written (a closed pipe, a full disk). 1 and 2 mean nothing
-changed. Errors are one line on stderr, ``dualstack-ipam: error: ...``,
+input (flags, manifests, a corrupt, foreign or unreadable store file, a
+Service command on a cluster without a Service range, output that cannot
+be written when nothing was changed); 3 the change was saved but its
+output could not be written (a closed pipe, a full disk); 5 the store was
+unavailable (locked by another process past the busy timeout). 1, 2 and 5
+mean nothing changed. Errors are one line on stderr, ``dualstack-ipam: error: ...``,
 never a traceback (:mod:`~dualstack_ipam.cli.reporting`).
 
 The library never imports click or PyYAML: this module imports them only
@@ -83,12 +85,13 @@ from dualstack_ipam.cli.options import (
     ignore_unknown_option,
     json_option,
     rate_options,
-    state_option,
+    store_options,
 )
 from dualstack_ipam.cli.render import format_table
 from dualstack_ipam.cli.reporting import emit, guarded
 from dualstack_ipam.cli.service_commands import run_allocate_service, run_release_service
 from dualstack_ipam.cli.show import run_show
+from dualstack_ipam.cli.store_commands import run_export, run_import, run_log, run_migrate
 
 if TYPE_CHECKING:
     import click
@@ -107,7 +110,11 @@ __all__ = [
     "run_allocate_node",
     "run_allocate_service",
     "run_demo",
+    "run_export",
+    "run_import",
     "run_init",
+    "run_log",
+    "run_migrate",
     "run_plan",
     "run_release_node",
     "run_release_service",
@@ -201,16 +208,30 @@ def _add_cluster_commands(cli: click.Group) -> None:
 
     @cli.command(context_settings=PASS_FLAGS)
     @json_option
-    @state_option
+    @store_options
     @ignore_unknown_option
     @flags_argument
-    def init(flags: tuple[str, ...], as_json: bool, state_path: str, ignore_unknown: bool) -> None:
-        """Create the state file for the cluster FLAGS describe (never overwrites)."""
-        emit(run_init(flags, state_path, as_json=as_json, ignore_unknown=ignore_unknown))
+    def init(
+        flags: tuple[str, ...],
+        as_json: bool,
+        state_path: str | None,
+        store_url: str | None,
+        ignore_unknown: bool,
+    ) -> None:
+        """Create the store for the cluster FLAGS describe (never overwrites)."""
+        emit(
+            run_init(
+                flags,
+                state_path,
+                store_url=store_url,
+                as_json=as_json,
+                ignore_unknown=ignore_unknown,
+            )
+        )
 
     @cli.command()
     @json_option
-    @state_option
+    @store_options
     @click.option("--svg", "svg", metavar="FILE", help="Write the occupancy maps (SVG) to FILE.")
     @click.option(
         "--html",
@@ -227,7 +248,8 @@ def _add_cluster_commands(cli: click.Group) -> None:
     @rate_options
     def show(
         as_json: bool,
-        state_path: str,
+        state_path: str | None,
+        store_url: str | None,
         svg: str | None,
         html_path: str | None,
         show_forecast: bool,
@@ -238,6 +260,7 @@ def _add_cluster_commands(cli: click.Group) -> None:
         emit(
             run_show(
                 state_path,
+                store_url=store_url,
                 as_json=as_json,
                 svg=svg,
                 html_path=html_path,
@@ -254,19 +277,23 @@ def _add_node_commands(cli: click.Group) -> None:
 
     @cli.command("allocate-node")
     @json_option
-    @state_option
+    @store_options
     @click.argument("name")
-    def allocate_node(name: str, as_json: bool, state_path: str) -> None:
+    def allocate_node(
+        name: str, as_json: bool, state_path: str | None, store_url: str | None
+    ) -> None:
         """Give node NAME one pod CIDR per family (idempotent)."""
-        emit(run_allocate_node(name, state_path, as_json=as_json))
+        emit(run_allocate_node(name, state_path, store_url=store_url, as_json=as_json))
 
     @cli.command("release-node")
     @json_option
-    @state_option
+    @store_options
     @click.argument("name")
-    def release_node(name: str, as_json: bool, state_path: str) -> None:
+    def release_node(
+        name: str, as_json: bool, state_path: str | None, store_url: str | None
+    ) -> None:
         """Free node NAME's pod CIDRs (a no-op if it holds none)."""
-        emit(run_release_node(name, state_path, as_json=as_json))
+        emit(run_release_node(name, state_path, store_url=store_url, as_json=as_json))
 
 
 def _add_service_commands(cli: click.Group) -> None:
@@ -275,24 +302,70 @@ def _add_service_commands(cli: click.Group) -> None:
 
     @cli.command("allocate-service")
     @json_option
-    @state_option
+    @store_options
     @file_option
-    def allocate_service(sources: tuple[str, ...], as_json: bool, state_path: str) -> None:
+    def allocate_service(
+        sources: tuple[str, ...], as_json: bool, state_path: str | None, store_url: str | None
+    ) -> None:
         """Allocate cluster IPs for the Service manifests in FILE, all or nothing."""
         if not sources:
             raise click.UsageError("Missing option '-f' / '--filename'.")
-        emit(run_allocate_service(sources, state_path, as_json=as_json))
+        emit(run_allocate_service(sources, state_path, store_url=store_url, as_json=as_json))
 
     @cli.command("release-service")
     @json_option
-    @state_option
+    @store_options
     @file_option
     @click.argument("key", required=False, metavar="[NAMESPACE/NAME]")
     def release_service(
-        key: str | None, sources: tuple[str, ...], as_json: bool, state_path: str
+        key: str | None,
+        sources: tuple[str, ...],
+        as_json: bool,
+        state_path: str | None,
+        store_url: str | None,
     ) -> None:
         """Release the Services in FILE, or NAMESPACE/NAME (no-op when not held)."""
-        emit(run_release_service(key, sources, state_path, as_json=as_json))
+        emit(run_release_service(key, sources, state_path, store_url=store_url, as_json=as_json))
+
+
+def _add_store_commands(cli: click.Group) -> None:
+    """``export``, ``import``, ``log`` and ``migrate``: the store itself."""
+    import click
+
+    @cli.command("export")
+    @json_option
+    @store_options
+    @click.option("--output", "-o", "output", metavar="FILE", help="Write to FILE, not stdout.")
+    def export(
+        as_json: bool, state_path: str | None, store_url: str | None, output: str | None
+    ) -> None:
+        """Print the store as one JSON document (a backup; 'import' reads it).
+
+        The document is JSON with or without --json.
+        """
+        emit(run_export(state_path, store_url=store_url, output=output))
+
+    @cli.command("import")
+    @json_option
+    @store_options
+    @click.argument("source", metavar="FILE")
+    def import_(source: str, as_json: bool, state_path: str | None, store_url: str | None) -> None:
+        """Create a new store from FILE: an export, or the old JSON state file."""
+        emit(run_import(source, state_path, store_url=store_url, as_json=as_json))
+
+    @cli.command("log")
+    @json_option
+    @store_options
+    @click.option("--since", "since", type=int, default=0, metavar="N", help="After revision N.")
+    def log(as_json: bool, state_path: str | None, store_url: str | None, since: int) -> None:
+        """Print the journal: every change, oldest first."""
+        emit(run_log(state_path, store_url=store_url, since=since, as_json=as_json))
+
+    @cli.command("migrate")
+    @store_options
+    def migrate(state_path: str | None, store_url: str | None) -> None:
+        """Bring an older SQLite store to this release's format (says what it did)."""
+        emit(run_migrate(state_path, store_url=store_url))
 
 
 def build_cli() -> click.Group:
@@ -321,13 +394,14 @@ def build_cli() -> click.Group:
         """IP address management for dual-stack (IPv4 + IPv6) Kubernetes-style clusters.
 
         Exit codes: 0 done, 1 refused by the current state (exhausted, taken),
-        2 bad input, 3 the change was saved but its output could not be written.
-        1 and 2 mean nothing changed.
+        2 bad input, 3 the change was saved but its output could not be written,
+        5 the store was unavailable. 1, 2 and 5 mean nothing changed.
         """
 
     _add_cluster_commands(cli)
     _add_node_commands(cli)
     _add_service_commands(cli)
+    _add_store_commands(cli)
     return cli
 
 

@@ -3,32 +3,39 @@
 ``dualstack-ipam plan`` is :func:`run_plan`, ``init`` is :func:`run_init`,
 ``allocate-node`` and ``release-node`` likewise; ``show`` is in
 :mod:`dualstack_ipam.cli.show`, the Service commands in
-:mod:`dualstack_ipam.cli.service_commands` and ``demo`` in
-:mod:`dualstack_ipam.cli.demo`, on the ground laid here: the default cluster,
-:class:`CLIError` and :func:`exit_code_for`. :mod:`dualstack_ipam.cli` only
+:mod:`dualstack_ipam.cli.service_commands`, ``export``, ``import``, ``log``
+and ``migrate`` in :mod:`dualstack_ipam.cli.store_commands` and ``demo`` in
+:mod:`dualstack_ipam.cli.demo`, on the ground of :mod:`dualstack_ipam.cli.ground`
+(the default cluster, :class:`CLIError`, :class:`Output`,
+:func:`exit_code_for`, re-exported here). :mod:`dualstack_ipam.cli` only
 parses the command line and calls them, and re-exports them for scripts.
 
-They raise the library's errors, :class:`~dualstack_ipam.cli.state.StateError`
-for an unusable state file, and :class:`CLIError` for input the library
+They raise the library's errors and :class:`CLIError` for input the library
 never sees (an unreadable manifest file); :func:`exit_code_for` says how
 each ends the program. Names (of nodes, of Services) are checked by the
 library alone, so the CLI accepts exactly what the library accepts. Every
-stateful command runs in one :func:`~dualstack_ipam.cli.state.transaction`
-on its state file, so it is all-or-nothing and queues behind concurrent
-runs; it renders its output inside the transaction, so that once the change
-is saved only writing the text can fail. The text is an :class:`Output`,
-which also says whether the command saved a change (exit 3 if that text
-cannot then be written). Nothing here imports click or PyYAML.
+stateful command works on a durable :class:`~dualstack_ipam.durable.Cluster`
+(:mod:`dualstack_ipam.cli.store` opens it): each change is one store
+transaction, durable when the call returns, and concurrent runs never hand
+out one address twice. The text is an :class:`Output`, which also says
+whether the command saved a change (exit 3 if that text cannot then be
+written). Nothing here imports click or PyYAML.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
-from dualstack_ipam.cli import state as _state
+from dualstack_ipam.cli.ground import (
+    DEFAULT_CONFIG,
+    DEFAULT_FLAGS,
+    PROG,
+    CLIError,
+    Output,
+    exit_code_for,
+)
 from dualstack_ipam.cli.maps import forecast_options
 from dualstack_ipam.cli.render import (
     capacity_json,
@@ -38,9 +45,12 @@ from dualstack_ipam.cli.render import (
     node_table,
     to_json,
 )
+from dualstack_ipam.cli.store import Target, exists, on_store, target
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.errors import AlreadyAllocatedError, PoolExhaustedError
 from dualstack_ipam.snapshot import write_int
+
+if TYPE_CHECKING:
+    from dualstack_ipam.durable import Cluster
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -53,104 +63,8 @@ __all__ = [
     "run_init",
     "run_plan",
     "run_release_node",
-    "saved_path",
+    "saved_if",
 ]
-
-PROG = "dualstack-ipam"
-
-DEFAULT_FLAGS = (
-    "--cluster-cidr=10.244.0.0/16,fc00::/24",
-    "--service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112",
-    "--node-cidr-mask-size-ipv4=24",
-    "--node-cidr-mask-size-ipv6=64",
-)
-"""The seed's kube-controller-manager flags: the embedded default cluster."""
-
-DEFAULT_CONFIG = ClusterConfig.from_flags(DEFAULT_FLAGS)
-"""The cluster of ``demo`` and of a state file created without ``init``."""
-
-
-class CLIError(Exception):
-    """An error the CLI reports on one line, with its exit code.
-
-    Args:
-        message: the line (without the program's prefix).
-        exit_code: 2 (bad input) unless said otherwise.
-
-    Complexity:
-        O(1).
-
-    >>> CLIError("no Service range").exit_code
-    2
-    """
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class Output(str):
-    """A command's text to print, and the state file it saved a change in.
-
-    A ``str`` (scripts print it as before) with one attribute more:
-    ``saved``, the state file's path as given when the command wrote it,
-    None when it changed nothing. When the text cannot be written, the
-    program exits 3 if ``saved`` is set (the change holds, the output is
-    lost), 2 otherwise.
-
-    Args:
-        text: what to print.
-        saved: the state file written, or None.
-
-    Complexity:
-        O(len(text)).
-
-    >>> out = Output("released", saved="state.json")
-    >>> print(out), out.saved, Output("plan").saved
-    released
-    (None, 'state.json', None)
-    """
-
-    saved: str | None
-
-    def __new__(cls, text: str, saved: str | None = None) -> Self:
-        output = super().__new__(cls, text)
-        output.saved = saved
-        return output
-
-
-def saved_path(state: _state.State, path: str) -> str | None:
-    """``path`` if the transaction that held ``state`` wrote it, else None.
-
-    Complexity:
-        O(1).
-    """
-    return os.fspath(path) if state.saved else None
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code for an error: 1 if the current state refused, 2 if the input is bad.
-
-    :class:`PoolExhaustedError` and :class:`AlreadyAllocatedError` are
-    refusals by the state; that includes
-    :class:`~dualstack_ipam.services.allocator.ClusterIPTakenError`, the
-    ``ServiceValidationError`` a manifest gets when it asks for a cluster IP
-    another Service holds (it is both). Every other library error, a corrupt
-    state file, bad YAML or an unreadable file is bad input.
-
-    Complexity:
-        O(1).
-
-    >>> from dualstack_ipam import PoolExhaustedError, InvalidConfigError
-    >>> exit_code_for(PoolExhaustedError("full")), exit_code_for(InvalidConfigError("bad"))
-    (1, 2)
-    """
-    if isinstance(exc, CLIError):
-        return exc.exit_code
-    if isinstance(exc, (PoolExhaustedError, AlreadyAllocatedError)):
-        return 1
-    return 2
-
 
 # ------------------------------------------------------------------ cluster
 
@@ -228,27 +142,45 @@ def run_plan(
     return Output("\n".join(lines))
 
 
+def saved_if(where: Target, changed: bool) -> str | None:
+    """How :class:`Output` names the store: ``where.shown`` if ``changed``, else None.
+
+    Complexity:
+        O(1).
+
+    >>> saved_if(target(None, "memory://"), True), saved_if(target(None, "memory://"), False)
+    ('memory://', None)
+    """
+    return where.shown if changed else None
+
+
 def run_init(
-    flags: Sequence[str], state_path: str, *, as_json: bool = False, ignore_unknown: bool = False
+    flags: Sequence[str],
+    state_path: str | None = None,
+    *,
+    store_url: str | None = None,
+    as_json: bool = False,
+    ignore_unknown: bool = False,
 ) -> Output:
-    """Create the state file ``state_path`` for the cluster ``flags`` describe.
+    """Create the store (``--state`` file or ``--store`` URL) for the cluster ``flags`` describe.
 
     A Service range is optional (without one, the Service commands refuse).
     ``ignore_unknown`` as for :func:`run_plan`.
 
     Raises:
-        InvalidConfigError: bad flags (exit 2).
-        StateError: the file exists; it is not touched (exit 2).
+        InvalidConfigError: bad flags, or a bad store path (exit 2).
+        CLIError: the store exists (it is not touched), or the old JSON
+            state file lies beside it (exit 2).
 
     Complexity:
-        O(len(flags)) plus the pools' construction.
+        O(len(flags)) plus creating the store.
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()
-    >>> path = os.path.join(folder.name, "state.json")
+    >>> path = os.path.join(folder.name, "ipam.db")
     >>> print(run_init(["--cluster-cidr=fd00::/48"], path, as_json=True))  # doctest: +ELLIPSIS
     {
-      "state": ".../state.json",
+      "state": ".../ipam.db",
       "config": {
         "cluster_cidrs": [
           "fd00::/48"
@@ -260,25 +192,37 @@ def run_init(
     >>> folder.cleanup()
     """
     config = ClusterConfig.from_flags(list(flags), ignore_unknown=ignore_unknown)
+    where = target(state_path, store_url)
+    if exists(where):
+        raise CLIError(
+            f"store {where.shown!r} already exists; refusing to overwrite it "
+            "(remove it first to start over)"
+        )
     if as_json:
-        text = to_json({"state": state_path, "config": config.to_dict()})
+        text = to_json({"state": where.shown, "config": config.to_dict()})
     else:
         text = "\n".join(
             [
-                f"Created {state_path}: {describe(config)}",
+                f"Created {where.shown}: {describe(config)}",
                 f"Capacity: at most {config.max_nodes} nodes",
                 capacity_table(config),
             ]
         )
-    _state.create(state_path, config)
-    return Output(text, saved=os.fspath(state_path))
+    on_store(where, lambda cluster: (None, True), create=config)
+    return Output(text, saved=where.shown)
 
 
 # ------------------------------------------------------------------ nodes
 
 
-def run_allocate_node(name: str, state_path: str, *, as_json: bool = False) -> Output:
-    """Give node ``name`` one pod CIDR per family (idempotent), saved in the state file.
+def run_allocate_node(
+    name: str,
+    state_path: str | None = None,
+    *,
+    store_url: str | None = None,
+    as_json: bool = False,
+) -> Output:
+    """Give node ``name`` one pod CIDR per family (idempotent), in one store transaction.
 
     ``name`` is any non-empty string, as for
     :meth:`~dualstack_ipam.NodeCIDRAllocator.allocate`.
@@ -286,13 +230,14 @@ def run_allocate_node(name: str, state_path: str, *, as_json: bool = False) -> O
     Raises:
         InvalidConfigError: ``name`` is empty (exit 2).
         PoolExhaustedError: a family has no free node CIDR (exit 1).
+        StoreUnavailableError: the store stayed locked (exit 5).
 
     Complexity:
-        O(size of the state file), plus the wait for its lock.
+        O(1) store records read and written, plus opening the store.
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()
-    >>> path = os.path.join(folder.name, "state.json")
+    >>> path = os.path.join(folder.name, "ipam.db")
     >>> print(run_allocate_node("node-1", path, as_json=True))
     {
       "node": "node-1",
@@ -303,33 +248,48 @@ def run_allocate_node(name: str, state_path: str, *, as_json: bool = False) -> O
     }
     >>> folder.cleanup()
     """
-    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
-        cidrs = state.nodes.allocate(name)
+    where = target(state_path, store_url)
+
+    def act(cluster: Cluster) -> tuple[str, bool]:
+        before = cluster.nodes.get(name)
+        cidrs = cluster.nodes.allocate(name)
         if as_json:
-            text = to_json({"node": name, "cidrs": [str(c) for c in cidrs]})
-        else:
-            text = node_table(state.config, [(name, cidrs)])
-    return Output(text, saved=saved_path(state, state_path))
+            return to_json({"node": name, "cidrs": [str(c) for c in cidrs]}), before is None
+        return node_table(cluster.config, [(name, cidrs)]), before is None
+
+    text, changed = on_store(where, act)
+    return Output(text, saved=saved_if(where, changed))
 
 
-def run_release_node(name: str, state_path: str, *, as_json: bool = False) -> Output:
+def run_release_node(
+    name: str,
+    state_path: str | None = None,
+    *,
+    store_url: str | None = None,
+    as_json: bool = False,
+) -> Output:
     """Free node ``name``'s pod CIDRs; a node holding none is a no-op.
 
+    Raises:
+        StoreUnavailableError: the store stayed locked (exit 5).
+
     Complexity:
-        O(size of the state file), plus the wait for its lock.
+        O(1) store records read and written, plus opening the store.
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()
-    >>> path = os.path.join(folder.name, "state.json")
+    >>> path = os.path.join(folder.name, "ipam.db")
     >>> _ = run_allocate_node("node-1", path)
     >>> print(run_release_node("node-1", path)); print(run_release_node("node-1", path))
     released node 'node-1': 10.244.0.0/24, fc00::/64
     node 'node-1' holds no pod CIDR: nothing released
     >>> folder.cleanup()
     """
-    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
-        cidrs = state.nodes.get(name) or ()
-        released = state.nodes.release(name)
+    where = target(state_path, store_url)
+
+    def act(cluster: Cluster) -> tuple[str, bool]:
+        cidrs = cluster.nodes.get(name) or ()
+        released = cluster.nodes.release(name)
         texts = [str(c) for c in cidrs]
         if as_json:
             text = to_json({"node": name, "released": released, "cidrs": texts})
@@ -337,4 +297,7 @@ def run_release_node(name: str, state_path: str, *, as_json: bool = False) -> Ou
             text = f"node {name!r} holds no pod CIDR: nothing released"
         else:
             text = f"released node {name!r}: {', '.join(texts)}"
-    return Output(text, saved=saved_path(state, state_path))
+        return text, released
+
+    text, changed = on_store(where, act)
+    return Output(text, saved=saved_if(where, changed))

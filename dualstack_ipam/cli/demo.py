@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from dualstack_ipam.cli.commands import DEFAULT_CONFIG, Output
+from dualstack_ipam.cli.ground import DEFAULT_CONFIG, Output
 from dualstack_ipam.cli.manifests import parse_manifests
 from dualstack_ipam.cli.render import describe, node_table, services_table, to_json
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator

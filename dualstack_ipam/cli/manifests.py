@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dualstack_ipam.cli.commands import CLIError
+from dualstack_ipam.cli.ground import CLIError
 
 __all__ = ["load_manifests", "parse_manifests", "read_source"]
 
@@ -125,7 +125,7 @@ def parse_manifests(text: str, source: str) -> list[Any]:
     >>> parse_manifests('x: !!int "abc"', "stdin")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    dualstack_ipam.cli.commands.CLIError: stdin: not YAML or JSON data: invalid literal ... 'abc'
+    dualstack_ipam.cli.ground.CLIError: stdin: not YAML or JSON data: invalid literal ... 'abc'
     """
     docs = _parse_json(text, source) if text.lstrip().startswith(("{", "[")) else None
     if docs is None:

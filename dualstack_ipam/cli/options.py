@@ -1,6 +1,6 @@
 """The options the commands share, as click decorators (click imported when applied).
 
-``--json``, ``--state FILE``, ``-f FILE``, ``--ignore-unknown``, the rates
+``--json``, ``--state FILE`` / ``--store URL``, ``-f FILE``, ``--ignore-unknown``, the rates
 of the exhaustion forecast (``--nodes-per-day``, ``--services-per-day``),
 and the kube-controller-manager flags of ``plan`` and ``init``; wired into
 the commands by :mod:`dualstack_ipam.cli.app`.
@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from dualstack_ipam.cli import state as _state
-
 __all__ = [
     "PASS_FLAGS",
     "file_option",
@@ -21,6 +19,7 @@ __all__ = [
     "json_option",
     "rate_options",
     "state_option",
+    "store_options",
 ]
 
 Decorated = TypeVar("Decorated", bound=Callable[..., Any])
@@ -47,12 +46,31 @@ json_option = _option("--json", "as_json", is_flag=True, help="Machine-readable 
 state_option = _option(
     "--state",
     "state_path",
-    default=_state.DEFAULT_STATE_FILE,
-    show_default=True,
+    default=None,
     metavar="FILE",
-    help="The state file (created with the default cluster if missing).",
+    help="The SQLite store file (default: dualstack-ipam.db; created with the default "
+    "cluster if missing).",
 )
-"""``--state FILE``: the state file (``state_path``), the default one if absent."""
+"""``--state FILE``: the SQLite store file (``state_path``; None: the default one)."""
+
+_store_option = _option(
+    "--store",
+    "store_url",
+    default=None,
+    metavar="URL",
+    help="The store as a URL (sqlite:///abs/path.db, sqlite:rel/path.db, memory://); "
+    "instead of --state.",
+)
+
+
+def store_options(command: Decorated) -> Decorated:
+    """``--state FILE`` and ``--store URL`` (one of them; ``state_path``, ``store_url``).
+
+    Complexity:
+        O(1).
+    """
+    return state_option(_store_option(command))
+
 
 file_option = _option(
     "-f",

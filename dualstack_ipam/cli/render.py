@@ -15,9 +15,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dualstack_ipam import service_key
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.net import IPFamily, usable_span
-from dualstack_ipam.services import manifest as _manifest
 from dualstack_ipam.snapshot import write_int
 
 __all__ = [
@@ -223,7 +223,7 @@ def services_table(results: Iterable[Mapping[str, Any]]) -> str:
         spec = svc["spec"]
         rows.append(
             [
-                _manifest.service_key(svc),
+                service_key(svc),
                 spec.get("ipFamily"),
                 ",".join(spec["ipFamilies"]),
                 spec["ipFamilyPolicy"],
@@ -284,7 +284,7 @@ def manifests_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
 
     parts = []
     for manifest in manifests:
-        key = _manifest.service_key(manifest)
+        key = service_key(manifest)
         body = yaml.safe_dump(dict(manifest), sort_keys=False, default_flow_style=False)
         parts.append(f"# {key}: {_summary(manifest)}\n{body}")
     return "---\n".join(parts).rstrip("\n")

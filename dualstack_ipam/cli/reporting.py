@@ -3,12 +3,13 @@
 The exit codes (``docs/cli.md``): 0 done; 1 refused by the current state;
 2 bad input, or an error of the environment (an unreadable file, output
 that cannot be written) while nothing was changed; 3 the change was saved
-but its output could not be written; 70 a bug of ours; 130 interrupted.
-Exits 1 and 2 always mean that nothing changed: a command saves its change
-only once its output is rendered (see :mod:`dualstack_ipam.cli.commands`),
-so writing the text is the only step left that can fail after the save,
-and :func:`emit` turns that failure into exit 3 with a line that says the
-change was saved.
+but its output could not be written; 5 the store was unavailable; 70 a
+bug of ours; 130 interrupted. Exits 1, 2 and 5 always mean that nothing
+changed: a command's change is one store transaction (or, for several
+Services, undone on failure: see :mod:`dualstack_ipam.cli.service_commands`)
+and its text is rendered right after it, so writing the text is the only
+step left that can fail after the save, and :func:`emit` turns that failure
+into exit 3 with a line that says the change was saved.
 
 A failed write leaves the unwritten text in ``sys.stdout``'s buffer, and the
 interpreter flushes that buffer again when it exits: that second failure
@@ -27,8 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from dualstack_ipam.cli import state as _state
-from dualstack_ipam.cli.commands import PROG, CLIError, exit_code_for
+from dualstack_ipam.cli.ground import PROG, CLIError, exit_code_for
 from dualstack_ipam.errors import IPAMError
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OUTPUT_LOST", "emit", "guarded"]
@@ -79,8 +79,8 @@ def _flush_stdout() -> None:
 def emit(output: str) -> None:
     """Print a command's output on stdout, with a newline.
 
-    ``output`` is usually an :class:`~dualstack_ipam.cli.commands.Output`,
-    whose ``saved`` names the state file the command wrote (or is None).
+    ``output`` is usually an :class:`~dualstack_ipam.cli.ground.Output`,
+    whose ``saved`` names the store the command changed (or is None).
 
     Raises:
         CLIError: the text could not be written (a closed pipe, a full
@@ -125,7 +125,7 @@ def guarded(call: Callable[[], Any]) -> int:
 
     Returns:
         ``call``'s exit code (0 when it returns no int), or the code of the
-        error it raised (see :func:`~dualstack_ipam.cli.commands.exit_code_for`).
+        error it raised (see :func:`~dualstack_ipam.cli.ground.exit_code_for`).
 
     Complexity:
         O(1) plus the cost of ``call``.
@@ -152,7 +152,7 @@ def guarded(call: Callable[[], Any]) -> int:
         problem, code = exc.format_message(), exc.exit_code
     except click.Abort:
         problem, code = "aborted", 130
-    except (IPAMError, CLIError, _state.StateError, yaml.YAMLError) as exc:
+    except (IPAMError, CLIError, yaml.YAMLError) as exc:
         problem, code = str(exc), exit_code_for(exc)
     except OSError as exc:
         problem, code = _message(exc), 2

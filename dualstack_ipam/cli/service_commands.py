@@ -2,73 +2,121 @@
 
 ``dualstack-ipam allocate-service`` is :func:`run_allocate_service` and
 ``release-service`` is :func:`run_release_service`; like every command
-they return the text to print, rendered inside the state transaction (see
-:mod:`dualstack_ipam.cli.commands`). A
-manifest is YAML or JSON, in a file or on stdin (``-``); every document of
-every source is applied in one state transaction, so a command keeps all
-of them or none. PyYAML is imported only when a manifest is read or
-printed.
+they return the text to print (see :mod:`dualstack_ipam.cli.commands`). A
+manifest is YAML or JSON, in a file or on stdin (``-``).
+
+All or nothing on the store: each Service is one store transaction, so a
+call of several documents is checked before anything is written — every
+document on an empty in-memory allocator of the cluster (invalid
+manifests, addresses outside the ranges, the documents' own conflicts),
+and their number against the backend's transaction limit — then allocated
+one by one; if the store refuses one (an address another Service holds, a
+full range), the Services this call created are released again before the
+command fails. A process killed in the middle of that can leave the
+documents allocated before the kill (each one whole). PyYAML is imported
+only when a manifest is read or printed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dualstack_ipam.cli import state as _state
-from dualstack_ipam.cli.commands import (
-    DEFAULT_CONFIG,
-    PROG,
-    CLIError,
-    Output,
-    exit_code_for,
-    saved_path,
-)
+from dualstack_ipam import service_key
+from dualstack_ipam.cli.ground import PROG, CLIError, Output, exit_code_for
 from dualstack_ipam.cli.manifests import load_manifests
 from dualstack_ipam.cli.render import format_table, manifests_yaml, to_json
-from dualstack_ipam.errors import IPAMError
-from dualstack_ipam.services import manifest as _manifest
+from dualstack_ipam.cli.store import Target, on_store, target
+from dualstack_ipam.errors import FamilyNotConfiguredError, IPAMError
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-__all__ = ["run_allocate_service", "run_release_service"]
+if TYPE_CHECKING:
+    from dualstack_ipam.durable import Cluster
+
+__all__ = ["run_allocate_service", "run_release_service", "txn_limit"]
 
 
 # ------------------------------------------------------------------ Services
 
 
-def _require_services(state: _state.State, path: str) -> ServiceIPAllocator:
-    if state.services is None:
+def _services(cluster: Cluster, where: Target) -> Any:
+    if not cluster.config.service_cidrs:
         raise CLIError(
-            f"the cluster in {path!r} has no Service range (--service-cluster-ip-range): "
-            "no Service command can run on it; create the state with "
+            f"the cluster in {where.shown!r} has no Service range (--service-cluster-ip-range): "
+            "no Service command can run on it; create the store with "
             f"'{PROG} init --cluster-cidr=... --service-cluster-ip-range=...'"
         )
-    return state.services
+    try:
+        return cluster.services
+    except FamilyNotConfiguredError as exc:  # the check above should have caught it
+        raise CLIError(str(exc)) from exc
+
+
+def txn_limit(cluster: Cluster) -> int | None:
+    """The most operations one transaction of ``cluster``'s backend takes (None: no limit).
+
+    Complexity:
+        O(1).
+    """
+    for name in ("backend", "_backend", "store", "_store"):
+        backend = getattr(cluster, name, None)
+        limits = getattr(backend, "limits", None)
+        if limits is not None:
+            max_ops = getattr(limits, "max_ops", None)
+            return max_ops if isinstance(max_ops, int) else None
+    return None
+
+
+def _check_documents(cluster: Cluster, documents: Sequence[tuple[str, Any]]) -> None:
+    """Refuse, before anything is written, a call that cannot succeed whole."""
+    limit = txn_limit(cluster)
+    if limit is not None and len(documents) > limit:
+        raise CLIError(
+            f"{len(documents)} Service documents in one call is more than one transaction "
+            f"of this store takes (max_ops = {limit}): split them into calls of at most "
+            f"{limit} (nothing was allocated)"
+        )
+    trial = ServiceIPAllocator(cluster.config)
+    for label, manifest in documents:
+        try:
+            trial.allocate_service(manifest)
+        except IPAMError as exc:
+            if exit_code_for(exc) == 1:
+                continue  # the store's Services decide: checked when allocating
+            raise CLIError(f"{label}: {exc} (nothing was allocated)", exit_code_for(exc)) from exc
 
 
 def run_allocate_service(
-    sources: Sequence[str], state_path: str, *, as_json: bool = False
+    sources: Sequence[str],
+    state_path: str | None = None,
+    *,
+    store_url: str | None = None,
+    as_json: bool = False,
 ) -> Output:
     """Allocate cluster IPs for every manifest in ``sources``, all or nothing.
 
     Each source is a file name or ``-`` (stdin) holding YAML documents or
-    JSON. The documents are allocated in order on the loaded allocator; if
-    one fails, the state file is not written, so none of them is kept.
+    JSON. The documents are checked first, then allocated in order, each
+    in one store transaction; if one fails, the Services this call created
+    are released, so none of them is kept (see the module notes).
 
     Raises:
         CLIError: wraps the first failing document's error, naming the
             document; exit 1 for a taken address or a full range, 2 for an
-            invalid manifest or a cluster without a Service range.
+            invalid manifest, a cluster without a Service range, or more
+            documents than one transaction of the store takes.
+        StoreUnavailableError: the store stayed locked (exit 5).
 
     Complexity:
-        O(size of the manifests + size of the state file).
+        O(size of the manifests), plus O(1) store records per document,
+        plus opening the store.
 
     >>> import os, tempfile
     >>> temp = tempfile.TemporaryDirectory()
     >>> folder = temp.name
     >>> with open(os.path.join(folder, "dns.yaml"), "w") as file:
     ...     _ = file.write("metadata: {name: dns}\\nspec: {clusterIP: 10.96.0.10}\\n")
-    >>> state = os.path.join(folder, "state.json")
+    >>> state = os.path.join(folder, "ipam.db")
     >>> print(run_allocate_service([os.path.join(folder, "dns.yaml")], state))
     # default/dns: 10.96.0.10 (IPv4)
     metadata:
@@ -83,18 +131,36 @@ def run_allocate_service(
     >>> temp.cleanup()
     """
     documents = load_manifests(sources)
-    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
-        services = _require_services(state, state_path)
-        results = []
+    where = target(state_path, store_url)
+
+    def act(cluster: Cluster) -> tuple[str, bool]:
+        services = _services(cluster, where)
+        _check_documents(cluster, documents)
+        created: list[str] = []
+        results: list[dict[str, Any]] = []
         for label, manifest in documents:
             try:
+                key = service_key(manifest)
+                held = services.get(key)
                 results.append(services.allocate_service(manifest))
             except IPAMError as exc:
+                _undo(services, created)
                 raise CLIError(
                     f"{label}: {exc} (nothing was allocated)", exit_code_for(exc)
                 ) from exc
+            if held is None and services.get(key) is not None:
+                created.append(key)
         text = to_json(results) if as_json else manifests_yaml(results)
-    return Output(text, saved=saved_path(state, state_path))
+        return text, bool(created)
+
+    text, changed = on_store(where, act)
+    return Output(text, saved=where.shown if changed else None)
+
+
+def _undo(services: Any, created: Sequence[str]) -> None:
+    """Release the Services this call created, newest first (compensation)."""
+    for key in reversed(created):
+        services.release(key)
 
 
 def _release_targets(key: str | None, sources: Sequence[str]) -> list[tuple[str, Any]]:
@@ -107,46 +173,64 @@ def _release_targets(key: str | None, sources: Sequence[str]) -> list[tuple[str,
     return [(key, {"metadata": metadata})]
 
 
+def _release_keys(targets: Sequence[tuple[str, Any]]) -> list[str]:
+    """Every target's key, checked before anything is released."""
+    keys = []
+    for label, manifest in targets:
+        try:
+            keys.append(service_key(manifest))
+        except IPAMError as exc:
+            raise CLIError(f"{label}: {exc} (nothing was released)", exit_code_for(exc)) from exc
+    return keys
+
+
 def run_release_service(
-    key: str | None, sources: Sequence[str], state_path: str, *, as_json: bool = False
+    key: str | None,
+    sources: Sequence[str],
+    state_path: str | None = None,
+    *,
+    store_url: str | None = None,
+    as_json: bool = False,
 ) -> Output:
     """Release Services named by ``key`` (``NAMESPACE/NAME``, or ``NAME`` in
     ``default``) or by the manifests in ``sources``; unknown ones are no-ops.
 
     Releasing is by name, as ``kubectl delete`` is: the addresses written in
-    a manifest are not compared with what the Service holds.
+    a manifest are not compared with what the Service holds. Every name is
+    checked before the first release; each release is one transaction.
 
     Raises:
         CLIError: both or neither of ``key`` and ``sources``, an invalid
             name, or a cluster without a Service range (exit 2).
+        StoreUnavailableError: the store stayed locked (exit 5).
 
     Complexity:
-        O(size of the manifests + size of the state file).
+        O(size of the manifests), plus O(1) store records per Service,
+        plus opening the store.
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()
-    >>> path = os.path.join(folder.name, "state.json")
+    >>> path = os.path.join(folder.name, "ipam.db")
     >>> print(run_release_service("kube-system/dns", [], path))
     SERVICE          RELEASED           CLUSTER IPS
     kube-system/dns  no (held nothing)
     >>> folder.cleanup()
     """
-    targets = _release_targets(key, sources)
-    report: list[tuple[str, bool, list[str]]] = []
-    with _state.transaction(state_path, DEFAULT_CONFIG) as state:
-        services = _require_services(state, state_path)
-        for label, manifest in targets:
-            try:
-                name = _manifest.service_key(manifest)
-                held = services.get(name) or ()
-                released = services.release_service(manifest)
-            except IPAMError as exc:
-                raise CLIError(
-                    f"{label}: {exc} (nothing was released)", exit_code_for(exc)
-                ) from exc
+    keys = _release_keys(_release_targets(key, sources))
+    where = target(state_path, store_url)
+
+    def act(cluster: Cluster) -> tuple[str, bool]:
+        services = _services(cluster, where)
+        report: list[tuple[str, bool, list[str]]] = []
+        for name in keys:
+            held = services.get(name) or ()
+            released = bool(services.release(name))
             report.append((name, released, [str(a) for a in held]))
-        text = _release_report(report, as_json=as_json)
-    return Output(text, saved=saved_path(state, state_path))
+        changed = any(released for _, released, _ in report)
+        return _release_report(report, as_json=as_json), changed
+
+    text, changed = on_store(where, act)
+    return Output(text, saved=where.shown if changed else None)
 
 
 def _release_report(report: Sequence[tuple[str, bool, list[str]]], *, as_json: bool) -> str:

@@ -89,3 +89,17 @@ def ok_json(*args: str, input: str | None = None) -> Any:
 def allocate_seed(state: str) -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = ok_json("allocate-service", "-f", str(SEED_FILE), "--state", state)
     return data
+
+
+def store_state(state: str) -> Any:
+    """What the store at ``state`` holds (its export, less the revision).
+
+    Equal means that every key holds what it held. The revision is left out:
+    a multi-document ``allocate-service`` that fails undoes what it did
+    (allocations then releases), which moves the revision on.
+    """
+    exported = invoke("export", "--state", state)
+    assert exported.exit_code == 0, exported.stderr
+    data = json.loads(exported.stdout)
+    data.pop("revision")
+    return data

@@ -1,11 +1,12 @@
 """Tests of the ``dualstack-ipam`` command line as a program, ``demo`` and ``plan``.
 
 A few tests run the real program in a subprocess (``python -m
-dualstack_ipam``): each command once, a corrupt state file, bad flags, and
-four concurrent runs on one state file. The rest run in-process through
+dualstack_ipam``): each command once, a corrupt store file, bad flags, and
+four concurrent runs on one store. The rest run in-process through
 click's ``CliRunner`` on the same click group (``cli_support.invoke``). The
-node and Service commands are in ``test_cli_commands.py``, the state file
-in ``test_cli_state.py``, and issue 8's defects in their own files.
+node and Service commands are in ``test_cli_commands.py``, the store in
+``test_cli_store.py`` and ``test_cli_store_commands.py``, the SIGKILL drill
+in ``tests/cli_drill``, and issue 8's defects in their own files.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def test_stateful_commands_subprocess(tmp_path: Path) -> None:
         "--service-cluster-ip-range=10.96.0.0/24,fd00:10:96::/112",
     ]
     assert run("init", *flags, cwd=tmp_path).returncode == 0
-    assert (tmp_path / "dualstack-ipam-state.json").exists()  # the default --state
+    assert (tmp_path / "dualstack-ipam.db").exists()  # the default --state
 
     first = run("allocate-node", "node-a", "--json", cwd=tmp_path)
     again = run("allocate-node", "node-a", "--json", cwd=tmp_path)
@@ -148,22 +149,33 @@ def test_stateful_commands_subprocess(tmp_path: Path) -> None:
 def test_seed_file_on_single_service_family_cluster_is_refused_whole(tmp_path: Path) -> None:
     # Kept apart from the test above for clarity: IPv6 Services need an IPv6 range.
     flags = ["--cluster-cidr=10.244.0.0/16", "--service-cluster-ip-range=10.96.0.0/24"]
-    assert invoke("init", *flags, "--state", str(tmp_path / "s.json")).exit_code == 0
-    before = (tmp_path / "s.json").read_bytes()
-    result = invoke("allocate-service", "-f", str(SEED_FILE), "--state", str(tmp_path / "s.json"))
+    state = str(tmp_path / "s.db")
+    assert invoke("init", *flags, "--state", state).exit_code == 0
+    result = invoke("allocate-service", "-f", str(SEED_FILE), "--state", state)
     assert result.exit_code == 2
     assert "document 2" in error_line(result.stderr)
-    assert (tmp_path / "s.json").read_bytes() == before
+    assert ok_json("show", "--state", state)["services"] == {}
+    assert ok_json("log", "--state", state) == []
 
 
-def test_corrupt_state_subprocess(tmp_path: Path) -> None:
-    path = tmp_path / "dualstack-ipam-state.json"
-    path.write_bytes(b'{"kind": "dualstack-ipam-state", "version": 1, "config": ')
+def test_corrupt_store_subprocess(tmp_path: Path) -> None:
+    path = tmp_path / "dualstack-ipam.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
     for args in (["show"], ["allocate-node", "node-a"]):
         proc = run(*args, cwd=tmp_path)
         assert proc.returncode == 2
-        assert "corrupt" in error_line(proc.stderr)
-        assert path.read_bytes() == b'{"kind": "dualstack-ipam-state", "version": 1, "config": '
+        error_line(proc.stderr)
+        assert path.read_bytes() == b"SQLite format 3\x00" + b"\xff" * 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dualstack-ipam.db"]
+
+
+def test_old_json_state_file_subprocess(tmp_path: Path) -> None:
+    path = tmp_path / "dualstack-ipam-state.json"
+    path.write_bytes(b'{"kind": "dualstack-ipam-state", "version": 1, "config": ')
+    proc = run("allocate-node", "node-a", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "dualstack-ipam import dualstack-ipam-state.json" in error_line(proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dualstack-ipam-state.json"]
 
 
 def test_concurrent_allocate_node_subprocesses(tmp_path: Path) -> None:
@@ -192,7 +204,7 @@ def test_concurrent_allocate_node_subprocesses(tmp_path: Path) -> None:
 
 def test_library_does_not_import_click_or_yaml(tmp_path: Path) -> None:
     code = (
-        "import sys, dualstack_ipam, dualstack_ipam.cli, dualstack_ipam.cli.state; "
+        "import sys, dualstack_ipam, dualstack_ipam.cli, dualstack_ipam.cli.store; "
         "print(sorted(m for m in ('click', 'yaml') if m in sys.modules))"
     )
     proc = subprocess.run(

@@ -16,13 +16,14 @@ from cli_support import (
     error_line,
     invoke,
     ok_json,
+    store_state,
 )
 
 
 @pytest.fixture
 def state(tmp_path: Path) -> str:
-    """A state file path (not created yet)."""
-    return str(tmp_path / "state.json")
+    """A store path (not created yet)."""
+    return str(tmp_path / "state.db")
 
 
 # ------------------------------------------------------------------ nodes
@@ -58,11 +59,11 @@ def test_node_pool_exhausted_exits_1_and_keeps_state(state: str) -> None:
     assert invoke(*init).exit_code == 0
     assert invoke("allocate-node", "a", "--state", state).exit_code == 0
     assert invoke("allocate-node", "b", "--state", state).exit_code == 0
-    before = Path(state).read_bytes()
+    before = store_state(state)
     result = invoke("allocate-node", "c", "--state", state)
     assert result.exit_code == 1
     assert "10.0.0.0/23" in error_line(result.stderr)
-    assert Path(state).read_bytes() == before
+    assert store_state(state) == before
 
 
 # ------------------------------------------------------------------ services
@@ -123,7 +124,7 @@ def test_allocate_service_kind_list(state: str) -> None:
 
 def test_allocate_service_all_or_nothing_on_invalid_document(state: str) -> None:
     allocate_seed(state)
-    before = Path(state).read_bytes()
+    before = store_state(state)
     text = (
         "metadata: {name: good}\n---\n"
         "metadata: {name: bad}\nspec: {ipFamilyPolicy: SomeStack}\n---\n"
@@ -135,7 +136,7 @@ def test_allocate_service_all_or_nothing_on_invalid_document(state: str) -> None
     for needle in ("stdin document 2", "spec.ipFamilyPolicy", "SomeStack"):
         assert needle in line
     assert result.stdout == ""
-    assert Path(state).read_bytes() == before
+    assert store_state(state) == before
 
 
 def test_allocate_service_all_or_nothing_on_taken_address(state: str) -> None:
@@ -147,7 +148,7 @@ def test_allocate_service_all_or_nothing_on_taken_address(state: str) -> None:
         state,
         input="metadata: {name: dns}\nspec: {clusterIP: 10.96.0.10}\n",
     )
-    before = Path(state).read_bytes()
+    before = store_state(state)
     text = "metadata: {name: one}\n---\nmetadata: {name: two}\nspec: {clusterIP: 10.96.0.10}\n"
     result = invoke("allocate-service", "-f", "-", "--state", state, input=text)
     # A manifest asking for a taken address is refused by the state: exit 1.
@@ -155,7 +156,7 @@ def test_allocate_service_all_or_nothing_on_taken_address(state: str) -> None:
     line = error_line(result.stderr)
     for needle in ("document 2", "10.96.0.10", "default/dns"):
         assert needle in line
-    assert Path(state).read_bytes() == before
+    assert store_state(state) == before
     assert dns["spec"]["clusterIP"] == "10.96.0.10"
 
 
@@ -172,11 +173,11 @@ def test_service_range_exhausted_exits_1(state: str) -> None:
     flags = ["--cluster-cidr=10.244.0.0/16", "--service-cluster-ip-range=10.96.0.0/30"]
     assert invoke("init", *flags, "--state", state).exit_code == 0
     text = "".join(f"---\nmetadata: {{name: s{i}}}\n" for i in range(3))
-    before = Path(state).read_bytes()
+    before = store_state(state)
     result = invoke("allocate-service", "-f", "-", "--state", state, input=text)
     assert result.exit_code == 1
     assert "10.96.0.0/30" in error_line(result.stderr)
-    assert Path(state).read_bytes() == before
+    assert store_state(state) == before
 
 
 @pytest.mark.parametrize(
@@ -258,12 +259,12 @@ def test_service_commands_need_a_service_range(state: str) -> None:
     assert invoke("init", "--cluster-cidr=10.244.0.0/16", "--state", state).exit_code == 0
     nodes = ok_json("allocate-node", "n1", "--state", state)
     assert nodes["cidrs"] == ["10.244.0.0/24"]
-    before = Path(state).read_bytes()
+    before = store_state(state)
     for args in (["allocate-service", "-f", str(SEED_FILE)], ["release-service", "default/x"]):
         result = invoke(*args, "--state", state)
         assert result.exit_code == 2
         assert "no Service range" in error_line(result.stderr)
-    assert Path(state).read_bytes() == before
+    assert store_state(state) == before
     shown = ok_json("show", "--state", state)
     assert shown["services"] == {}
     assert shown["usage"] == {

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cli_support import SEED_FLAGS, allocate_seed, error_line, invoke, ok_json, run
+from cli_support import SEED_FLAGS, allocate_seed, error_line, invoke, ok_json, run, store_state
 
 from dualstack_ipam import ClusterConfig
 from dualstack_ipam.cli import main, run_plan, run_show
@@ -24,7 +24,7 @@ DAY = datetime.date(2026, 1, 1)
 
 
 def _state_with_a_node_and_services(tmp_path: Path) -> Path:
-    state = tmp_path / "state.json"
+    state = tmp_path / "state.db"
     assert invoke("allocate-node", "node-1", "--state", str(state)).exit_code == 0
     allocate_seed(str(state))
     return state
@@ -35,7 +35,7 @@ def _state_with_a_node_and_services(tmp_path: Path) -> Path:
 
 def test_show_writes_the_svg_and_the_html_page(tmp_path: Path) -> None:
     state = _state_with_a_node_and_services(tmp_path)
-    before = state.read_bytes()
+    before = store_state(str(state))
     proc = run(
         "show", "--state", str(state), "--svg", "map.svg", "--html", "page.html", cwd=tmp_path
     )
@@ -51,7 +51,7 @@ def test_show_writes_the_svg_and_the_html_page(tmp_path: Path) -> None:
     assert page.count("<svg") == 1
     assert "node-1" in page
     assert "default/my-service-ipv6" in page
-    assert state.read_bytes() == before  # read, never rewritten
+    assert store_state(str(state)) == before  # read, never rewritten
 
 
 def test_show_json_names_the_files_and_the_forecast(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_show_forecast_counts_from_the_state_at_the_rates_given(tmp_path: Path) 
 
 
 def test_show_on_a_missing_state_file_with_maps_creates_it(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
+    state = tmp_path / "state.db"
     out = run_show(str(state), svg=str(tmp_path / "map.svg"))
     assert out.saved == str(state)
     assert state.exists()
@@ -155,7 +155,7 @@ def test_bad_rates_exit_2_and_quote_the_value(option: str, value: str, tmp_path:
     assert result.exit_code == 2
     assert repr(value) in error_line(result.stderr)
     assert result.stdout == ""
-    state = tmp_path / "state.json"
+    state = tmp_path / "state.db"
     result = invoke("show", "--state", str(state), "--svg", str(tmp_path / "m.svg"), option, value)
     assert result.exit_code == 2
     assert repr(value) in error_line(result.stderr)
@@ -182,30 +182,30 @@ def test_a_map_file_that_cannot_be_written_exits_2_and_changes_nothing(tmp_path:
     missing_dir = tmp_path / "no-such-dir" / "map.svg"
     # An existing state file is left as it was.
     state = _state_with_a_node_and_services(tmp_path)
-    before = state.read_bytes()
+    before = store_state(str(state))
     proc = run("show", "--state", str(state), "--html", str(missing_dir), cwd=tmp_path)
     assert proc.returncode == 2
     line = error_line(proc.stderr)
     assert repr(str(missing_dir)) in line
     assert line.endswith("nothing was changed")
     assert proc.stdout == ""
-    assert state.read_bytes() == before
+    assert store_state(str(state)) == before
     # A missing one is not created: 2 means nothing changed.
-    fresh = tmp_path / "fresh.json"
+    fresh = tmp_path / "fresh.db"
     proc = run("show", "--state", str(fresh), "--svg", str(missing_dir), cwd=tmp_path)
     assert proc.returncode == 2
     error_line(proc.stderr)
     assert not fresh.exists()
 
 
-def test_a_map_file_that_is_the_state_file_is_refused(tmp_path: Path) -> None:
+def test_a_map_file_that_is_the_store_file_is_refused(tmp_path: Path) -> None:
     state = _state_with_a_node_and_services(tmp_path)
-    before = state.read_bytes()
-    link = tmp_path / "link.json"
+    before = store_state(str(state))
+    link = tmp_path / "link.db"
     link.symlink_to(state)
-    # Writing the map there would destroy the state (or its lock), then nothing saves it.
-    for target in (str(state), str(link), f"{state}.lock"):
+    # Writing the map there would destroy the store (or its log).
+    for target in (str(state), str(link), f"{state}-wal", f"{state}-shm"):
         result = invoke("show", "--state", str(state), "--svg", target)
         assert result.exit_code == 2
-        assert "is the state file" in error_line(result.stderr)
-    assert state.read_bytes() == before
+        assert "is the store" in error_line(result.stderr)
+    assert store_state(str(state)) == before

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from cli_support import SEED_FILE, error_line, program_env, run
+from cli_support import SEED_FILE, error_line, program_env, run, store_state
 
 DEV_FULL = Path("/dev/full")
 pytestmark = pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full (Linux)")
@@ -75,7 +75,7 @@ def _shown(cwd: Path) -> dict[str, object]:
 def _saved_line(stderr: str) -> str:
     line = error_line(stderr)  # one line, no "Exception ignored" after it
     assert "could not write the output" in line
-    assert "the change was saved in 'dualstack-ipam-state.json'" in line
+    assert "the change was saved in 'dualstack-ipam.db'" in line
     return line
 
 
@@ -93,11 +93,11 @@ def test_allocate_node_exits_3_and_keeps_the_node(lost: Sink, tmp_path: Path) ->
     _saved_line(stderr)
     assert _shown(tmp_path)["nodes"] == {"node-a": ["10.244.0.0/24", "fc00::/64"]}
     # Again: the node already holds its CIDRs, nothing is saved, so exit 2.
-    before = (tmp_path / "dualstack-ipam-state.json").read_bytes()
+    before = store_state(str(tmp_path / "dualstack-ipam.db"))
     code, stderr = lost("allocate-node", "node-a", cwd=tmp_path)
     assert code == 2
     _unchanged_line(stderr)
-    assert (tmp_path / "dualstack-ipam-state.json").read_bytes() == before
+    assert store_state(str(tmp_path / "dualstack-ipam.db")) == before
 
 
 def test_release_node_exits_3_and_the_node_is_gone(lost: Sink, tmp_path: Path) -> None:
@@ -138,20 +138,20 @@ def test_read_only_commands_exit_2_and_say_nothing_changed(
     lost: Sink, tmp_path: Path, args: list[str]
 ) -> None:
     assert run("allocate-node", "node-a", cwd=tmp_path).returncode == 0
-    state = tmp_path / "dualstack-ipam-state.json"
-    before = state.read_bytes()
+    state = tmp_path / "dualstack-ipam.db"
+    before = store_state(str(state))
     code, stderr = lost(*args, cwd=tmp_path)
     assert code == 2
     _unchanged_line(stderr)
-    assert state.read_bytes() == before
+    assert store_state(str(state)) == before
 
 
-def test_show_that_creates_the_state_file_exits_3(lost: Sink, tmp_path: Path) -> None:
-    # The one case where show saves: a missing file is created.
+def test_show_that_creates_the_store_exits_3(lost: Sink, tmp_path: Path) -> None:
+    # The one case where show saves: a missing store is created.
     code, stderr = lost("show", cwd=tmp_path)
     assert code == 3
     _saved_line(stderr)
-    assert (tmp_path / "dualstack-ipam-state.json").exists()
+    assert (tmp_path / "dualstack-ipam.db").exists()
 
 
 def test_refusals_keep_their_exit_code(lost: Sink, tmp_path: Path) -> None:
