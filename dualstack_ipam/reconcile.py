@@ -62,11 +62,46 @@ class Reconcilable(Protocol):
 
     @property
     def _leak_counts(self) -> MutableMapping[str, int]: ...
-    def get(self, key: str) -> Held | None: ...
-    def items(self) -> Iterable[tuple[str, Held]]: ...
-    def owner_of(self, address: Any) -> str | None: ...
-    def occupy(self, key: str, addresses: Any) -> Held: ...
-    def release(self, key: str) -> bool: ...
+    def get(self, key: str) -> Held | None:
+        """What ``key`` holds, or None.
+
+        Complexity:
+            O(1) expected.
+        """
+        ...
+
+    def items(self) -> Iterable[tuple[str, Held]]:
+        """Every ``(key, addresses)`` pair.
+
+        Complexity:
+            O(n) expected.
+        """
+        ...
+
+    def owner_of(self, address: Any) -> str | None:
+        """The key holding ``address``, or None.
+
+        Complexity:
+            O(1) expected.
+        """
+        ...
+
+    def occupy(self, key: str, addresses: Any) -> Held:
+        """Record ``addresses`` under ``key``, all or nothing; ``IPAMError`` if refused.
+
+        Complexity:
+            O(k) expected for k addresses.
+        """
+        ...
+
+    def release(self, key: str) -> bool:
+        """Free what ``key`` holds; False if nothing.
+
+        Complexity:
+            O(1) expected per address.
+        """
+        ...
+
     def _reconcile_parse(self, value: Any) -> tuple[Any, bool]:
         """``value`` as the allocator's address object, and whether it could
         hold it (in range); raises ``AddressFormatError`` for garbage."""
