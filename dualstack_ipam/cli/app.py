@@ -91,7 +91,13 @@ from dualstack_ipam.cli.render import format_table
 from dualstack_ipam.cli.reporting import emit, guarded
 from dualstack_ipam.cli.service_commands import run_allocate_service, run_release_service
 from dualstack_ipam.cli.show import run_show
-from dualstack_ipam.cli.store_commands import run_export, run_import, run_log, run_migrate
+from dualstack_ipam.cli.store_commands import (
+    add_store_commands,
+    run_export,
+    run_import,
+    run_log,
+    run_migrate,
+)
 
 if TYPE_CHECKING:
     import click
@@ -328,46 +334,6 @@ def _add_service_commands(cli: click.Group) -> None:
         emit(run_release_service(key, sources, state_path, store_url=store_url, as_json=as_json))
 
 
-def _add_store_commands(cli: click.Group) -> None:
-    """``export``, ``import``, ``log`` and ``migrate``: the store itself."""
-    import click
-
-    @cli.command("export")
-    @json_option
-    @store_options
-    @click.option("--output", "-o", "output", metavar="FILE", help="Write to FILE, not stdout.")
-    def export(
-        as_json: bool, state_path: str | None, store_url: str | None, output: str | None
-    ) -> None:
-        """Print the store as one JSON document (a backup; 'import' reads it).
-
-        The document is JSON with or without --json.
-        """
-        emit(run_export(state_path, store_url=store_url, output=output))
-
-    @cli.command("import")
-    @json_option
-    @store_options
-    @click.argument("source", metavar="FILE")
-    def import_(source: str, as_json: bool, state_path: str | None, store_url: str | None) -> None:
-        """Create a new store from FILE: an export, or the old JSON state file."""
-        emit(run_import(source, state_path, store_url=store_url, as_json=as_json))
-
-    @cli.command("log")
-    @json_option
-    @store_options
-    @click.option("--since", "since", type=int, default=0, metavar="N", help="After revision N.")
-    def log(as_json: bool, state_path: str | None, store_url: str | None, since: int) -> None:
-        """Print the journal: every change, oldest first."""
-        emit(run_log(state_path, store_url=store_url, since=since, as_json=as_json))
-
-    @cli.command("migrate")
-    @store_options
-    def migrate(state_path: str | None, store_url: str | None) -> None:
-        """Bring an older SQLite store to this release's format (says what it did)."""
-        emit(run_migrate(state_path, store_url=store_url))
-
-
 def build_cli() -> click.Group:
     """The click command group; imports click and PyYAML (ImportError without them).
 
@@ -401,7 +367,7 @@ def build_cli() -> click.Group:
     _add_cluster_commands(cli)
     _add_node_commands(cli)
     _add_service_commands(cli)
-    _add_store_commands(cli)
+    add_store_commands(cli)
     return cli
 
 

@@ -21,15 +21,26 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dualstack_ipam.cli.ground import CLIError, Output
+from dualstack_ipam.cli.options import json_option, store_options
 from dualstack_ipam.cli.render import format_table, to_json
+from dualstack_ipam.cli.reporting import emit
 from dualstack_ipam.cli.store import Target, exists, on_store, target
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import IPAMError, SnapshotError
 
 if TYPE_CHECKING:
+    import click
+
     from dualstack_ipam.durable import Cluster
 
-__all__ = ["LEGACY_KIND", "run_export", "run_import", "run_log", "run_migrate"]
+__all__ = [
+    "LEGACY_KIND",
+    "add_store_commands",
+    "run_export",
+    "run_import",
+    "run_log",
+    "run_migrate",
+]
 
 LEGACY_KIND = "dualstack-ipam-state"
 """The ``kind`` of the JSON state file of dualstack-ipam before the store."""
@@ -286,3 +297,50 @@ def run_migrate(state_path: str | None = None, *, store_url: str | None = None) 
         f"migrated store {where.shown} from format version {before} to {after}",
         saved=where.shown,
     )
+
+
+# ------------------------------------------------------------------ click
+
+
+def add_store_commands(cli: click.Group) -> None:
+    """Wire ``export``, ``import``, ``log`` and ``migrate`` into the click group ``cli``.
+
+    Complexity:
+        O(1).
+    """
+    import click
+
+    @cli.command("export")
+    @json_option
+    @store_options
+    @click.option("--output", "-o", "output", metavar="FILE", help="Write to FILE, not stdout.")
+    def export(
+        as_json: bool, state_path: str | None, store_url: str | None, output: str | None
+    ) -> None:
+        """Print the store as one JSON document (a backup; 'import' reads it).
+
+        The document is JSON with or without --json.
+        """
+        emit(run_export(state_path, store_url=store_url, output=output))
+
+    @cli.command("import")
+    @json_option
+    @store_options
+    @click.argument("source", metavar="FILE")
+    def import_(source: str, as_json: bool, state_path: str | None, store_url: str | None) -> None:
+        """Create a new store from FILE: an export, or the old JSON state file."""
+        emit(run_import(source, state_path, store_url=store_url, as_json=as_json))
+
+    @cli.command("log")
+    @json_option
+    @store_options
+    @click.option("--since", "since", type=int, default=0, metavar="N", help="After revision N.")
+    def log(as_json: bool, state_path: str | None, store_url: str | None, since: int) -> None:
+        """Print the journal: every change, oldest first."""
+        emit(run_log(state_path, store_url=store_url, since=since, as_json=as_json))
+
+    @cli.command("migrate")
+    @store_options
+    def migrate(state_path: str | None, store_url: str | None) -> None:
+        """Bring an older SQLite store to this release's format (says what it did)."""
+        emit(run_migrate(state_path, store_url=store_url))

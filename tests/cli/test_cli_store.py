@@ -164,16 +164,21 @@ def test_existing_store_is_used_beside_an_old_json_file(state: str, tmp_path: Pa
 # ------------------------------------------------------------------ bad paths and files
 
 
-def test_empty_path_directory_and_missing_folder_are_bad_input(tmp_path: Path) -> None:
-    (tmp_path / "a-dir").mkdir()
-    for path in ("", "  ", str(tmp_path / "a-dir"), str(tmp_path / "no-such-dir" / "s.db")):
+def test_empty_path_directory_and_missing_folder_are_bad_input(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # The JSON state file's defect: --state '' made a lock file in the parent folder.
+    work = tmp_path / "work"
+    (work / "a-dir").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    for path in ("", "  ", "a-dir", str(work / "a-dir"), str(work / "no-such-dir" / "s.db")):
         for args in (["show"], ["allocate-node", "n1"], ["export"], ["log"], ["migrate"]):
             result = invoke(*args, "--state", path)
             assert result.exit_code == 2, (path, args)
             error_line(result.stderr)
-    assert files_in(tmp_path) == ["a-dir"]
-    assert files_in(tmp_path / "a-dir") == []
-    assert files_in(tmp_path.parent).count(tmp_path.name) == 1
+    assert files_in(tmp_path) == ["work"]
+    assert files_in(work) == ["a-dir"]
+    assert files_in(work / "a-dir") == []
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
