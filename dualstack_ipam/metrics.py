@@ -68,14 +68,14 @@ def _families(stats: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(name, entry) for name, entry in stats.items() if name in ("IPv4", "IPv6")]
 
 
-def _ranges(allocator: Any, family: str) -> str:
+def _ranges(allocator: Any, family: str, node: bool) -> str:
     """The label of a family: its ranges, comma-separated (the family if unknown)."""
     ranges = getattr(allocator, "ranges", None)
     if callable(ranges):
         return ",".join(map(str, ranges(family)))
     config = getattr(allocator, "config", None)
     if config is not None:
-        cidr = config.cluster_cidr if _is_node(allocator) else config.service_cidr
+        cidr = config.cluster_cidr if node else config.service_cidr
         return str(cidr(IPFamily(family)))
     return family
 
@@ -146,7 +146,7 @@ class AllocatorCollector:
         )
         labels = []
         for family, entry in _families(stats):
-            cidr = _ranges(self.allocator, family)
+            cidr = _ranges(self.allocator, family, node=False)
             labels.append(cidr)
             allocated.add_metric([cidr], entry["used"])
             available.add_metric([cidr], entry["free"])
@@ -188,7 +188,7 @@ class AllocatorCollector:
         )
         labels = []
         for family, entry in _families(stats):
-            cidr = _ranges(self.allocator, family)
+            cidr = _ranges(self.allocator, family, node=True)
             labels.append(cidr)
             usage.add_metric([cidr], entry["used"] / entry["capacity"] if entry["capacity"] else 0)
         yield usage

@@ -76,6 +76,70 @@ def test_node_metrics() -> None:
     assert samples[(tries + "_count", label)] == 1
 
 
+class CountedNodes:
+    """A real NodeCIDRAllocator with the stats() it lacks today, counted by this wrapper."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.alloc = NodeCIDRAllocator(config)
+        self.config = config
+        self.allocations = self.releases = 0
+
+    def allocate(self, node: str) -> None:
+        self.alloc.allocate(node)
+        self.allocations += 1
+
+    def release(self, node: str) -> None:
+        self.releases += self.alloc.release(node)
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            str(f): {
+                "capacity": self.alloc.capacity(f),
+                "used": self.alloc.used(f),
+                "free": self.alloc.free(f),
+                "reserved": 0,
+                "cooling": 0,
+            }
+            for f in self.config.families
+        }
+        errors = {"exhausted": 0, "taken": 0, "invalid": 0}
+        result["totals"] = {
+            "allocations": self.allocations,
+            "releases": self.releases,
+            "errors": errors,
+        }
+        return result
+
+
+def test_node_metrics_through_a_stats_wrapper() -> None:
+    nodes = CountedNodes(ClusterConfig("10.244.0.0/22,fd00::/62"))
+    registry = CollectorRegistry()
+    register(nodes, registry, kind="node")
+    for name in ("a", "b", "c"):
+        nodes.allocate(name)
+    nodes.release("b")
+    samples = scrape(registry)
+    v4, v6 = (("clusterCIDR", "10.244.0.0/22"),), (("clusterCIDR", "fd00::/62"),)
+    every = (("clusterCIDR", "10.244.0.0/22,fd00::/62"),)
+    assert samples[("node_ipam_controller_cidrset_usage_cidrs", v4)] == 0.5
+    assert samples[("node_ipam_controller_cidrset_usage_cidrs", v6)] == 0.5
+    assert samples[("node_ipam_controller_cidrset_cidrs_allocations_total", every)] == 3
+    assert samples[("node_ipam_controller_cidrset_cidrs_releases_total", every)] == 1
+    tries = "node_ipam_controller_cidrset_allocation_tries_per_request"
+    assert samples[(tries + "_bucket", (*every, ("le", "1.0")))] == 3
+    assert samples[(tries + "_sum", every)] == 3
+
+
+def test_service_names_without_scopes_use_an_empty_scope() -> None:
+    nodes = CountedNodes(ClusterConfig("10.244.0.0/22", "10.96.0.0/24"))
+    registry = CollectorRegistry()
+    register(nodes, registry, kind="service")
+    nodes.allocate("a")
+    samples = scrape(registry)
+    name = "kube_apiserver_clusterip_allocator_allocation_total"
+    assert samples[(name, (("cidr", "10.96.0.0/24"), ("scope", "")))] == 1
+
+
 def test_node_names_for_any_allocator_with_kind() -> None:
     lb = LoadBalancerIPAllocator({"IPv4": "192.0.2.0/30"})
     registry = CollectorRegistry()

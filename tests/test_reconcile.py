@@ -255,6 +255,19 @@ def test_node_allocator_through_the_adapter() -> None:
     alloc._check_invariants()
 
 
+def test_an_address_refused_outside_the_owner_table_is_a_one_key_conflict() -> None:
+    # The Service range inside the cluster CIDR is set aside: occupy refuses it.
+    alloc = NodeCIDRAllocator(ClusterConfig("10.96.0.0/16", "10.96.0.0/24"))
+    target = NodeAdapter(alloc)
+    aside = netaddr.IPNetwork("10.96.0.0/24")
+    report = reconcile(target, {"n1": [aside], "n2": ["10.96.5.0/24"]}, repair=True)
+    assert report.conflicts == {aside: ("n1",)}
+    assert not report.ok
+    assert alloc.get("n1") is None
+    assert alloc.get("n2") == (netaddr.IPNetwork("10.96.5.0/24"),)
+    alloc._check_invariants()
+
+
 def test_service_allocator_through_the_adapter() -> None:
     alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
     target = _is_reconcilable(ServiceAdapter(alloc))
