@@ -3,6 +3,7 @@
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.egress import MasqueradePolicy, masquerade_config
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.durable import Cluster, JournalEntry, open
 from dualstack_ipam.errors import (
     AddressFormatError,
     AlreadyAllocatedError,
@@ -28,12 +29,14 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AddressFormatError",
     "AlreadyAllocatedError",
+    "Cluster",
     "ClusterConfig",
     "ClusterIPTakenError",
     "FamilyNotConfiguredError",
     "IPAMError",
     "IPFamily",
     "InvalidConfigError",
+    "JournalEntry",
     "MasqueradePolicy",
     "NodeCIDRAllocator",
     "NotInRangeError",
@@ -47,5 +50,6 @@ __all__ = [
     "SubnetPool",
     "__version__",
     "masquerade_config",
+    "open",
     "service_key",
 ]

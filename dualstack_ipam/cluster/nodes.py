@@ -123,6 +123,12 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
     def _cidrs(self, held: dict[IPFamily, int]) -> tuple[netaddr.IPNetwork, ...]:
         return tuple(self._build((f, held[f])) for f in self._pools if f in held)
 
+    def _take_slot(self, address: Address) -> None:
+        self._pools[address[0]].occupy(self._build(address))
+
+    def _free_slot(self, address: Address) -> None:
+        self._pools[address[0]].release(self._build(address))
+
     def _is_reserved(self, family: IPFamily, index: int) -> bool:
         span = self._reserved.get(family)
         return span is not None and span[0] <= index < span[1]

@@ -9,10 +9,10 @@ invariants, written once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from dualstack_ipam.errors import SnapshotError
+from dualstack_ipam.errors import AlreadyAllocatedError, InvalidConfigError, SnapshotError
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners.table import Address, OwnerTable, check_key
 
@@ -106,6 +106,98 @@ class KeyedAllocator(Generic[T]):
                     f"{kind} snapshot: the {family} pool has {pool.used} allocated, but "
                     f"{held} are held and {aside} set aside"
                 )
+
+    # ------------------------------------------------------------ key states
+
+    def _take_slot(self, address: Address) -> None:
+        """Mark ``address`` allocated in its pool (it is free)."""
+        raise NotImplementedError
+
+    def _free_slot(self, address: Address) -> None:
+        """Mark ``address`` free in its pool (it is allocated)."""
+        raise NotImplementedError
+
+    def _key_state(self, key: str) -> tuple[Address, ...] | None:
+        """What ``key`` holds, as ``(family, slot)`` pairs in the allocator's order.
+
+        The whole state of a key: the allocators keep nothing else per key
+        (a Service's manifest fields come with each call), so making another
+        allocator's key hold the same pairs reproduces it exactly.
+
+        Complexity:
+            O(1).
+        """
+        with self._lock:
+            return self._table.get(key)
+
+    def _set_key_state(self, key: str, state: tuple[Address, ...] | None) -> None:
+        """Make ``key`` hold exactly ``state`` (None or empty: nothing), all or nothing.
+
+        The primitive of the durable cache: catch-up, undo and bulk loading.
+        It checks consistency only (families configured, one per family, no
+        address held by another key or otherwise allocated), not the rules
+        of ``allocate``; cursors and random state are not touched.
+
+        Raises:
+            AlreadyAllocatedError: an address is held by another key or
+                allocated for something else (the Service set-aside).
+            InvalidConfigError: two addresses of one family.
+            FamilyNotConfiguredError: a family without a range.
+            NotInRangeError: an address outside its range.
+
+        Complexity:
+            O(1) per address, O(log n) for the key order.
+        """
+        new = tuple(state or ())
+        with self._lock:
+            old = self._table.get(key) or ()
+            if old == new:
+                return
+            families = [self._table.family(family) for family, _ in new]
+            if len(set(families)) != len(families):
+                raise InvalidConfigError(f"{key!r}: two addresses of one family in {new!r}")
+            gone = [a for a in old if a not in new]
+            added = [a for a in new if a not in old]
+            for address in added:
+                owner = self._table.owner(address)
+                if owner is not None:
+                    raise AlreadyAllocatedError(
+                        f"{key!r}: {self._build(address)} is held by {owner!r}",
+                        value=self._build(address),
+                        owner=owner,
+                    )
+            for address in gone:
+                self._free_slot(address)
+            taken: list[Address] = []
+            try:
+                for address in added:
+                    if self._allocated(address):
+                        raise AlreadyAllocatedError(
+                            f"{key!r}: {self._build(address)} is allocated for something else",
+                            value=self._build(address),
+                        )
+                    self._take_slot(address)
+                    taken.append(address)
+            except BaseException:
+                for address in taken:
+                    self._free_slot(address)
+                for address in gone:
+                    self._take_slot(address)
+                raise
+            self._table.put(key, new)
+
+    def _load_states(self, states: Iterable[tuple[str, tuple[Address, ...]]]) -> None:
+        """Set many keys at once (a durable side's first load): no manifest work.
+
+        Raises:
+            As :meth:`_set_key_state`; the keys set before the failing one stay.
+
+        Complexity:
+            O(k) for k addresses, plus O(n log n) once for the key order.
+        """
+        with self._lock:
+            for key, state in states:
+                self._set_key_state(key, state)
 
     def _check_owners(self) -> None:
         """Assert the table against the pools, and every pool's own invariants."""

@@ -4,7 +4,10 @@ A key (node name, Service key) is a plain non-empty string holding at most
 one address per family; an address is a ``(family, slot)`` pair of ints
 (subnet index or IP). The table keeps both directions, the per-family counts
 and the keys sorted, so every allocator iterates in one order, sorted by
-key, at O(log n) per change. It has no lock: its allocator's lock guards it.
+key. A change costs O(1): keys added or removed since the last iteration
+wait in two sets and are merged into the sorted list by the next iteration
+(one sort of the new keys, one linear merge), which keeps the hot path of
+allocate/release as cheap as a dict. It has no lock: its allocator's lock guards it.
 
 >>> table = OwnerTable((IPFamily.IPv4, IPFamily.IPv6), "key", "Service range")
 >>> table.put("web", ((IPFamily.IPv4, 7),))
@@ -17,8 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
-
-from sortedcontainers import SortedList
 
 from dualstack_ipam.errors import (
     AlreadyAllocatedError,
@@ -75,14 +76,26 @@ class OwnerTable:
 (configured: IPv4)
     """
 
-    __slots__ = ("_counts", "_held", "_keys", "_owners", "families", "key_name", "range_name")
+    __slots__ = (
+        "_added",
+        "_counts",
+        "_held",
+        "_keys",
+        "_owners",
+        "_removed",
+        "families",
+        "key_name",
+        "range_name",
+    )
 
     def __init__(self, families: Iterable[IPFamily], key_name: str, range_name: str) -> None:
         self.families = tuple(families)
         self.key_name, self.range_name = key_name, range_name
         self._held: dict[str, tuple[Address, ...]] = {}
         self._owners: dict[Address, str] = {}
-        self._keys: SortedList = SortedList()
+        self._keys: list[str] = []
+        self._added: set[str] = set()
+        self._removed: set[str] = set()
         self._counts = dict.fromkeys(self.families, 0)
 
     def family(self, value: Any) -> IPFamily:
@@ -138,13 +151,23 @@ class OwnerTable:
         """
         return len(self._held)
 
+    def _sorted(self) -> list[str]:
+        """The keys, sorted: the list, with the keys changed since merged in."""
+        if self._added or self._removed:
+            gone = self._removed
+            kept = [k for k in self._keys if k not in gone] if gone else self._keys
+            # Two sorted runs: Timsort merges them in linear time.
+            self._keys = sorted(kept + sorted(self._added))
+            self._added, self._removed = set(), set()
+        return self._keys
+
     def __iter__(self) -> Iterator[str]:
         """The keys, sorted (a live view: copy it before changing the table).
 
         Complexity:
-            O(1) per key.
+            O(n + k log k) after k keys were added or removed, else O(1) per key.
         """
-        return iter(self._keys)
+        return iter(self._sorted())
 
     def items(self) -> list[tuple[str, tuple[Address, ...]]]:
         """``(key, addresses)`` pairs, sorted by key (a copy).
@@ -152,7 +175,7 @@ class OwnerTable:
         Complexity:
             O(n).
         """
-        return [(key, self._held[key]) for key in self._keys]
+        return [(key, self._held[key]) for key in self._sorted()]
 
     # ------------------------------------------------------------ changing
 
@@ -162,7 +185,7 @@ class OwnerTable:
         The caller has checked that no other key holds them.
 
         Complexity:
-            O(log n).
+            O(1) (the key order is brought up to date by the next iteration).
         """
         before = self._held.pop(key, None)
         for address in before or ():
@@ -174,9 +197,21 @@ class OwnerTable:
                 self._owners[address] = key
                 self._counts[address[0]] += 1
             if before is None:
-                self._keys.add(key)
+                self._add_key(key)
         elif before is not None:
-            self._keys.remove(key)
+            self._remove_key(key)
+
+    def _add_key(self, key: str) -> None:
+        if key in self._removed:
+            self._removed.discard(key)
+        else:
+            self._added.add(key)
+
+    def _remove_key(self, key: str) -> None:
+        if key in self._added:
+            self._added.discard(key)
+        else:
+            self._removed.add(key)
 
     def claim(
         self, key: str, wanted: Iterable[Address], build: Callable[[Address], Any], what: str
@@ -216,7 +251,7 @@ class OwnerTable:
         """Forget ``key``; what it held, or None.
 
         Complexity:
-            O(log n).
+            O(1).
         """
         held = self._held.get(key)
         if held is not None:
@@ -231,7 +266,7 @@ class OwnerTable:
         Complexity:
             O(n).
         """
-        return {key: [text(a) for a in self._held[key]] for key in self._keys}
+        return {key: [text(a) for a in self._held[key]] for key in self._sorted()}
 
     def load(
         self,
@@ -313,4 +348,4 @@ class OwnerTable:
                 counts[address[0]] += 1
         assert len(self._owners) == sum(counts.values()), "owners not the inverse of keys"
         assert counts == self._counts, (counts, self._counts)
-        assert list(self._keys) == sorted(self._held), "the key order is stale"
+        assert self._sorted() == sorted(self._held), "the key order is stale"

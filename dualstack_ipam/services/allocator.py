@@ -112,6 +112,12 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
     def _build(self, address: Address) -> netaddr.IPAddress:
         return make_address(address[1], address[0])
 
+    def _take_slot(self, address: Address) -> None:
+        self._pools[address[0]].allocate(self._build(address))
+
+    def _free_slot(self, address: Address) -> None:
+        self._pools[address[0]].release(self._build(address))
+
     # ------------------------------------------------------------ the seed's model
 
     def allocate(

@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 import netaddr
 import pytest
+from durable import backends
+from durable.backends import Backends
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -30,6 +32,7 @@ from dualstack_ipam.errors import (
 from dualstack_ipam.net import IPFamily
 
 V4, V6 = IPFamily.IPv4, IPFamily.IPv6
+make = backends.make  # each allocator test runs on the plain class, memory:// and SQLite
 SEED = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12,fd00:10:96::/112")
 
 
@@ -50,8 +53,8 @@ def unchanged(alloc: NodeCIDRAllocator, call: Callable[[], object], error: type[
 # ---------------------------------------------------------------- allocate
 
 
-def test_seed_cluster_allocates_one_cidr_per_family() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_seed_cluster_allocates_one_cidr_per_family(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     assert alloc.allocate("node-1") == (net("10.244.0.0/24"), net("fc00::/64"))
     assert alloc.allocate("node-2") == (net("10.244.1.0/24"), net("fc00:0:0:1::/64"))
     assert alloc.capacity(V6) == 2**40
@@ -60,26 +63,26 @@ def test_seed_cluster_allocates_one_cidr_per_family() -> None:
     alloc._check_invariants()
 
 
-def test_family_order_follows_the_config() -> None:
-    alloc = NodeCIDRAllocator(ClusterConfig("fd00::/48,10.0.0.0/16"))
+def test_family_order_follows_the_config(make: Backends) -> None:
+    alloc = make.nodes(ClusterConfig("fd00::/48,10.0.0.0/16"))
     cidrs = alloc.allocate("n")
     assert [c.version for c in cidrs] == [6, 4]
     assert alloc.get("n") == cidrs
     assert alloc.items() == [("n", cidrs)]
 
 
-def test_allocate_is_idempotent() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_allocate_is_idempotent(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     first = alloc.allocate("n")
     snap = alloc.snapshot()
     assert alloc.allocate("n") == first
     assert alloc.snapshot() == snap  # not even the cursor moved
 
 
-def test_next_fit_and_lowest_strategies() -> None:
+def test_next_fit_and_lowest_strategies(make: Backends) -> None:
     config = ClusterConfig("10.0.0.0/24", node_mask_ipv4=26)
     for strategy, expected in (("next-fit", "10.0.0.192/26"), ("lowest", "10.0.0.0/26")):
-        alloc = NodeCIDRAllocator(config, strategy=strategy)
+        alloc = make.nodes(config, strategy=strategy)
         for name in "abc":
             alloc.allocate(name)
         alloc.release("a")
@@ -94,10 +97,10 @@ def test_bad_constructor_arguments() -> None:
         NodeCIDRAllocator("10.0.0.0/8")  # type: ignore[arg-type]
 
 
-def test_exhaustion_is_atomic_unlike_kubernetes() -> None:
+def test_exhaustion_is_atomic_unlike_kubernetes(make: Backends) -> None:
     # IPv4 has room for 4 nodes, IPv6 for 2: the third node must not leak an IPv4 CIDR.
     config = ClusterConfig("10.0.0.0/24,fd00::/120", node_mask_ipv4=26, node_mask_ipv6=121)
-    alloc = NodeCIDRAllocator(config)
+    alloc = make.nodes(config)
     alloc.allocate("a")
     alloc.allocate("b")
     error = unchanged(alloc, lambda: alloc.allocate("c"), PoolExhaustedError)
@@ -110,8 +113,8 @@ def test_exhaustion_is_atomic_unlike_kubernetes() -> None:
     assert alloc.allocate("c") == (net("10.0.0.128/26"), net("fd00::/121"))
 
 
-def test_partial_node_gets_the_missing_family() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_partial_node_gets_the_missing_family(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     assert alloc.occupy("n", "fc00:0:0:5::/64") == (net("fc00:0:0:5::/64"),)
     assert alloc.get("n") == (net("fc00:0:0:5::/64"),)
     assert alloc.allocate("n") == (net("10.244.0.0/24"), net("fc00:0:0:5::/64"))
@@ -119,9 +122,9 @@ def test_partial_node_gets_the_missing_family() -> None:
     alloc._check_invariants()
 
 
-def test_partial_node_refused_when_its_missing_family_is_full() -> None:
+def test_partial_node_refused_when_its_missing_family_is_full(make: Backends) -> None:
     config = ClusterConfig("10.0.0.0/24,fd00::/120", node_mask_ipv4=25, node_mask_ipv6=121)
-    alloc = NodeCIDRAllocator(config)
+    alloc = make.nodes(config)
     alloc.occupy("a", ["10.0.0.0/25"])
     alloc.occupy("b", ["10.0.0.128/25"])
     error = unchanged(alloc, lambda: alloc.allocate("c"), PoolExhaustedError)
@@ -131,8 +134,8 @@ def test_partial_node_refused_when_its_missing_family_is_full() -> None:
 
 
 @pytest.mark.parametrize("bad", ["", 5, None, b"n", ("a",)])
-def test_node_names_must_be_non_empty_strings(bad: Any) -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_node_names_must_be_non_empty_strings(make: Backends, bad: Any) -> None:
+    alloc = make.nodes(SEED)
     alloc.allocate("x")
     for call in (
         lambda: alloc.allocate(bad),
@@ -146,8 +149,8 @@ def test_node_names_must_be_non_empty_strings(bad: Any) -> None:
 
 
 @pytest.mark.parametrize("name", ["Node_1", "node 1", "ü", "a" * 300, "-", "10.0.0.1"])
-def test_any_non_empty_str_names_a_node(name: str) -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_any_non_empty_str_names_a_node(make: Backends, name: str) -> None:
+    alloc = make.nodes(SEED)
     assert alloc.allocate(name) == alloc.get(name)
     assert list(alloc) == [name]
 
@@ -168,19 +171,19 @@ def test_any_non_empty_str_names_a_node(name: str) -> None:
     ],
     ids=repr,
 )
-def test_occupy_refuses_what_is_not_an_ordered_cidr_list(cidrs: Any) -> None:
+def test_occupy_refuses_what_is_not_an_ordered_cidr_list(make: Backends, cidrs: Any) -> None:
     # One rule for CIDR lists (net.split_cidrs): unordered or lazy values are
     # refused at once, never iterated.
-    alloc = NodeCIDRAllocator(SEED)
+    alloc = make.nodes(SEED)
     unchanged(alloc, lambda: alloc.occupy("n", cidrs), InvalidConfigError)
 
 
 # ---------------------------------------------------------------- Services
 
 
-def test_service_range_inside_the_cluster_is_set_aside() -> None:
+def test_service_range_inside_the_cluster_is_set_aside(make: Backends) -> None:
     config = ClusterConfig("10.0.0.0/28", "10.0.0.4/30", node_mask_ipv4=30)
-    alloc = NodeCIDRAllocator(config)
+    alloc = make.nodes(config)
     assert (alloc.capacity(V4), alloc.reserved(V4), alloc.used(V4), alloc.free(V4)) == (4, 1, 0, 3)
     got = {alloc.allocate(n)[0] for n in "abc"}
     assert got == {net("10.0.0.0/30"), net("10.0.0.8/30"), net("10.0.0.12/30")}
@@ -194,17 +197,17 @@ def test_service_range_inside_the_cluster_is_set_aside() -> None:
     assert error.owner is None
 
 
-def test_service_range_larger_than_the_cluster_takes_everything() -> None:
-    alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/24,fd00::/48", "10.0.0.0/16"))
+def test_service_range_larger_than_the_cluster_takes_everything(make: Backends) -> None:
+    alloc = make.nodes(ClusterConfig("10.0.0.0/24,fd00::/48", "10.0.0.0/16"))
     assert alloc.reserved(V4) == alloc.capacity(V4) == 1
     assert alloc.free(V4) == 0
     unchanged(alloc, lambda: alloc.allocate("a"), PoolExhaustedError)
     alloc._check_invariants()
 
 
-def test_ipv6_service_range_inside_the_seed_cluster() -> None:
+def test_ipv6_service_range_inside_the_seed_cluster(make: Backends) -> None:
     config = ClusterConfig("10.244.0.0/16,fc00::/24", "fc00:0:0:3::/112")
-    alloc = NodeCIDRAllocator(config, strategy="lowest")
+    alloc = make.nodes(config, strategy="lowest")
     assert alloc.reserved(V6) == 1
     assert alloc.reserved(V4) == 0
     cidrs = [alloc.allocate(f"n{i}")[1] for i in range(4)]
@@ -215,8 +218,8 @@ def test_ipv6_service_range_inside_the_seed_cluster() -> None:
 # ------------------------------------------------------------------ occupy
 
 
-def test_occupy_matches_by_family_not_position() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_occupy_matches_by_family_not_position(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     got = alloc.occupy("n", [ipaddress.ip_network("fc00:0:0:9::/64"), net("10.244.7.0/24")])
     assert got == (net("10.244.7.0/24"), net("fc00:0:0:9::/64"))
     assert alloc.owner_of("10.244.7.200") == alloc.owner_of("fc00:0:0:9::1") == "n"
@@ -224,8 +227,8 @@ def test_occupy_matches_by_family_not_position() -> None:
     assert alloc.allocate("m") == (net("10.244.0.0/24"), net("fc00::/64"))
 
 
-def test_occupy_is_idempotent_and_drops_host_bits() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_occupy_is_idempotent_and_drops_host_bits(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     alloc.occupy("n", "10.244.7.0/24,fc00:0:0:9::/64")
     snap = alloc.snapshot()
     assert alloc.occupy("n", ["10.244.7.9/24"]) == alloc.get("n")
@@ -233,8 +236,8 @@ def test_occupy_is_idempotent_and_drops_host_bits() -> None:
     assert alloc.snapshot() == snap
 
 
-def test_occupy_accepts_a_single_network_object() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_occupy_accepts_a_single_network_object(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     assert alloc.occupy("n", net("10.244.3.0/24")) == (net("10.244.3.0/24"),)
     assert alloc.occupy("m", ipaddress.ip_network("fc00::/64")) == (net("fc00::/64"),)
 
@@ -255,15 +258,15 @@ def test_occupy_accepts_a_single_network_object() -> None:
         (["10.244.1.0/24", "not-a-cidr"], AddressFormatError, "not-a-cidr"),
     ],
 )
-def test_occupy_errors(cidrs: Any, error: type[Exception], message: str) -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_occupy_errors(make: Backends, cidrs: Any, error: type[Exception], message: str) -> None:
+    alloc = make.nodes(SEED)
     alloc.allocate("other")
     assert message in str(unchanged(alloc, lambda: alloc.occupy("n", cidrs), error))
     assert "n" not in alloc
 
 
-def test_occupy_errors_carry_values() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_occupy_errors_carry_values(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     error = unchanged(alloc, lambda: alloc.occupy("n", ["10.245.1.5/24"]), NotInRangeError)
     assert error.value == net("10.245.1.0/24")
     assert error.pool_cidr == net("10.244.0.0/16")
@@ -271,8 +274,8 @@ def test_occupy_errors_carry_values() -> None:
     assert error.value == net("10.244.1.0/25")
 
 
-def test_occupy_of_a_family_the_cluster_lacks() -> None:
-    alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+def test_occupy_of_a_family_the_cluster_lacks(make: Backends) -> None:
+    alloc = make.nodes(ClusterConfig("10.244.0.0/16"))
     error = unchanged(
         alloc, lambda: alloc.occupy("n", ["10.244.1.0/24", "fc00::/64"]), FamilyNotConfiguredError
     )
@@ -280,8 +283,8 @@ def test_occupy_of_a_family_the_cluster_lacks() -> None:
     assert "fc00::/64" in str(error)
 
 
-def test_occupy_of_a_cidr_held_by_another_node() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_occupy_of_a_cidr_held_by_another_node(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     taken = alloc.allocate("a")
     # All-or-nothing: the free IPv6 CIDR is not recorded either.
     error = unchanged(
@@ -293,8 +296,8 @@ def test_occupy_of_a_cidr_held_by_another_node() -> None:
     assert alloc.owner_of("fc00:0:0:8::/64") is None
 
 
-def test_occupy_of_different_cidrs_for_a_node() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_occupy_of_different_cidrs_for_a_node(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     alloc.occupy("n", ["10.244.7.0/24"])
     error = unchanged(alloc, lambda: alloc.occupy("n", ["10.244.8.0/24"]), AlreadyAllocatedError)
     assert error.owner == "n"
@@ -309,8 +312,8 @@ def test_occupy_of_different_cidrs_for_a_node() -> None:
 # --------------------------------------------------- release, get, owner_of
 
 
-def test_release_get_contains_len_items_iter() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_release_get_contains_len_items_iter(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     a, b = alloc.allocate("a"), alloc.allocate("b")
     assert ("a" in alloc, "z" in alloc, None in alloc, len(alloc)) == (True, False, False, 2)
     assert list(alloc) == ["a", "b"]
@@ -326,14 +329,14 @@ def test_release_get_contains_len_items_iter() -> None:
     assert alloc.owner_of(a[0]) is None
     assert (alloc.used(V4), alloc.used(V6), len(alloc)) == (1, 1, 1)
     # Released CIDRs come back once the cursor wraps; here "lowest" shows it at once.
-    lowest = NodeCIDRAllocator(SEED, strategy="lowest")
+    lowest = make.nodes(SEED, strategy="lowest")
     first = lowest.allocate("a")
     lowest.release("a")
     assert lowest.allocate("c") == first
 
 
-def test_owner_of() -> None:
-    alloc = NodeCIDRAllocator(SEED)
+def test_owner_of(make: Backends) -> None:
+    alloc = make.nodes(SEED)
     alloc.allocate("a")
     assert alloc.owner_of("10.244.0.255") == "a"
     assert alloc.owner_of(netaddr.IPAddress("fc00::ffff")) == "a"
@@ -343,14 +346,14 @@ def test_owner_of() -> None:
     assert alloc.owner_of("10.244.1.0") is None  # free
     assert alloc.owner_of("192.168.0.1") is None  # outside
     assert alloc.owner_of("fd00:10:96::1") is None
-    single = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+    single = make.nodes(ClusterConfig("10.244.0.0/16"))
     assert single.owner_of("fc00::1") is None  # family not configured
     with pytest.raises(AddressFormatError):
         alloc.owner_of("10.244.0.256")
 
 
-def test_counts_of_an_absent_family() -> None:
-    alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+def test_counts_of_an_absent_family(make: Backends) -> None:
+    alloc = make.nodes(ClusterConfig("10.244.0.0/16"))
     for method in (alloc.capacity, alloc.reserved, alloc.used, alloc.free):
         with pytest.raises(FamilyNotConfiguredError) as info:
             method("IPv6")
@@ -491,8 +494,10 @@ SMALL = ClusterConfig("10.0.0.0/24,fd00::/120", node_mask_ipv4=28, node_mask_ipv
         max_size=60,
     )
 )
-def test_allocate_release_keep_family_counts_equal(ops: list[tuple[bool, str]]) -> None:
-    alloc = NodeCIDRAllocator(SMALL)
+def test_allocate_release_keep_family_counts_equal(
+    make: Backends, ops: list[tuple[bool, str]]
+) -> None:
+    alloc = make.nodes(SMALL)
     for is_allocate, node in ops:
         if is_allocate:
             try:
@@ -513,9 +518,9 @@ def test_allocate_release_keep_family_counts_equal(ops: list[tuple[bool, str]]) 
 # ----------------------------------------------------------------- threads
 
 
-def test_threads_never_share_a_cidr() -> None:
+def test_threads_never_share_a_cidr(make: Backends) -> None:
     config = ClusterConfig("10.0.0.0/16,fd00::/48", node_mask_ipv4=26)
-    alloc = NodeCIDRAllocator(config)
+    alloc = make.nodes(config)
     results: dict[str, tuple[netaddr.IPNetwork, ...]] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)

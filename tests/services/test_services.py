@@ -11,6 +11,8 @@ from typing import Any
 
 import netaddr
 import pytest
+from durable import backends
+from durable.backends import Backends
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -33,6 +35,7 @@ SEED = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12,fd00:10:96::/112")
 SMALL = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/27,fd00:10:96::/123")
 V6_FIRST = ClusterConfig("fc00::/24,10.244.0.0/16", "fd00:10:96::/112,10.96.0.0/12")
 V4_ONLY = ClusterConfig("10.244.0.0/16", "10.96.0.0/24")
+make = backends.make  # each allocator test runs on the plain class, memory:// and SQLite
 
 
 def ip(text: str) -> netaddr.IPAddress:
@@ -59,8 +62,8 @@ def test_public_names_are_exported() -> None:
 
 
 class TestConstruction:
-    def test_one_pool_per_service_range(self) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_one_pool_per_service_range(self, make: Backends) -> None:
+        alloc = make.services(SEED)
         assert alloc.capacity("IPv4") == 2**20 - 2
         assert alloc.capacity(IPFamily.IPv6) == 2**16 - 1
         assert (alloc.used("IPv4"), alloc.free("IPv6")) == (0, 2**16 - 1)
@@ -68,8 +71,8 @@ class TestConstruction:
         assert alloc.config is SEED
         assert "10.96.0.0/12" in repr(alloc)
 
-    def test_service_ranges_not_cluster_cidrs_decide(self) -> None:
-        alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/24"))
+    def test_service_ranges_not_cluster_cidrs_decide(self, make: Backends) -> None:
+        alloc = make.services(ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/24"))
         with pytest.raises(FamilyNotConfiguredError) as info:
             alloc.capacity("IPv6")
         assert info.value.family is IPFamily.IPv6
@@ -89,33 +92,33 @@ class TestConstruction:
             ServiceIPAllocator(*args, **kwargs)
 
     @pytest.mark.parametrize("method", ["capacity", "used", "free"])
-    def test_bad_family_in_counts(self, method: str) -> None:
+    def test_bad_family_in_counts(self, make: Backends, method: str) -> None:
         with pytest.raises(InvalidConfigError):
-            getattr(ServiceIPAllocator(SEED), method)("ipv4")
+            getattr(make.services(SEED), method)("ipv4")
 
 
 class TestAllocate:
-    def test_default_family_is_the_first_service_range(self) -> None:
-        assert ServiceIPAllocator(SEED).allocate("a").version == 4
-        assert ServiceIPAllocator(V6_FIRST).allocate("a").version == 6
+    def test_default_family_is_the_first_service_range(self, make: Backends) -> None:
+        assert make.services(SEED).allocate("a").version == 4
+        assert make.services(V6_FIRST).allocate("a").version == 6
 
-    def test_family_and_ip(self) -> None:
-        alloc = ServiceIPAllocator(SEED, strategy="sequential")
+    def test_family_and_ip(self, make: Backends) -> None:
+        alloc = make.services(SEED, strategy="sequential")
         assert alloc.allocate("v6", family="IPv6") in netaddr.IPNetwork("fd00:10:96::/112")
         assert alloc.allocate("fixed", ip="fd00:10:96::53") == ip("fd00:10:96::53")
         assert alloc.allocate("both", family=IPFamily.IPv4, ip="10.96.0.10") == ip("10.96.0.10")
         assert alloc.get("fixed") == (ip("fd00:10:96::53"),)
         assert (alloc.used("IPv4"), alloc.used("IPv6"), len(alloc)) == (1, 2, 3)
 
-    def test_accepts_netaddr_and_ipaddress(self) -> None:
+    def test_accepts_netaddr_and_ipaddress(self, make: Backends) -> None:
         import ipaddress
 
-        alloc = ServiceIPAllocator(SEED)
+        alloc = make.services(SEED)
         assert alloc.allocate("a", ip=ipaddress.ip_address("10.96.0.7")) == ip("10.96.0.7")
         assert alloc.allocate("b", ip=ip("10.96.0.8")) == ip("10.96.0.8")
 
-    def test_idempotent_per_key(self) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_idempotent_per_key(self, make: Backends) -> None:
+        alloc = make.services(SEED)
         first = alloc.allocate("a")
         assert alloc.allocate("a") == first
         assert alloc.allocate("a", family="IPv4") == first
@@ -126,31 +129,33 @@ class TestAllocate:
     @pytest.mark.parametrize(
         "kwargs", [{"family": "IPv6"}, {"ip": "10.96.0.99"}, {"ip": "fd00:10:96::99"}]
     )
-    def test_different_request_for_existing_key(self, kwargs: dict[str, str]) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_different_request_for_existing_key(
+        self, make: Backends, kwargs: dict[str, str]
+    ) -> None:
+        alloc = make.services(SEED)
         alloc.allocate("a", ip="10.96.0.5")
         error = unchanged(alloc, AlreadyAllocatedError, alloc.allocate, "a", **kwargs)
         assert isinstance(error, AlreadyAllocatedError)
         assert error.owner == "a"
         assert "'a'" in str(error)
 
-    def test_dual_key_is_not_a_single_request(self) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_dual_key_is_not_a_single_request(self, make: Backends) -> None:
+        alloc = make.services(SEED)
         alloc.allocate_service(
             {"metadata": {"name": "x"}, "spec": {"ipFamilyPolicy": "RequireDualStack"}}
         )
         unchanged(alloc, AlreadyAllocatedError, alloc.allocate, "default/x")
 
-    def test_taken_address_names_its_owner(self) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_taken_address_names_its_owner(self, make: Backends) -> None:
+        alloc = make.services(SEED)
         alloc.allocate("dns", ip="10.96.0.10")
         error = unchanged(alloc, AlreadyAllocatedError, alloc.allocate, "other", ip="10.96.0.10")
         assert isinstance(error, AlreadyAllocatedError)
         assert (error.owner, error.value) == ("dns", ip("10.96.0.10"))
         assert "10.96.0.10" in str(error)
 
-    def test_family_disagreeing_with_ip_is_checked_first(self) -> None:
-        alloc = ServiceIPAllocator(V4_ONLY)
+    def test_family_disagreeing_with_ip_is_checked_first(self, make: Backends) -> None:
+        alloc = make.services(V4_ONLY)
         # IPv6 has no range here, but the disagreement is reported, not the family.
         error = unchanged(alloc, InvalidConfigError, alloc.allocate, "a", "IPv6", "10.96.0.5")
         assert not isinstance(error, FamilyNotConfiguredError)
@@ -172,21 +177,21 @@ class TestAllocate:
         ],
     )
     def test_bad_input_changes_nothing(
-        self, kwargs: dict[str, Any], error: type[Exception]
+        self, make: Backends, kwargs: dict[str, Any], error: type[Exception]
     ) -> None:
-        alloc = ServiceIPAllocator(V4_ONLY)
+        alloc = make.services(V4_ONLY)
         alloc.allocate("held", ip="10.96.0.1")
         raised = unchanged(alloc, error, alloc.allocate, "new", **kwargs)
         assert str(next(iter(kwargs.values()))) in str(raised)
 
     @pytest.mark.parametrize("key", ["", None, 7, ("ns", "name")])
-    def test_bad_keys(self, key: Any) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_bad_keys(self, make: Backends, key: Any) -> None:
+        alloc = make.services(SEED)
         unchanged(alloc, InvalidConfigError, alloc.allocate, key)
         unchanged(alloc, InvalidConfigError, alloc.release, key)
 
-    def test_exhaustion(self) -> None:
-        alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/30"))
+    def test_exhaustion(self, make: Backends) -> None:
+        alloc = make.services(ClusterConfig("10.244.0.0/16", "10.96.0.0/30"))
         first = alloc.allocate("a")
         assert {first, alloc.allocate("b")} == {ip("10.96.0.1"), ip("10.96.0.2")}
         error = unchanged(alloc, PoolExhaustedError, alloc.allocate, "c")
@@ -195,18 +200,18 @@ class TestAllocate:
         assert alloc.release("a")
         assert alloc.allocate("c") == first
 
-    def test_disagreement_error_carries_the_parsed_address(self) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_disagreement_error_carries_the_parsed_address(self, make: Backends) -> None:
+        alloc = make.services(SEED)
         error = unchanged(alloc, InvalidConfigError, alloc.allocate, "a", "IPv4", "fd00::1")
         assert isinstance(error, InvalidConfigError)
         assert isinstance(error.value, netaddr.IPAddress)
         assert error.value == ip("fd00::1")
         assert "fd00::1" in str(error)
 
-    def test_seeded_rng_is_reproducible(self) -> None:
+    def test_seeded_rng_is_reproducible(self, make: Backends) -> None:
         runs = []
         for _ in range(2):
-            alloc = ServiceIPAllocator(SEED, rng=random.Random(2024))
+            alloc = make.services(SEED, rng=random.Random(2024))
             runs.append(
                 [alloc.allocate(f"k{i}", family=("IPv4", "IPv6")[i % 2]) for i in range(20)]
             )
@@ -214,8 +219,8 @@ class TestAllocate:
 
 
 class TestQueries:
-    def test_release_get_contains_len_items(self) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_release_get_contains_len_items(self, make: Backends) -> None:
+        alloc = make.services(SEED)
         a = alloc.allocate("a", ip="10.96.0.1")
         b = alloc.allocate("b", family="IPv6")
         assert "a" in alloc
@@ -230,16 +235,16 @@ class TestQueries:
         assert alloc.allocate("c", ip="10.96.0.1") == a  # the address is free again
 
     @pytest.mark.parametrize("key", [[], ["x"], {}, 7, None, ""])
-    def test_get_and_in_of_a_non_key(self, key: Any) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_get_and_in_of_a_non_key(self, make: Backends, key: Any) -> None:
+        alloc = make.services(SEED)
         alloc.allocate("x")
         with pytest.raises(InvalidConfigError) as info:
             alloc.get(key)
         assert repr(key) in str(info.value)
         assert (key in alloc) is False
 
-    def test_get_is_primary_first(self) -> None:
-        alloc = ServiceIPAllocator(SEED)
+    def test_get_is_primary_first(self, make: Backends) -> None:
+        alloc = make.services(SEED)
         svc = alloc.allocate_service(
             {
                 "metadata": {"name": "x"},
@@ -269,8 +274,8 @@ def populated() -> ServiceIPAllocator:
 
 
 class TestOwners:
-    def test_owner_of_finds_the_key_of_either_family(self) -> None:
-        alloc = ServiceIPAllocator(SEED, strategy="sequential")
+    def test_owner_of_finds_the_key_of_either_family(self, make: Backends) -> None:
+        alloc = make.services(SEED, strategy="sequential")
         svc = alloc.allocate_service(
             {"metadata": {"name": "web"}, "spec": {"ipFamilyPolicy": "RequireDualStack"}}
         )
@@ -283,20 +288,20 @@ class TestOwners:
         alloc.release("default/web")
         assert [alloc.owner_of(t) for t in svc["spec"]["clusterIPs"]] == [None, None]
 
-    def test_owner_of_outside_the_ranges_or_families_is_none(self) -> None:
-        alloc = ServiceIPAllocator(V4_ONLY)
+    def test_owner_of_outside_the_ranges_or_families_is_none(self, make: Backends) -> None:
+        alloc = make.services(V4_ONLY)
         alloc.allocate("a")
         assert alloc.owner_of("192.168.0.1") is None
         assert alloc.owner_of("fd00:10:96::1") is None
 
     @pytest.mark.parametrize("bad", ["garbage", "10.96.0.0/24", None, 5.5])
-    def test_owner_of_needs_an_address(self, bad: Any) -> None:
-        alloc = ServiceIPAllocator(V4_ONLY)
+    def test_owner_of_needs_an_address(self, make: Backends, bad: Any) -> None:
+        alloc = make.services(V4_ONLY)
         with pytest.raises(AddressFormatError):
             alloc.owner_of(bad)
 
-    def test_iteration_is_sorted_by_key(self) -> None:
-        alloc = ServiceIPAllocator(SMALL)
+    def test_iteration_is_sorted_by_key(self, make: Backends) -> None:
+        alloc = make.services(SMALL)
         for key in ("web", "default/b", "api", "default/a"):
             alloc.allocate(key)
         assert list(alloc) == ["api", "default/a", "default/b", "web"]
@@ -404,9 +409,9 @@ class TestInvariants:
 # ------------------------------------------------------------ concurrency
 
 
-def test_threads_never_share_an_address() -> None:
+def test_threads_never_share_an_address(make: Backends) -> None:
     config = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/22,fd00:10:96::/112")
-    alloc = ServiceIPAllocator(config)
+    alloc = make.services(config)
     results: dict[int, list[tuple[str, netaddr.IPAddress]]] = {}
     errors: list[BaseException] = []
     start = threading.Barrier(4)
@@ -456,8 +461,10 @@ KEYS = [f"k{i}" for i in range(8)]
         max_size=40,
     )
 )
-def test_counts_equal_keys_holding_each_family(ops: list[tuple[str, str, str | None]]) -> None:
-    alloc = ServiceIPAllocator(SMALL, rng=random.Random(0))
+def test_counts_equal_keys_holding_each_family(
+    make: Backends, ops: list[tuple[str, str, str | None]]
+) -> None:
+    alloc = make.services(SMALL, rng=random.Random(0))
     for op, key, family in ops:
         try:
             if op == "allocate":

@@ -1,0 +1,306 @@
+"""A durable cluster's ``.nodes`` and ``.services``: the allocators, made durable.
+
+Each is a subclass of the plain allocator whose state is the cache of
+:mod:`~dualstack_ipam.durable.sync`: a mutating method runs the plain method
+on the cache through :meth:`Sync.mutate` (one store transaction), and a
+reading method catches up with the store first. Every public method of the
+plain class is listed here, mutating or reading, so a method added to the
+plain class later is refused by a test until it is classified.
+
+>>> import dualstack_ipam
+>>> from dualstack_ipam import ClusterConfig
+>>> with dualstack_ipam.open("memory://", ClusterConfig("10.244.0.0/16")) as cluster:
+...     cluster.nodes.allocate("node-1"), cluster.nodes.owner_of("10.244.0.9")
+((IPNetwork('10.244.0.0/24'),), 'node-1')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from random import Random
+from typing import Any, NoReturn, TypeVar
+
+import netaddr
+
+from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.durable.documents import check_store
+from dualstack_ipam.durable.sync import Sync
+from dualstack_ipam.errors import InvalidConfigError
+from dualstack_ipam.net import IPFamily
+from dualstack_ipam.owners import check_key
+from dualstack_ipam.services import read
+from dualstack_ipam.services.allocator import ServiceIPAllocator
+from dualstack_ipam.services.update import read_old
+
+__all__ = ["FIXED", "MUTATING", "READING", "DurableNodes", "DurableServices"]
+
+R = TypeVar("R")
+
+MUTATING = {
+    "nodes": ("allocate", "occupy", "release"),
+    "services": ("allocate", "release", "allocate_service", "update_service", "release_service"),
+}
+"""The public methods that change state, made durable one transaction each."""
+
+READING = (
+    "__contains__",
+    "__iter__",
+    "__len__",
+    "free",
+    "get",
+    "items",
+    "owner_of",
+    "reserved",
+    "snapshot",
+    "used",
+)
+"""The public methods that read the cache's changing state: they catch up first."""
+
+FIXED = ("capacity", "config", "strategy", "restore")
+"""Public names that read what never changes (``restore`` is refused)."""
+
+
+def _reading(name: str) -> Any:
+    """A method that catches up with the store, then reads as the plain class does."""
+
+    def method(self: _Durable, *args: Any, **kwargs: Any) -> Any:
+        with self._sync.lock:
+            self._sync.catch_up()
+            return getattr(super(_Durable, self), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"""As the plain allocator's ``{name}``, after catching up with the store.
+
+        Complexity:
+            O(c) to catch up (c changes by other writers since the last
+            look: one query on SQLite), then as the plain method.
+        """
+    return method
+
+
+class _Durable:
+    """What both durable sides share: reads that catch up first, ``restore`` refused."""
+
+    __slots__ = ()
+    _sync: Sync
+
+    get = _reading("get")
+    owner_of = _reading("owner_of")
+    used = _reading("used")
+    free = _reading("free")
+    items = _reading("items")
+    snapshot = _reading("snapshot")
+    __contains__ = _reading("__contains__")
+    __len__ = _reading("__len__")
+    __iter__ = _reading("__iter__")
+
+    def _check_invariants(self) -> None:
+        """Assert the cache's own invariants, then the store's records against it.
+
+        Complexity:
+            O(n) store records.
+        """
+        with self._sync.lock:
+            self._sync.catch_up()
+            super()._check_invariants()  # type: ignore[misc]
+            check_store(self._sync)
+
+    @classmethod
+    def restore(cls, data: Any, *, rng: Random | None = None) -> NoReturn:
+        """Refused: a durable side is loaded from its store, not from a snapshot.
+
+        Raises:
+            InvalidConfigError: always.
+
+        Complexity:
+            O(1).
+        """
+        raise InvalidConfigError(
+            f"{cls.__name__} is a durable cluster's side; restore a plain allocator, or "
+            "load a document into a store with Cluster.import_()"
+        )
+
+
+class DurableNodes(_Durable, NodeCIDRAllocator):
+    """``Cluster.nodes``: the whole :class:`~dualstack_ipam.NodeCIDRAllocator` API, durable.
+
+    Each mutation is one store transaction (see
+    :mod:`~dualstack_ipam.durable.sync`); reads follow other writers first.
+    Errors are the plain allocator's, plus ``StoreError`` /
+    ``StoreUnavailableError`` from the store (nothing changed).
+    """
+
+    __slots__ = ("_sync",)
+
+    def __init__(self, sync: Sync, config: ClusterConfig, *, strategy: str) -> None:
+        super().__init__(config, strategy=strategy)
+        self._sync = sync
+        self._lock = sync.lock
+
+    def __repr__(self) -> str:
+        return f"DurableNodes({self._config!r}, strategy={self._strategy!r})"
+
+    def allocate(self, node: str) -> tuple[netaddr.IPNetwork, ...]:
+        """As :meth:`NodeCIDRAllocator.allocate`, committed in one transaction.
+
+        Raises:
+            PoolExhaustedError, InvalidConfigError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction of
+            at most 6 records.
+
+        >>> import dualstack_ipam
+        >>> cluster = dualstack_ipam.open("memory://", ClusterConfig("10.244.0.0/16"))
+        >>> cluster.nodes.allocate("a"), [e.op for e in cluster.journal()]
+        ((IPNetwork('10.244.0.0/24'),), ['allocate'])
+        """
+        check_key(node, "node name")
+        return self._sync.mutate(
+            "nodes", node, lambda: NodeCIDRAllocator.allocate(self, node), "allocate"
+        )
+
+    def occupy(self, node: str, cidrs: Any) -> tuple[netaddr.IPNetwork, ...]:
+        """As :meth:`NodeCIDRAllocator.occupy`, committed in one transaction.
+
+        Raises:
+            InvalidConfigError, FamilyNotConfiguredError, NotInRangeError,
+                AlreadyAllocatedError: as the plain method (also when another
+                writer took the CIDR first).
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+        """
+        check_key(node, "node name")
+        return self._sync.mutate(
+            "nodes", node, lambda: NodeCIDRAllocator.occupy(self, node, cidrs), "occupy"
+        )
+
+    def release(self, node: str) -> bool:
+        """As :meth:`NodeCIDRAllocator.release`, committed in one transaction.
+
+        Raises:
+            InvalidConfigError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+        """
+        check_key(node, "node name")
+        return self._sync.mutate(
+            "nodes", node, lambda: NodeCIDRAllocator.release(self, node), "release"
+        )
+
+    reserved = _reading("reserved")
+
+
+class DurableServices(_Durable, ServiceIPAllocator):
+    """``Cluster.services``: the whole :class:`~dualstack_ipam.ServiceIPAllocator` API, durable.
+
+    Each mutation is one store transaction (see
+    :mod:`~dualstack_ipam.durable.sync`); reads follow other writers first.
+    Errors are the plain allocator's, plus ``StoreError`` /
+    ``StoreUnavailableError`` from the store (nothing changed).
+    """
+
+    __slots__ = ("_sync",)
+
+    def __init__(
+        self, sync: Sync, config: ClusterConfig, *, strategy: str, rng: Random | None
+    ) -> None:
+        super().__init__(config, strategy=strategy, rng=rng)
+        self._sync = sync
+        self._lock = sync.lock
+
+    def __repr__(self) -> str:
+        ranges = ",".join(str(pool.cidr) for pool in self._pools.values())
+        return f"DurableServices({ranges}, strategy={self._strategy!r})"
+
+    def _mutate(self, key: str, op: Callable[[], R], journal_op: str) -> R:
+        return self._sync.mutate("services", key, op, journal_op)
+
+    def allocate(
+        self, key: str, family: IPFamily | str | None = None, ip: Any = None
+    ) -> netaddr.IPAddress:
+        """As :meth:`ServiceIPAllocator.allocate`, committed in one transaction.
+
+        Raises:
+            InvalidConfigError, AddressFormatError, FamilyNotConfiguredError,
+                AlreadyAllocatedError, NotInRangeError, PoolExhaustedError: as
+                the plain method (``AlreadyAllocatedError`` also when another
+                writer took ``ip`` first, naming it).
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+
+        >>> import dualstack_ipam
+        >>> config = ClusterConfig("10.244.0.0/16", "10.96.0.0/24")
+        >>> with dualstack_ipam.open("memory://", config) as cluster:
+        ...     cluster.services.allocate("dns", ip="10.96.0.10")
+        IPAddress('10.96.0.10')
+        """
+        check_key(key)
+        return self._mutate(
+            key, lambda: ServiceIPAllocator.allocate(self, key, family, ip), "allocate"
+        )
+
+    def release(self, key: str) -> bool:
+        """As :meth:`ServiceIPAllocator.release`, committed in one transaction.
+
+        Raises:
+            InvalidConfigError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+        """
+        check_key(key)
+        return self._mutate(key, lambda: ServiceIPAllocator.release(self, key), "release")
+
+    def allocate_service(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """As :meth:`ServiceIPAllocator.allocate_service`, committed in one transaction.
+
+        Raises:
+            ServiceValidationError, ClusterIPTakenError, AlreadyAllocatedError,
+                PoolExhaustedError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+        """
+        key = read.read_manifest(manifest)[0]
+        return self._mutate(
+            key, lambda: ServiceIPAllocator.allocate_service(self, manifest), "allocate"
+        )
+
+    def update_service(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+        """As :meth:`ServiceIPAllocator.update_service`, committed in one transaction.
+
+        Raises:
+            ServiceValidationError, ClusterIPTakenError, PoolExhaustedError:
+                as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+        """
+        key = read_old(old)[0]
+        return self._mutate(
+            key, lambda: ServiceIPAllocator.update_service(self, old, new), "update"
+        )
+
+    def release_service(self, manifest: Mapping[str, Any]) -> bool:
+        """As :meth:`ServiceIPAllocator.release_service`, committed in one transaction.
+
+        Raises:
+            ServiceValidationError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+        """
+        return self.release(read.read_manifest(manifest)[0])

@@ -1,0 +1,287 @@
+"""The cache protocol: in-memory allocators kept in step with a store.
+
+Each side (nodes, Services) is a plain allocator used as a cache. Per
+mutation, under the cluster's one lock:
+
+1. catch up: apply the owner records other writers changed since the last
+   look (``changes(seen)``), idempotently: a change no newer than what the
+   cache holds for that key is skipped, so our own changes coming back are
+   harmless. ``CompactedError``: re-read the side's owner records whole;
+2. remember the key's state, run the operation on the cache (it validates
+   and is all-or-nothing; its errors propagate unchanged), read the state;
+3. no change: return, writing nothing;
+4. one transaction: the owner record compared at the revision the cache
+   knows (0 = absent), every newly taken alloc record compared absent;
+   writes: the owner record, the alloc records taken and freed, one
+   journal entry;
+5. it failed: another writer got there first. Undo the cache, catch up and
+   run the operation again, which now sees the other writer's change (a
+   requested address held by another key raises the allocator's own
+   error naming the owner); after ``ATTEMPTS`` failures raise
+   ``StoreUnavailableError``, nothing written.
+
+Freed alloc records need no compare of their own: a transaction writes an
+alloc record only with its owner record, so the owner record at the known
+revision proves the key still holds them. Counts and the next-fit cursor
+live in the cache only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from dualstack_ipam.durable.journal import JournalEntry, encode_entry
+from dualstack_ipam.durable.layout import JOURNAL_PREFIX, OWNER_PREFIX, SideLayout
+from dualstack_ipam.errors import IPAMError, StoreError, StoreUnavailableError
+from dualstack_ipam.owners import Address
+from dualstack_ipam.store import Backend, Change, CompactedError, Compare, Delete, Put, Write
+
+if TYPE_CHECKING:
+    from dualstack_ipam.owners import KeyedAllocator
+
+__all__ = ["ATTEMPTS", "Side", "Sync"]
+
+R = TypeVar("R")
+State = tuple[Address, ...] | None
+
+ATTEMPTS = 8
+"""Transactions one mutation tries before ``StoreUnavailableError``."""
+
+
+class Side:
+    """One side's cache and what it knows of the store.
+
+    Attributes:
+        cache: the allocator used as the cache.
+        layout: its records.
+        revs: key -> the revision of its owner record, for keys that hold
+            something.
+        gone: key -> the revision of our own delete of its owner record,
+            until the next catch-up passes it.
+    """
+
+    __slots__ = ("cache", "gone", "layout", "revs")
+
+    def __init__(self, cache: KeyedAllocator[object], layout: SideLayout) -> None:
+        self.cache, self.layout = cache, layout
+        self.revs: dict[str, int] = {}
+        self.gone: dict[str, int] = {}
+
+
+class Sync:
+    """A backend, the caches following it, and the one lock guarding them.
+
+    Args:
+        backend: the store.
+        actor: who the journal says mutates.
+    """
+
+    def __init__(self, backend: Backend, actor: str) -> None:
+        self.backend, self.actor = backend, actor
+        self.lock = threading.RLock()
+        self.sides: dict[str, Side] = {}
+        self.seen = 0
+        self._writer = secrets.token_hex(8)
+        self._seq = itertools.count(1)
+
+    # ------------------------------------------------------------ loading
+
+    def load(self, name: str, side: Side) -> None:
+        """Fill ``side``'s cache from the store (a bulk read) and follow it from now on.
+
+        Complexity:
+            O(n) for the side's n keys.
+        """
+        with self.lock:
+            revision = self.backend.revision()
+            if not self.sides:
+                self.seen = revision
+            records = self.backend.get_prefix(side.layout.prefix)
+            layout = side.layout
+            states = [(layout.key_of(r.key), layout.decode(r.value, r.key)) for r in records]
+            try:
+                side.cache._load_states(states)
+            except IPAMError as exc:
+                raise StoreError(f"the store's {layout.kind} records disagree: {exc}") from None
+            side.revs = {key: r.revision for (key, _), r in zip(states, records, strict=True)}
+            self.sides[name] = side
+            self.catch_up()
+
+    def _reload(self) -> None:
+        """Re-read every loaded side whole (the change feed was compacted)."""
+        revision = self.backend.revision()
+        for side in self.sides.values():
+            layout = side.layout
+            records = self.backend.get_prefix(layout.prefix)
+            # The table, not the durable side: its iteration would catch up.
+            targets: dict[str, State] = dict.fromkeys(list(side.cache._table), None)
+            revs = {}
+            for record in records:
+                key = layout.key_of(record.key)
+                targets[key] = layout.decode(record.value, record.key)
+                revs[key] = record.revision
+            self._apply(side, targets)
+            side.revs, side.gone = revs, {}
+        self.seen = revision
+
+    # ------------------------------------------------------------ catching up
+
+    def catch_up(self) -> None:
+        """Apply what other writers committed since the last look.
+
+        Complexity:
+            O(c) for c changes since then (one cheap query on SQLite).
+        """
+        with self.lock:
+            if not self.sides:
+                return
+            for _ in range(ATTEMPTS):
+                try:
+                    changes, revision = self.backend.changes(self.seen)
+                    break
+                except CompactedError:
+                    self._reload()
+            else:
+                raise StoreUnavailableError("the store's change feed kept moving past the cache")
+            self._follow(changes)
+            self.seen = revision
+            for side in self.sides.values():
+                side.gone.clear()
+
+    def _follow(self, changes: Iterable[Change]) -> None:
+        last: dict[str, Change] = {}
+        for change in changes:
+            if change.key.startswith(OWNER_PREFIX):
+                last[change.key] = change
+        if not last:
+            return
+        for side in self.sides.values():
+            layout, targets = side.layout, dict[str, State]()
+            for store_key, change in last.items():
+                if not store_key.startswith(layout.prefix):
+                    continue
+                key = layout.key_of(store_key)
+                if change.revision <= max(side.revs.get(key, 0), side.gone.get(key, 0)):
+                    continue  # what the cache holds is as new (our own change, say)
+                if change.value is None:
+                    targets[key] = None
+                    side.revs.pop(key, None)
+                else:
+                    targets[key] = layout.decode(change.value, store_key)
+                    side.revs[key] = change.revision
+            self._apply(side, targets)
+
+    def _apply(self, side: Side, targets: dict[str, State]) -> None:
+        """Make the cache's keys hold ``targets``: shrink every key first, then grow.
+
+        Shrinking first lets an address move between two keys in one batch.
+        """
+        cache = side.cache
+        try:
+            changed = []
+            for key, target in targets.items():
+                held = cache._key_state(key) or ()
+                if held != (target or ()):
+                    changed.append((key, target))
+                    cache._set_key_state(key, tuple(a for a in held if a in (target or ())))
+            cache._load_states((key, target or ()) for key, target in changed)
+        except IPAMError as exc:
+            # Only a cache that diverged from the store gets here (a bug, or a
+            # store written by something else): say so rather than guess.
+            kind = side.layout.kind
+            raise StoreError(f"the {kind} cache cannot follow the store: {exc}") from exc
+
+    # ------------------------------------------------------------ mutating
+
+    def mutate(self, name: str, key: str, op: Callable[[], R], journal_op: str) -> R:
+        """Run ``op`` (a mutation of ``key`` on the cache) and make it durable.
+
+        Raises:
+            IPAMError: what ``op`` raises (nothing changed).
+            StoreUnavailableError: ``ATTEMPTS`` transactions lost their race.
+            StoreError: the store refused or failed (nothing changed).
+
+        Complexity:
+            ``op``'s cost, one catch-up and one transaction of O(1) records.
+        """
+        with self.lock:
+            side = self.sides[name]
+            for attempt in range(ATTEMPTS):
+                if attempt >= 2:
+                    time.sleep(min(0.05, 0.001 * 2 ** (attempt - 2)) * random.uniform(0.5, 1.0))
+                self.catch_up()
+                before = side.cache._key_state(key)
+                result = op()
+                after = side.cache._key_state(key)
+                if after == before:
+                    return result
+                if self._commit(side, key, before, after, journal_op):
+                    return result
+            raise StoreUnavailableError(
+                f"{side.layout.kind} {key!r}: {ATTEMPTS} transactions in a row lost their race "
+                "with other writers; nothing was changed"
+            )
+
+    def _commit(self, side: Side, key: str, before: State, after: State, op: str) -> bool:
+        layout = side.layout
+        owner_key = layout.owner_key(key)
+        old, new = before or (), after or ()
+        compares = [Compare(owner_key, side.revs.get(key, 0))]
+        writes: list[Write] = [Put(owner_key, layout.encode(new)) if new else Delete(owner_key)]
+        for address in new:
+            if address not in old:
+                compares.append(Compare(layout.alloc_key(address), 0))
+                writes.append(Put(layout.alloc_key(address), key.encode("utf-8", "surrogatepass")))
+        writes.extend(Delete(layout.alloc_key(a)) for a in old if a not in new)
+        journal_key = self.journal_key()
+        entry = self.entry(op, layout.kind, key, tuple(map(layout.text, new)))
+        writes.append(Put(journal_key, encode_entry(entry)))
+        try:
+            result = self.backend.txn(compares, writes)
+            succeeded, revision = result.succeeded, result.revision
+        except StoreError:
+            # The outcome may be unknown (a failed sync, say): the journal
+            # key is unique to this transaction, so reading it settles it.
+            try:
+                record = self.backend.get(journal_key)
+            except StoreError:
+                side.cache._set_key_state(key, before)
+                raise
+            if record is None:
+                side.cache._set_key_state(key, before)
+                raise
+            succeeded, revision = True, record.revision
+        if not succeeded:
+            side.cache._set_key_state(key, before)
+            return False
+        if new:
+            side.revs[key] = revision
+        else:
+            side.revs.pop(key, None)
+            side.gone[key] = revision
+        return True
+
+    # ------------------------------------------------------------ journal
+
+    def journal_key(self) -> str:
+        """A journal record key no other writer uses.
+
+        Complexity:
+            O(1).
+        """
+        return f"{JOURNAL_PREFIX}{self._writer}/{next(self._seq):012x}"
+
+    def entry(self, op: str, kind: str, key: str, addresses: tuple[str, ...]) -> JournalEntry:
+        """A journal entry of this writer, stamped now (its revision comes from its record).
+
+        Complexity:
+            O(1).
+        """
+        return JournalEntry(0, datetime.now(UTC), self.actor, op, kind, key, addresses)

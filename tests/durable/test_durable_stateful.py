@@ -1,0 +1,170 @@
+"""A durable Cluster against plain in-memory allocators, step by step.
+
+Random node and Service operations run on both; the durable side must give
+the same answers and errors (one process alone sees exactly the in-memory
+sequence: same rng, same cursor), survive a restart (close, reopen: the same
+keys), and its journal replayed into a fresh ``memory://`` store must give
+the same keys. A second Cluster on the same file, stale on purpose, must
+follow.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import dualstack_ipam
+from dualstack_ipam import ClusterConfig, IPAMError, NodeCIDRAllocator, ServiceIPAllocator
+from dualstack_ipam.durable import Cluster, replay
+
+CONFIG = ClusterConfig(
+    "10.0.0.0/24,fd00::/120", "10.0.0.32/28,fd00:1::/124", node_mask_ipv4=28, node_mask_ipv6=124
+)
+NODES = st.sampled_from([f"n{i}" for i in range(12)])
+NAMES = st.sampled_from([f"s{i}" for i in range(10)])
+POLICIES = st.sampled_from([None, "SingleStack", "PreferDualStack", "RequireDualStack"])
+
+
+def outcome(call: Any) -> Any:
+    """The result of ``call``, or the class and message of its IPAMError."""
+    try:
+        return ("ok", call())
+    except IPAMError as exc:
+        return ("error", type(exc).__name__, str(exc))
+
+
+class DurableMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = tempfile.mkdtemp(prefix="durable-machine-")
+        self.url = f"sqlite://{self.folder}/s.db?synchronous=NORMAL"
+        self.cluster = dualstack_ipam.open(
+            self.url, CONFIG, rng=random.Random(3), service_strategy="random"
+        )
+        self.follower: Cluster | None = None
+        self.nodes = NodeCIDRAllocator(CONFIG)
+        self.services = ServiceIPAllocator(CONFIG, rng=random.Random(3))
+        self.manifests: dict[str, dict[str, Any]] = {}
+
+    def teardown(self) -> None:
+        self.cluster.close()
+        if self.follower is not None:
+            self.follower.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def same(self, durable: Any, plain: Any) -> Any:
+        got, expected = outcome(durable), outcome(plain)
+        assert got == expected
+        return got
+
+    @rule(node=NODES)
+    def allocate_node(self, node: str) -> None:
+        self.same(lambda: self.cluster.nodes.allocate(node), lambda: self.nodes.allocate(node))
+
+    @rule(node=NODES, index=st.integers(0, 15))
+    def occupy_node(self, node: str, index: int) -> None:
+        cidr = f"fd00::{index * 16:x}/124"
+        self.same(
+            lambda: self.cluster.nodes.occupy(node, [cidr]),
+            lambda: self.nodes.occupy(node, [cidr]),
+        )
+
+    @rule(node=NODES)
+    def release_node(self, node: str) -> None:
+        self.same(lambda: self.cluster.nodes.release(node), lambda: self.nodes.release(node))
+
+    @rule(name=NAMES, policy=POLICIES, ip=st.none() | st.integers(33, 46))
+    def allocate_service(self, name: str, policy: str | None, ip: int | None) -> None:
+        spec: dict[str, Any] = {}
+        if policy is not None:
+            spec["ipFamilyPolicy"] = policy
+        if ip is not None:
+            spec["clusterIP"] = f"10.0.0.{ip}"
+        manifest = {"metadata": {"name": name}, "spec": spec}
+        result = self.same(
+            lambda: self.cluster.services.allocate_service(manifest),
+            lambda: self.services.allocate_service(manifest),
+        )
+        if result[0] == "ok":
+            self.manifests[name] = result[1]
+
+    @precondition(lambda self: self.manifests)
+    @rule(data=st.data(), policy=POLICIES)
+    def update_service(self, data: st.DataObject, policy: str | None) -> None:
+        name = data.draw(st.sampled_from(sorted(self.manifests)))
+        new = {"spec": {"ipFamilyPolicy": policy}} if policy else {}
+        old = self.manifests[name]
+        result = self.same(
+            lambda: self.cluster.services.update_service(old, new),
+            lambda: self.services.update_service(old, new),
+        )
+        if result[0] == "ok":
+            self.manifests[name] = result[1]
+
+    @rule(name=NAMES)
+    def release_service(self, name: str) -> None:
+        self.manifests.pop(name, None)
+        self.same(
+            lambda: self.cluster.services.release(f"default/{name}"),
+            lambda: self.services.release(f"default/{name}"),
+        )
+
+    @rule(key=st.sampled_from(["a", "b"]), ip=st.integers(33, 46))
+    def allocate_seed_style(self, key: str, ip: int) -> None:
+        self.same(
+            lambda: self.cluster.services.allocate(key, ip=f"10.0.0.{ip}"),
+            lambda: self.services.allocate(key, ip=f"10.0.0.{ip}"),
+        )
+
+    @rule()
+    def restart(self) -> None:
+        # A new process: same store, a fresh cache (its rng continues the model's).
+        self.cluster.close()
+        rng = random.Random()
+        rng.setstate(next(iter(self.services._pools.values()))._rng.getstate())
+        self.cluster = dualstack_ipam.open(self.url, rng=rng)
+        # The next-fit cursor is per process: align the model's with a fresh one.
+        fresh = NodeCIDRAllocator(CONFIG)
+        for name, held in self.nodes.items():
+            fresh.occupy(name, [str(c) for c in held])
+        self.nodes = fresh
+        assert self.cluster.nodes.items() == self.nodes.items()
+        assert self.cluster.services.items() == self.services.items()
+
+    @rule()
+    def follower_catches_up(self) -> None:
+        if self.follower is None:
+            self.follower = dualstack_ipam.open(self.url)
+        assert self.follower.nodes.items() == self.nodes.items()
+        assert self.follower.services.items() == self.services.items()
+
+    @rule()
+    def journal_replays(self) -> None:
+        copy = dualstack_ipam.open("memory://", CONFIG)
+        replay(self.cluster.journal(), copy)
+        assert copy.nodes.items() == self.nodes.items()
+        assert copy.services.items() == self.services.items()
+
+    @invariant()
+    def agrees(self) -> None:
+        assert self.cluster.nodes.items() == self.nodes.items()
+        assert self.cluster.services.items() == self.services.items()
+        for family in ("IPv4", "IPv6"):
+            assert self.cluster.nodes.used(family) == self.nodes.used(family)
+            assert self.cluster.services.free(family) == self.services.free(family)
+        self.cluster._check_invariants()
+
+
+DurableMachine.TestCase.settings = settings(
+    max_examples=15,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestDurableMachine = DurableMachine.TestCase
