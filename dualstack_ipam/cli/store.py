@@ -134,10 +134,12 @@ def _legacy_guard(where: Target) -> None:
     folder = os.path.dirname(os.path.abspath(where.path))
     for candidate in (LEGACY_STATE_FILE, os.path.join(folder, LEGACY_STATE_FILE)):
         if os.path.lexists(candidate):
+            option = "--store" if where.shown.startswith("sqlite:") else "--state"
+            into = "" if where.shown == DEFAULT_STORE_FILE else f" {option} {where.shown}"
             raise CLIError(
                 f"there is no store {where.shown!r} but there is the JSON state file "
                 f"{candidate!r} of an older {PROG}: move it into a store with "
-                f"'{PROG} import {candidate}' (nothing was changed)"
+                f"'{PROG} import {candidate}{into}' (nothing was changed)"
             )
 
 
