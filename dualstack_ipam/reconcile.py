@@ -318,9 +318,10 @@ def _reconcile(
         # between two keys works; 3. then the missing keys.
         for key in mismatched:
             keep = tuple(a for a in held[key] if a in goals[key])
-            target.release(key)
-            if keep:
-                target.occupy(key, keep)
+            if len(keep) < len(held[key]):
+                target.release(key)
+                if keep:
+                    target.occupy(key, keep)
         for key in (*mismatched, *missing):
             if not _hold(target, key, goals[key], conflicts):
                 settled = False

@@ -284,78 +284,104 @@ def test_service_allocator_through_the_adapter() -> None:
 
 # ---------------------------------------------------------------- property
 
-V4_POOL = [f"192.0.2.{i}" for i in range(16)]
-V6_POOL = [f"2001:db8::{i:x}" for i in range(16)]
-OUTSIDE = ["203.0.113.1", "2001:db8:1::1"]
+# Each target: the addresses its truth may use (the first 8 of each family
+# also drawn for the allocator), out-of-range ones, a parser, and a builder.
+LB_POOLS = ([f"192.0.2.{i}" for i in range(16)], [f"2001:db8::{i:x}" for i in range(16)])
+LB_OUTSIDE = ["203.0.113.1", "2001:db8:1::1"]
+NODE_POOLS = ([f"10.0.{i}.0/24" for i in range(16)], [f"fd00:0:0:{i:x}::/64" for i in range(16)])
+NODE_OUTSIDE = ["10.1.0.0/24", "fd00:0:0:7::/80"]
 KEYS = [f"ns/k{i}" for i in range(6)]
 
 
-@st.composite
-def holdings(draw: st.DrawFn, outside: bool) -> dict[str, list[str]]:
+def holdings(
+    pools: tuple[list[str], list[str]], outside: list[str] | None
+) -> st.SearchStrategy[dict[str, list[str]]]:
     """key -> at most one address per family (addresses may repeat across keys)."""
-    result: dict[str, list[str]] = {}
-    for key in draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=6)):
-        v4 = draw(st.none() | st.sampled_from(V4_POOL[:8] + (OUTSIDE[:1] if outside else [])))
-        v6 = draw(st.none() | st.sampled_from(V6_POOL[:8] + (OUTSIDE[1:] if outside else [])))
-        picked = [a for a in (v4, v6) if a is not None]
-        if picked:
-            result[key] = draw(st.permutations(picked))
-    return result
+    extra = outside or ["", ""]
+
+    @st.composite
+    def draw_holdings(draw: st.DrawFn) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {}
+        for key in draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=6)):
+            picked = []
+            for family_pool, out in zip(pools, extra, strict=True):
+                choices = family_pool[:8] + ([out] if out else [])
+                value = draw(st.none() | st.sampled_from(choices))
+                if value is not None:
+                    picked.append(value)
+            if picked:
+                result[key] = draw(st.permutations(picked))
+        return result
+
+    return draw_holdings()
 
 
-def build(state: dict[str, list[str]]) -> LoadBalancerIPAllocator:
-    lb = make_lb()
-    for key, addresses in state.items():
-        free = [a for a in addresses if lb.owner_of(a) is None]
-        if free:
-            lb.occupy(key, free)
-    return lb
+def make_nodes() -> NodeAdapter:
+    config = ClusterConfig("10.0.0.0/20,fd00::/60")
+    return NodeAdapter(NodeCIDRAllocator(config))
 
 
-def truth_addresses(truth: dict[str, list[str]]) -> set[netaddr.IPAddress]:
-    return {netaddr.IPAddress(a) for addresses in truth.values() for a in addresses}
-
-
-@given(holdings(outside=False), holdings(outside=True), st.integers(1, 3))
-def test_repair_converges_where_the_truth_is_consistent(
-    held: dict[str, list[str]], truth: dict[str, list[str]], grace: int
+def check_convergence(
+    target: Any,
+    parse: Any,
+    pools: tuple[list[str], list[str]],
+    held: dict[str, list[str]],
+    truth: dict[str, list[str]],
+    grace: int,
 ) -> None:
-    lb = build(held)
-    claimed = truth_addresses(truth)
+    inner = target.alloc if isinstance(target, NodeAdapter) else target
+    for key, addresses in held.items():
+        free = [a for a in addresses if target.owner_of(a) is None]
+        if free:
+            target.occupy(key, free)
+    claimed = {parse(a) for addresses in truth.values() for a in addresses}
     report = ReconcileReport()
     for _ in range(grace):
-        before = {a for _, addresses in lb.items() for a in addresses}
-        report = reconcile(lb, truth, repair=True, leak_grace=grace)
-        after = {a for _, addresses in lb.items() for a in addresses}
+        before = {a for _, addresses in target.items() for a in addresses}
+        report = reconcile(target, truth, repair=True, leak_grace=grace)
+        after = {a for _, addresses in target.items() for a in addresses}
         assert not (before & claimed) - after, "an address the truth holds was freed"
-        lb._check_invariants()
-    counts: dict[netaddr.IPAddress, int] = {}
+        inner._check_invariants()
+    counts: dict[Any, int] = {}
     for addresses in truth.values():
         for a in addresses:
-            counts[netaddr.IPAddress(a)] = counts.get(netaddr.IPAddress(a), 0) + 1
-    pool = {netaddr.IPAddress(a) for a in V4_POOL + V6_POOL}
-    consistent = all(n == 1 for n in counts.values()) and counts.keys() <= pool
-    if consistent:
+            counts[parse(a)] = counts.get(parse(a), 0) + 1
+    usable = {parse(a) for a in pools[0] + pools[1]}
+    if all(n == 1 for n in counts.values()) and counts.keys() <= usable:
         assert report.ok, report
-        assert {k: set(v) for k, v in lb.items()} == {
-            k: {netaddr.IPAddress(a) for a in v} for k, v in truth.items()
+        assert {k: set(v) for k, v in target.items()} == {
+            k: {parse(a) for a in v} for k, v in truth.items()
         }
     else:
         assert not report.ok
         assert report.conflicts or report.out_of_range
     for key, addresses in truth.items():  # what the report does not excuse is held by its key
         for text in addresses:
-            address = netaddr.IPAddress(text)
+            address = parse(text)
             # A key keeping an address the truth gives to another (never
             # freed) cannot take its own of that family.
             blocked = any(
                 h.version == address.version and h != address and h in claimed
-                for h in lb.get(key) or ()
+                for h in target.get(key) or ()
             )
-            if address in pool and address not in report.conflicts and not blocked:
-                assert lb.owner_of(address) == key, (key, address, report)
-    assert all(k in truth or set(v) & claimed for k, v in lb.items()), "a leak survived"
-    assert reconcile(lb, truth).ok == report.ok
+            if address in usable and address not in report.conflicts and not blocked:
+                assert target.owner_of(address) == key, (key, address, report)
+    assert all(k in truth or set(v) & claimed for k, v in target.items()), "a leak survived"
+    assert reconcile(target, truth).ok == report.ok
+
+
+@given(holdings(LB_POOLS, None), holdings(LB_POOLS, LB_OUTSIDE), st.integers(1, 3))
+def test_repair_converges_where_the_truth_is_consistent(
+    held: dict[str, list[str]], truth: dict[str, list[str]], grace: int
+) -> None:
+    check_convergence(make_lb(), netaddr.IPAddress, LB_POOLS, held, truth, grace)
+
+
+@given(holdings(NODE_POOLS, None), holdings(NODE_POOLS, NODE_OUTSIDE), st.integers(1, 3))
+def test_repair_converges_on_the_node_allocator(
+    held: dict[str, list[str]], truth: dict[str, list[str]], grace: int
+) -> None:
+    check_convergence(make_nodes(), netaddr.IPNetwork, NODE_POOLS, held, truth, grace)
 
 
 def _adapters_satisfy(targets: Iterable[Reconcilable]) -> None:
