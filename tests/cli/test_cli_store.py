@@ -250,3 +250,20 @@ def test_export_log_migrate_need_an_existing_store(tmp_path: Path) -> None:
         assert result.exit_code == 2, args
         error_line(result.stderr)
     assert files_in(tmp_path) == []
+
+
+def test_an_older_format_is_never_migrated_silently(state: str) -> None:
+    ok_json("allocate-node", "n1", "--state", state)
+    conn = sqlite3.connect(state)
+    with conn:
+        conn.execute("UPDATE meta SET value = 0 WHERE name = 'format_version'")
+    conn.close()
+    before = Path(state).read_bytes()
+    result = invoke("allocate-node", "n2", "--state", state)
+    assert result.exit_code == 2
+    assert "dualstack-ipam migrate" in error_line(result.stderr)
+    # Format 0 never existed: migrate says it has no step from it, and writes nothing.
+    result = invoke("migrate", "--state", state)
+    assert result.exit_code == 2
+    assert "no migration from format version 0" in error_line(result.stderr)
+    assert Path(state).read_bytes() == before
