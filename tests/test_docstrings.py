@@ -48,6 +48,9 @@ def _member(cls: type, name: str, value: Any) -> Iterator[tuple[str, Any]]:
 
 # The public modules: the package itself and those users import by name.
 MODULES = (
+    "dualstack_ipam.reconcile",
+    "dualstack_ipam.metrics",
+    "dualstack_ipam.services.loadbalancer",
     "dualstack_ipam",
     "dualstack_ipam.viz",
     "dualstack_ipam.forecast",
