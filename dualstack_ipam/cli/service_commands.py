@@ -76,6 +76,8 @@ def _check_documents(cluster: Cluster, documents: Sequence[tuple[str, Any]]) -> 
             f"of this store takes (max_ops = {limit}): split them into calls of at most "
             f"{limit} (nothing was allocated)"
         )
+    if len(documents) < 2:
+        return  # one document is one transaction: all or nothing by itself
     trial = ServiceIPAllocator(cluster.config)
     for label, manifest in documents:
         try:
