@@ -82,7 +82,6 @@ class BasePool:
 
     __slots__ = (
         "__weakref__",
-        "_allocations",
         "_bitmap",
         "_clock",
         "_cooldown",
@@ -95,6 +94,7 @@ class BasePool:
         "_queue",
         "_releases",
         "_reserved",
+        "_start_used",
         "_strategy",
     )
 
@@ -115,7 +115,11 @@ class BasePool:
         self._reserved: SpanMap[str] = SpanMap()
         self._cooling: SpanMap[float] = SpanMap()
         self._set_cooldown(*_check_cooldown(cooldown, clock))
-        self._allocations = 0
+        # Allocations are not counted on the hot path: every slot handed out
+        # raises ``used`` by one and only ``release`` lowers it (reserving,
+        # unreserving and cooling never move it), so they are ``used -
+        # _start_used + _releases``.
+        self._start_used = 0
         self._releases = 0
         self._errors = {"exhausted": 0, "taken": 0, "invalid": 0}
 
@@ -444,7 +448,7 @@ class BasePool:
                 "reserved": len(self._reserved),
                 "cooling": len(self._cooling),
                 "totals": {
-                    "allocations": self._allocations,
+                    "allocations": self.used - self._start_used + self._releases,
                     "releases": self._releases,
                     "errors": dict(self._errors),
                 },
@@ -728,6 +732,7 @@ class BasePool:
         pool._restored(fields)
         pool._load_reservations(fields.get("reserved", []))
         pool._set_cooldown(checked_cooldown, checked_clock)
+        pool._start_used = pool.used
         return pool
 
     def _set_cooldown(self, cooldown: float, clock: Callable[[], float]) -> None:
@@ -820,7 +825,7 @@ class BasePool:
         assert 0 <= self.used <= self._bitmap.size
         assert self.used + len(self._reserved) + self.free == self._bitmap.size
         assert all(count >= 0 for count in self._errors.values())
-        assert self._allocations >= 0
+        assert self.used - self._start_used + self._releases >= 0
         assert self._releases >= 0
         assert isinstance(self._strategy, Strategy)
         assert self._strategy in self._STRATEGIES

@@ -233,7 +233,6 @@ class ServiceIPPool(BasePool):
                     raise AlreadyAllocatedError(
                         f"provided IP {ip!r} is already allocated in {self.cidr}", value=address
                     )
-                self._allocations += 1
             return address
         except IPAMError as exc:
             self._note_error(exc)
@@ -283,7 +282,6 @@ class ServiceIPPool(BasePool):
                     f"range is full: no free address left in {self.cidr}{self._blocked_note()}",
                     pool_cidr=self.cidr,
                 )
-            self._allocations += 1
             return self._make(self._base + slot)
 
     def release(self, ip: Any) -> bool:

@@ -211,7 +211,6 @@ class SubnetPool(BasePool):
                     f"in the accepted range {_text(self._net)}{self._blocked_note()}",
                     pool_cidr=self.cidr,
                 )
-            self._allocations += 1
             following = index + 1 if index + 1 < self._bitmap.size else 0
             if self._next_fit:
                 self._cursor = following
@@ -244,9 +243,7 @@ class SubnetPool(BasePool):
             start, stop = self._span_or_raise(cidr)
             with self._lock:
                 cooled = 0 if self._plain else self._claim(start, stop, cidr)
-                changed = self._bitmap.add_range(start, stop) + cooled
-                self._allocations += changed
-                return changed
+                return self._bitmap.add_range(start, stop) + cooled
         except IPAMError as exc:
             self._note_error(exc)
             raise
