@@ -87,6 +87,8 @@ class SpanMap(Generic[T]):
         """
         runs = self._runs
         found: list[tuple[int, int, T]] = []
+        if start >= stop:
+            return found
         index = self._first_index(start)
         while index < len(runs):
             first, (end, tag) = runs.peekitem(index)
@@ -142,6 +144,8 @@ class SpanMap(Generic[T]):
         >>> spans.overlaps(0, 3), spans.overlaps(0, 4)
         (False, True)
         """
+        if start >= stop:
+            return False
         index = self._first_index(start)
         return index < len(self._runs) and self._runs.peekitem(index)[0] < stop
 

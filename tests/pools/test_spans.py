@@ -88,6 +88,15 @@ def test_an_empty_paint_changes_nothing() -> None:
     assert list(spans) == []
 
 
+def test_an_empty_remove_or_query_leaves_runs_whole() -> None:
+    spans = SpanMap[str]()
+    spans.paint(0, 2, "a")
+    assert spans.remove(1, 1) == []
+    assert spans.overlapping(1, 1) == []
+    assert spans.overlaps(1, 1) is False
+    assert list(spans) == [(0, 2, "a")]
+
+
 def test_empty_maps_share_nothing_they_write() -> None:
     first, second = SpanMap[str](), SpanMap[str]()
     first.paint(0, 1, "x")
