@@ -27,6 +27,7 @@ from typing import Any
 
 import netaddr
 
+from dualstack_ipam.cluster import node_snapshots
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import (
     AlreadyAllocatedError,
@@ -40,11 +41,10 @@ from dualstack_ipam.errors import (
 from dualstack_ipam.net import IPFamily, Net, make_address, make_network, parse_network, split_cidrs
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.pools.subnets import SubnetPool
-from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
 __all__ = ["NodeCIDRAllocator"]
 
-_KIND = "NodeCIDRAllocator"
+_KIND = node_snapshots.KIND
 
 
 class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
@@ -128,6 +128,14 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
 
     def _free_slot(self, address: Address) -> None:
         self._pools[address[0]].release(self._build(address))
+
+    def _pool_slot(self, address: Address) -> tuple[SubnetPool, int]:
+        pool = self._pools[address[0]]
+        if not 0 <= address[1] < pool.capacity:
+            raise NotInRangeError(
+                f"subnet index {address[1]} is outside {pool.cidr}", pool_cidr=pool.cidr
+            )
+        return pool, address[1]
 
     def _is_reserved(self, family: IPFamily, index: int) -> bool:
         span = self._reserved.get(family)
@@ -337,6 +345,10 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         ``config.families`` order; cursors included) and ``nodes`` (node ->
         list of CIDR text, in ``config.families`` order).
 
+        Allocating threads wait only while the state is copied (flat copies
+        of the pools and the owner map); sorting and encoding happen after
+        the lock is released (:mod:`~dualstack_ipam.cluster.node_snapshots`).
+
         Complexity:
             O(n) in the nodes and the pools' allocated chunks.
 
@@ -348,15 +360,7 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         >>> NodeCIDRAllocator.restore(data).snapshot() == data
         True
         """
-        with self._lock:
-            return envelope(
-                _KIND,
-                len(self._table),
-                config=self._config.to_dict(),
-                strategy=self._strategy,
-                pools=[pool.snapshot() for pool in self._pools.values()],
-                nodes=self._table.dump(lambda address: str(self._build(address))),
-            )
+        return node_snapshots.snapshot(self)
 
     @classmethod
     def restore(cls, data: Any, *, rng: Random | None = None) -> NodeCIDRAllocator:
@@ -378,41 +382,7 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         >>> NodeCIDRAllocator.restore(alloc.snapshot()).get("a") == alloc.get("a")
         True
         """
-        fields = open_envelope(data, _KIND, ["config", "strategy", "pools", "nodes"])
-        config = ClusterConfig.from_dict(fields["config"])
-        try:
-            alloc = cls(config, strategy=fields["strategy"])
-        except InvalidConfigError as exc:
-            raise SnapshotError(f"{_KIND} snapshot: {exc}") from None
-        pools, nodes = fields["pools"], fields["nodes"]
-        if not isinstance(pools, list) or len(pools) != len(config.families):
-            raise SnapshotError(
-                f"{_KIND} snapshot needs one pool per family {list(map(str, config.families))}"
-            )
-        if not isinstance(nodes, dict):
-            raise SnapshotError(f"{_KIND} snapshot field 'nodes' must be a mapping")
-        for family, pool_data in zip(config.families, pools, strict=True):
-            alloc._load_pool(family, pool_data)
-        alloc._load_owners(_KIND, nodes, alloc._read_cidr, in_family_order=True)
-        used = read_int(fields["used"], "used")
-        if used != len(alloc):
-            raise SnapshotError(f"{_KIND} snapshot says used={used} but lists {len(alloc)}")
-        return alloc
-
-    def _load_pool(self, family: IPFamily, data: Any) -> None:
-        pool, fresh = SubnetPool.restore(data), self._pools[family]
-        if (pool.cidr, pool.prefixlen, pool.strategy) != (
-            fresh.cidr,
-            fresh.prefixlen,
-            self.strategy,
-        ):
-            message = f"{family} pool {pool!r} does not match the configuration ({fresh!r})"
-            raise SnapshotError(f"{_KIND} snapshot: {message}")
-        service = self._config.service_cidr(family) if family in self._reserved else None
-        if service is not None and not pool.is_allocated(service):
-            message = f"the {family} subnets set aside for the Service range {service}"
-            raise SnapshotError(f"{_KIND} snapshot: {message} are not all allocated")
-        self._pools[family] = pool
+        return node_snapshots.restore(cls, data)
 
     def _read_cidr(self, node: str, text: str) -> Address:
         try:

@@ -30,6 +30,7 @@ records and a journal entry together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
@@ -49,6 +50,7 @@ OWNER_PREFIX = "owner/"
 JOURNAL_PREFIX = "journal/"
 _WIDTH = {IPFamily.IPv4: 8, IPFamily.IPv6: 32}
 _DIGIT = {IPFamily.IPv4: "4", IPFamily.IPv6: "6"}
+_HEX = re.compile("[0-9a-f]+").fullmatch
 
 
 class SideLayout:
@@ -74,8 +76,10 @@ class SideLayout:
     ) -> None:
         self.kind, self.prefix = kind, f"{OWNER_PREFIX}{tag}/"
         self._pools = pools
-        self._by_name = {name: (family, base, size) for family, (name, base, size) in pools.items()}
-        self.alloc_prefixes = tuple(f"alloc/{name}/" for name in self._by_name)
+        self._by_name = {
+            f"{name}/": (family, base, size) for family, (name, base, size) in pools.items()
+        }
+        self.alloc_prefixes = tuple(f"alloc/{name}" for name in self._by_name)
         self.text, self.read = text, read
 
     @classmethod
@@ -153,10 +157,10 @@ class SideLayout:
         try:
             state = []
             for item in value.decode().split(" "):
-                name, _, digits = item.partition("/")
+                name, digits = item[:3], item[3:]
                 family, base, size = self._by_name[name]
                 slot = int(digits, 16)
-                if f"{slot:0{_WIDTH[family]}x}" != digits or slot >= size:
+                if len(digits) != _WIDTH[family] or not _HEX(digits) or slot >= size:
                     raise ValueError(digits)
                 state.append((family, base + slot))
         except (ValueError, KeyError, UnicodeDecodeError):

@@ -186,18 +186,61 @@ class KeyedAllocator(Generic[T]):
                 raise
             self._table.put(key, new)
 
+    def _pool_slot(self, address: Address) -> tuple[Any, int]:
+        """The pool holding ``address`` and its slot there (NotInRangeError if none)."""
+        raise NotImplementedError
+
     def _load_states(self, states: Iterable[tuple[str, tuple[Address, ...]]]) -> None:
         """Set many keys at once (a durable side's first load): no manifest work.
 
+        Into an empty table every state is checked first (one address per
+        family, no address twice, none allocated otherwise), then the slots
+        are marked in the pools' bitmaps directly: no address object is
+        built. Otherwise one :meth:`_set_key_state` per key.
+
         Raises:
-            As :meth:`_set_key_state`; the keys set before the failing one stay.
+            As :meth:`_set_key_state` (an empty table is left unchanged; else
+            the keys set before the failing one stay).
 
         Complexity:
             O(k) for k addresses, plus O(n log n) once for the key order.
         """
         with self._lock:
-            for key, state in states:
-                self._set_key_state(key, state)
+            if len(self._table):
+                for key, state in states:
+                    self._set_key_state(key, state)
+                return
+            todo = [(key, tuple(state)) for key, state in states if state]
+            taken: dict[Address, str] = {}
+            marks = []
+            configured = set(self._table.families)
+            for key, state in todo:
+                families = {family for family, _ in state}
+                if not families <= configured:
+                    for family in families:
+                        self._table.family(family)  # raises, naming it
+                if len(families) != len(state):
+                    raise InvalidConfigError(f"{key!r}: two addresses of one family in {state!r}")
+                for address in state:
+                    owner = taken.setdefault(address, key)
+                    if owner != key:
+                        raise AlreadyAllocatedError(
+                            f"{key!r}: {self._build(address)} is held by {owner!r}",
+                            value=self._build(address),
+                            owner=owner,
+                        )
+                    pool, slot = self._pool_slot(address)
+                    if slot in pool._bitmap:
+                        raise AlreadyAllocatedError(
+                            f"{key!r}: {self._build(address)} is allocated for something else",
+                            value=self._build(address),
+                        )
+                    marks.append((pool, slot))
+            for pool, slot in marks:
+                with pool._lock:
+                    pool._mark(slot, slot + 1)
+            for key, state in todo:
+                self._table.put(key, state)
 
     def _check_owners(self) -> None:
         """Assert the table against the pools, and every pool's own invariants."""

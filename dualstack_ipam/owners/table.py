@@ -260,6 +260,14 @@ class OwnerTable:
 
     # ------------------------------------------------------------ snapshots
 
+    def held_copy(self) -> dict[str, tuple[Address, ...]]:
+        """key -> addresses, a flat copy (one C-level dict copy: cheap under a lock).
+
+        Complexity:
+            O(n), without a Python step per key.
+        """
+        return dict(self._held)
+
     def dump(self, text: Callable[[Address], str]) -> dict[str, list[str]]:
         """key -> the text of each address, keys sorted: a snapshot's entries.
 

@@ -28,6 +28,7 @@ from dualstack_ipam.errors import (
     ClusterIPTakenError,
     InvalidConfigError,
     IPAMError,
+    NotInRangeError,
     SnapshotError,
 )
 from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family
@@ -117,6 +118,15 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
 
     def _free_slot(self, address: Address) -> None:
         self._pools[address[0]].release(self._build(address))
+
+    def _pool_slot(self, address: Address) -> tuple[ServiceIPPool, int]:
+        pool = self._pools[address[0]]
+        slot = address[1] - pool._base  # the pool's own slot rule, without an address object
+        if not 0 <= slot < pool._bitmap.size:
+            raise NotInRangeError(
+                f"{self._build(address)} is not usable in {pool.cidr}", pool_cidr=pool.cidr
+            )
+        return pool, slot
 
     # ------------------------------------------------------------ the seed's model
 
@@ -324,8 +334,12 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         """JSON-ready: the config, each pool's snapshot, key -> addresses (``used`` counts
         addresses).
 
+        Allocating threads wait only while the state is copied (each pool's
+        :meth:`~dualstack_ipam.pools.base.BasePool.capture` and one flat copy
+        of the owner map); sorting and encoding happen after the lock.
+
         Complexity:
-            O(n).
+            O(n): flat copies under the lock, the encoding after it.
 
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> _ = alloc.allocate("dns", ip="10.96.0.10")
@@ -334,15 +348,17 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         >>> ServiceIPAllocator.restore(data).snapshot() == data
         True
         """
-        with self._lock:
-            return envelope(
-                _KIND,
-                sum(map(self._table.count, self._pools)),
-                strategy=self._strategy,
-                config=self._config.to_dict(),
-                pools={str(family): pool.snapshot() for family, pool in self._pools.items()},
-                services=self._table.dump(_text),
-            )
+        with self._lock:  # flat copies only: allocating threads wait for nothing else
+            finish = {str(family): pool.capture() for family, pool in self._pools.items()}
+            held = self._table.held_copy()
+        return envelope(
+            _KIND,
+            sum(map(len, held.values())),
+            strategy=self._strategy,
+            config=self._config.to_dict(),
+            pools={family: build() for family, build in finish.items()},
+            services={key: [_text(a) for a in held[key]] for key in sorted(held)},
+        )
 
     @classmethod
     def restore(cls, data: Any, *, rng: Random | None = None) -> ServiceIPAllocator:

@@ -677,3 +677,28 @@ class NodeMachine(RuleBasedStateMachine):
 
 
 TestNodeMachine = NodeMachine.TestCase
+
+
+def test_snapshots_taken_while_a_thread_allocates_restore_consistently() -> None:
+    alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16,fd00::/48", node_mask_ipv4=26))
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            alloc.allocate(f"n{i % 700}")
+            if i % 3 == 0:
+                alloc.release(f"n{(i * 7) % 700}")
+            i += 1
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(40):
+            data = alloc.snapshot()
+            restored = NodeCIDRAllocator.restore(json.loads(json.dumps(data)))
+            restored._check_invariants()
+            assert restored.snapshot() == data
+    finally:
+        stop.set()
+        worker.join()

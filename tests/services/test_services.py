@@ -644,3 +644,28 @@ ServiceAllocatorMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=40, deadline=None
 )
 TestServiceAllocatorMachine = ServiceAllocatorMachine.TestCase
+
+
+def test_snapshots_taken_while_a_thread_allocates_restore_consistently() -> None:
+    alloc = ServiceIPAllocator(SEED, rng=random.Random(4))
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            alloc.allocate(f"k{i % 900}", family=("IPv4", "IPv6")[i % 2])
+            if i % 3 == 0:
+                alloc.release(f"k{(i * 7) % 900}")
+            i += 1
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(40):
+            data = alloc.snapshot()
+            restored = ServiceIPAllocator.restore(json.loads(json.dumps(data)))
+            restored._check_invariants()
+            assert restored.snapshot() == data
+    finally:
+        stop.set()
+        worker.join()
