@@ -3,8 +3,12 @@
 :class:`SubnetPool` carves a cluster CIDR into node subnets,
 :class:`ServiceIPPool` hands out single Service addresses; both share
 :class:`BasePool` (lock, counts, runs, snapshots) and take their
-``strategy=`` as a :class:`Strategy` or its string. Everything above imports
-from here.
+``strategy=`` as a :class:`Strategy` or its string. Both also take
+``cooldown=`` / ``clock=`` and offer ``reserve`` / ``unreserve`` /
+``reservations``, ``reserved``, ``cooling`` and ``stats()`` (from
+:class:`BasePool`; the runs behind them live in
+:mod:`~dualstack_ipam.pools.spans`, the ``"a-b"`` ranges in
+:mod:`~dualstack_ipam.pools.ranges`). Everything above imports from here.
 """
 
 from dualstack_ipam.pools.base import BasePool

@@ -3,6 +3,7 @@ snapshot taken while another thread allocates is a state the pool passed through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dualstack_ipam import AlreadyAllocatedError
 from dualstack_ipam.pools import ServiceIPPool, SubnetPool
 
 THREADS = 4
@@ -294,3 +296,43 @@ def test_runs_walked_while_allocating_are_ascending_and_apart(
         assert all(first < stop for first, stop in runs)
         assert all(a[1] < b[0] for a, b in pairwise(runs))
         assert {slot for first, stop in runs for slot in range(first, stop)} <= final
+
+
+def test_reserving_while_threads_allocate_never_hands_out_reserved_space() -> None:
+    """Threads allocate and release with a cooldown while one reserves and unreserves."""
+    now = [0.0]
+    pool = ServiceIPPool("10.96.0.0/16", cooldown=1.0, clock=lambda: now[0])
+    blocks = [f"10.96.{third}.0/24" for third in range(0, 256, 8)]
+    stop = threading.Event()
+    leaked: list[Any] = []
+
+    def reserver() -> None:
+        turn = 0
+        while not stop.is_set():
+            block = blocks[turn % len(blocks)]
+            # An allocation may hold an address of the block: then nothing is reserved.
+            with contextlib.suppress(AlreadyAllocatedError):
+                pool.reserve(block, "drill")
+            now[0] += 0.25
+            pool.unreserve(block)
+            turn += 1
+
+    def allocate() -> Any:
+        address = pool.allocate_next()
+        # Allocated until this thread releases it, so in no reservation meanwhile.
+        if any(address in space for space, _ in pool.reservations()):
+            leaked.append(address)
+        pool.release(address)
+        return address
+
+    side = threading.Thread(target=reserver)
+    side.start()
+    try:
+        hammer(allocate)
+    finally:
+        stop.set()
+        side.join()
+    assert leaked == []
+    pool._check_invariants()
+    assert pool.used == 0
+    assert pool.reserved == 0
