@@ -364,7 +364,14 @@ node_mask_ipv4=24, node_mask_ipv6=64)
                     strategy=self._settings["service_strategy"],
                     rng=self._rng,
                 )
-                self._sync.load("services", Side(services, SideLayout.for_services(services)))
+                # Random picks can probe the store: a short command then reads
+                # only its own key (see Sync.load); the other strategies scan
+                # from a cursor, so they read the Services whole.
+                self._sync.load(
+                    "services",
+                    Side(services, SideLayout.for_services(services)),
+                    partial=self._settings["service_strategy"] == "random",
+                )
                 self._services = services
             return self._services
 

@@ -310,6 +310,8 @@ def check_store(sync: Sync) -> None:
         O(n) records.
     """
     with sync.lock:
+        for side in sync.sides.values():
+            sync.fill(side)
         sync.catch_up()
         claimed: dict[str, str] = {}
         for side in sync.sides.values():

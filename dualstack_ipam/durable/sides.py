@@ -62,11 +62,16 @@ FIXED = ("capacity", "config", "strategy", "restore")
 
 
 def _reading(name: str) -> Any:
-    """A method that catches up with the store, then reads as the plain class does."""
+    """A method that catches up with the store, then reads as the plain class does.
+
+    A partial side (a short command's, see :meth:`Sync.load`) reads itself
+    whole first.
+    """
 
     def method(self: _Durable, *args: Any, **kwargs: Any) -> Any:
         with self._sync.lock:
             self._sync.catch_up()
+            self._sync.fill(self._sync.sides[self._side])
             return getattr(super(_Durable, self), name)(*args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
@@ -84,16 +89,43 @@ class _Durable:
 
     __slots__ = ()
     _sync: Sync
+    _side: str
 
-    get = _reading("get")
     owner_of = _reading("owner_of")
     used = _reading("used")
     free = _reading("free")
     items = _reading("items")
     snapshot = _reading("snapshot")
-    __contains__ = _reading("__contains__")
     __len__ = _reading("__len__")
     __iter__ = _reading("__iter__")
+
+    def _one_key(self, key: object) -> None:
+        """Catch up, and read ``key``'s own record into a partial side."""
+        self._sync.catch_up()
+        if isinstance(key, str) and key:
+            self._sync.ensure(self._sync.sides[self._side], key)
+
+    def get(self, key: str) -> Any:
+        """As the plain allocator's ``get``, after catching up (reads only ``key`` if partial).
+
+        Complexity:
+            O(c) to catch up, plus one record read the first time a partial
+            side is asked for ``key``.
+        """
+        with self._sync.lock:
+            self._one_key(key)
+            return super().get(key)  # type: ignore[misc]
+
+    def __contains__(self, key: object) -> bool:
+        """As the plain allocator's ``in``, after catching up (reads only ``key`` if partial).
+
+        Complexity:
+            O(c) to catch up, plus one record read the first time a partial
+            side is asked for ``key``.
+        """
+        with self._sync.lock:
+            self._one_key(key)
+            return bool(super().__contains__(key))  # type: ignore[misc]
 
     def _check_invariants(self) -> None:
         """Assert the cache's own invariants, then the store's records against it.
@@ -103,6 +135,7 @@ class _Durable:
         """
         with self._sync.lock:
             self._sync.catch_up()
+            self._sync.fill(self._sync.sides[self._side])
             super()._check_invariants()  # type: ignore[misc]
             check_store(self._sync)
 
@@ -132,6 +165,7 @@ class DurableNodes(_Durable, NodeCIDRAllocator):
     """
 
     __slots__ = ("_sync",)
+    _side = "nodes"
 
     def __init__(self, sync: Sync, config: ClusterConfig, *, strategy: str) -> None:
         super().__init__(config, strategy=strategy)
@@ -207,6 +241,7 @@ class DurableServices(_Durable, ServiceIPAllocator):
     """
 
     __slots__ = ("_sync",)
+    _side = "services"
 
     def __init__(
         self, sync: Sync, config: ClusterConfig, *, strategy: str, rng: Random | None

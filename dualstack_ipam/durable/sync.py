@@ -24,6 +24,14 @@ Freed alloc records need no compare of their own: a transaction writes an
 alloc record only with its owner record, so the owner record at the known
 revision proves the key still holds them. Counts and the next-fit cursor
 live in the cache only.
+
+A *partial* side (the random-strategy Service side of a short command)
+starts empty instead of reading every owner record: before a call it reads
+the key's own record; a random pick is a probe that the create-if-absent
+compare checks; a lost probe reads the holder's owner record (named by the
+failed compare's current alloc record) so the retry avoids it; after
+``PARTIAL_ATTEMPTS`` lost races, or at the first call that needs every key
+(``len``, ``items``, counts), the side reads itself whole (:meth:`Sync.fill`).
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ State = tuple[Address, ...] | None
 ATTEMPTS = 8
 """Transactions one mutation tries before ``StoreUnavailableError``."""
 
+PARTIAL_ATTEMPTS = 3
+"""Lost races after which a partial side reads itself whole before trying again."""
+
 
 class Side:
     """One side's cache and what it knows of the store.
@@ -65,14 +76,18 @@ class Side:
             something.
         gone: key -> the revision of our own delete of its owner record,
             until the next catch-up passes it.
+        known: None when the cache holds the whole side; else the side is
+            *partial* (a short command's): the keys whose owner record the
+            cache has read or followed since it opened.
     """
 
-    __slots__ = ("cache", "gone", "layout", "revs")
+    __slots__ = ("cache", "gone", "known", "layout", "revs")
 
     def __init__(self, cache: KeyedAllocator[object], layout: SideLayout) -> None:
         self.cache, self.layout = cache, layout
         self.revs: dict[str, int] = {}
         self.gone: dict[str, int] = {}
+        self.known: set[str] | None = None
 
 
 class Sync:
@@ -93,16 +108,26 @@ class Sync:
 
     # ------------------------------------------------------------ loading
 
-    def load(self, name: str, side: Side) -> None:
+    def load(self, name: str, side: Side, *, partial: bool = False) -> None:
         """Fill ``side``'s cache from the store (a bulk read) and follow it from now on.
 
+        ``partial``: read nothing now; the side reads each key's own owner
+        record when a call needs it, learns of other keys from the change
+        feed and from lost races, and reads itself whole (:meth:`fill`) at
+        the first call that needs every key.
+
         Complexity:
-            O(n) for the side's n keys.
+            O(n) for the side's n keys; O(1) if ``partial``.
         """
         with self.lock:
             revision = self.backend.revision()
             if not self.sides:
                 self.seen = revision
+            if partial:
+                side.known = set()
+                self.sides[name] = side
+                self.catch_up()
+                return
             records = self.backend.get_prefix(side.layout.prefix)
             layout = side.layout
             states = [(layout.key_of(r.key), layout.decode(r.value, r.key)) for r in records]
@@ -128,8 +153,47 @@ class Sync:
                 targets[key] = layout.decode(record.value, record.key)
                 revs[key] = record.revision
             self._apply(side, targets)
-            side.revs, side.gone = revs, {}
+            side.revs, side.gone, side.known = revs, {}, None
         self.seen = revision
+
+    def fill(self, side: Side) -> None:
+        """Make a partial side whole: read every owner record (see :meth:`load`).
+
+        Complexity:
+            O(n) for the side's n keys; O(1) when it is whole already.
+        """
+        with self.lock:
+            if side.known is None:
+                return
+            self.catch_up()
+            layout = side.layout
+            records = self.backend.get_prefix(layout.prefix)
+            targets: dict[str, State] = {}
+            for record in records:
+                key = layout.key_of(record.key)
+                if record.revision > max(side.revs.get(key, 0), side.gone.get(key, 0)):
+                    targets[key] = layout.decode(record.value, record.key)
+                    side.revs[key] = record.revision
+            self._apply(side, targets)
+            side.known = None
+            self.catch_up()  # what changed while reading
+
+    def ensure(self, side: Side, key: str, *, again: bool = False) -> None:
+        """Make a partial side's cache hold ``key``'s current owner record.
+
+        ``again``: read it even if it was read before (it changed).
+
+        Complexity:
+            O(1): one read, the first time.
+        """
+        if side.known is None or (key in side.known and not again):
+            return
+        layout = side.layout
+        record = self.backend.get(layout.owner_key(key))
+        if record is not None and record.revision > side.revs.get(key, 0):
+            self._apply(side, {key: layout.decode(record.value, record.key)})
+            side.revs[key] = record.revision
+        side.known.add(key)
 
     # ------------------------------------------------------------ catching up
 
@@ -176,6 +240,8 @@ class Sync:
                 else:
                     targets[key] = layout.decode(change.value, store_key)
                     side.revs[key] = change.revision
+                if side.known is not None:
+                    side.known.add(key)
             self._apply(side, targets)
 
     def _apply(self, side: Side, targets: dict[str, State]) -> None:
@@ -216,7 +282,10 @@ class Sync:
             for attempt in range(ATTEMPTS):
                 if attempt >= 2:
                     time.sleep(min(0.05, 0.001 * 2 ** (attempt - 2)) * random.uniform(0.5, 1.0))
+                if attempt >= PARTIAL_ATTEMPTS:
+                    self.fill(side)  # probing keeps losing: the range is busy, read it whole
                 self.catch_up()
+                self.ensure(side, key)
                 before = side.cache._key_state(key)
                 result = op()
                 after = side.cache._key_state(key)
@@ -260,7 +329,16 @@ class Sync:
             succeeded, revision = True, record.revision
         if not succeeded:
             side.cache._set_key_state(key, before)
+            if side.known is not None:
+                # A partial cache learns who holds what it probed; the
+                # feed would not tell it (that was allocated before it opened).
+                for compared, current in result.current.items():
+                    if current is not None and compared.startswith("alloc/"):
+                        owner = current.value.decode("utf-8", "surrogatepass")
+                        self.ensure(side, owner, again=True)
             return False
+        if side.known is not None:
+            side.known.add(key)
         if new:
             side.revs[key] = revision
         else:
