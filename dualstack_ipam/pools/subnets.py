@@ -242,7 +242,9 @@ class SubnetPool(BasePool):
         try:
             start, stop = self._span_or_raise(cidr)
             with self._lock:
-                cooled = 0 if self._plain else self._claim(start, stop, cidr)
+                if self._plain:
+                    return self._bitmap.add_range(start, stop)
+                cooled = self._claim(start, stop, cidr)
                 return self._bitmap.add_range(start, stop) + cooled
         except IPAMError as exc:
             self._note_error(exc)
