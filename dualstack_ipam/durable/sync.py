@@ -168,12 +168,19 @@ class Sync:
             self.catch_up()
             layout = side.layout
             records = self.backend.get_prefix(layout.prefix)
-            targets: dict[str, State] = {}
+            # Keys the cache holds but the read does not were deleted since
+            # the last catch-up: drop them now, or an address they held and
+            # another key holds in the read would be claimed twice.
+            targets: dict[str, State] = dict.fromkeys(list(side.cache._table), None)
             for record in records:
                 key = layout.key_of(record.key)
+                targets.pop(key, None)
                 if record.revision > max(side.revs.get(key, 0), side.gone.get(key, 0)):
                     targets[key] = layout.decode(record.value, record.key)
                     side.revs[key] = record.revision
+            for key, target in targets.items():
+                if target is None:
+                    side.revs.pop(key, None)
             self._apply(side, targets)
             side.known = None
             self.catch_up()  # what changed while reading
@@ -190,6 +197,9 @@ class Sync:
             return
         layout = side.layout
         record = self.backend.get(layout.owner_key(key))
+        # What others committed before this read (an address the record
+        # holds may have been released by a key the cache knows) comes first.
+        self.catch_up()
         if record is not None and record.revision > side.revs.get(key, 0):
             self._apply(side, {key: layout.decode(record.value, record.key)})
             side.revs[key] = record.revision
