@@ -170,7 +170,7 @@ class PoolControls(SlotMarks):
         Complexity:
             O(1).
         """
-        return len(self._reserved)
+        return self._reserved.slots
 
     # ------------------------------------------------------------- cooldown
 
@@ -203,7 +203,7 @@ class PoolControls(SlotMarks):
         with self._lock:
             if self._queue:
                 self._expire()
-            return len(self._cooling)
+            return self._cooling.slots
 
     # -------------------------------------------------------------- metrics
 
@@ -243,8 +243,8 @@ class PoolControls(SlotMarks):
                 "capacity": self._bitmap.size,
                 "used": self.used,
                 "free": self.free,
-                "reserved": len(self._reserved),
-                "cooling": len(self._cooling),
+                "reserved": self._reserved.slots,
+                "cooling": self._cooling.slots,
                 "totals": {
                     "allocations": self.used - self._start_used + self._releases,
                     "releases": self._releases,

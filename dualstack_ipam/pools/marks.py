@@ -110,7 +110,7 @@ class SlotMarks:
         Complexity:
             O(1).
         """
-        return self._bitmap.count - len(self._reserved) - len(self._cooling)
+        return self._bitmap.count - self._reserved.slots - self._cooling.slots
 
     @property
     def free(self) -> int:
@@ -119,7 +119,7 @@ class SlotMarks:
         Complexity:
             O(1).
         """
-        return self._bitmap.size - self._bitmap.count + len(self._cooling)
+        return self._bitmap.size - self._bitmap.count + self._cooling.slots
 
     # ------------------------------------------- marks: what subclasses map
 
@@ -237,12 +237,12 @@ class SlotMarks:
         """Why an exhausted pool still has slots that are not allocated ('' if none)."""
         notes = []
         if self._reserved:
-            notes.append(f"{len(self._reserved)} reserved")
+            notes.append(f"{self._reserved.slots} reserved")
         if self._cooling:
             due = min(tag for _, _, tag in self._cooling)
             wait = max(0.0, due - self._clock())
             notes.append(
-                f"{len(self._cooling)} cooling down after release "
+                f"{self._cooling.slots} cooling down after release "
                 f"(the first comes free in {wait:.3g} s)"
             )
         return "; " + ", ".join(notes) if notes else ""
@@ -332,7 +332,7 @@ class SlotMarks:
         for start, stop, _ in self._cooling:
             assert not self._reserved.overlaps(start, stop), "slot both reserved and cooling"
         assert 0 <= self.used <= self._bitmap.size
-        assert self.used + len(self._reserved) + self.free == self._bitmap.size
+        assert self.used + self._reserved.slots + self.free == self._bitmap.size
         assert all(count >= 0 for count in self._errors.values())
         assert self.used - self._start_used + self._releases >= 0
         assert self._releases >= 0

@@ -46,8 +46,12 @@ class SpanMap(Generic[T]):
         self._runs: SortedDict = _NONE
         self._total = 0
 
-    def __len__(self) -> int:
+    @property
+    def slots(self) -> int:
         """How many slots the runs cover (not how many runs).
+
+        A property, not ``__len__``: ``list()`` takes ``len`` as a size hint,
+        and a reservation may cover 2**40 slots in a few runs.
 
         Complexity:
             O(1).
@@ -187,7 +191,7 @@ class SpanMap(Generic[T]):
             O(log r) plus the runs touched.
 
         >>> spans = SpanMap[float](); _ = spans.paint(0, 2, 1.0); _ = spans.paint(2, 4, 2.0)
-        >>> spans.remove(0, 4, 2.0), list(spans), len(spans)
+        >>> spans.remove(0, 4, 2.0), list(spans), spans.slots
         ([(2, 4, 2.0)], [(0, 2, 1.0)], 2)
         """
         removed = [run for run in self.overlapping(start, stop) if tag is None or run[2] == tag]

@@ -8,11 +8,14 @@ reservations meet allocation, and their place in the snapshot format.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 from typing import Any
 
 import netaddr
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dualstack_ipam import (
     AddressFormatError,
@@ -349,4 +352,39 @@ def test_snapshot_while_reserved_and_cooling_writes_allocations_only() -> None:
     assert again.cooling == 0
     # The live pool is unchanged by the snapshot.
     assert (pool.used, pool.cooling, pool.reserved) == (1, 1, 3)
+    pool._check_invariants()
+
+
+# ------------------------------------------------ property: huge sparse pools
+
+BLOCKS = st.tuples(st.integers(0, 2**16 - 1), st.integers(8, 24))
+
+
+@given(st.lists(st.tuples(st.booleans(), BLOCKS), min_size=1, max_size=12))
+def test_reservations_of_a_huge_pool_match_an_ipset(
+    steps: list[tuple[bool, tuple[int, int]]],
+) -> None:
+    """``fc00::/24`` carved at /64 (2**40 subnets), against ``netaddr.IPSet``."""
+    pool = SubnetPool("fc00::/24", 64, strategy="lowest")
+    model = netaddr.IPSet()
+    base = int(netaddr.IPAddress("fc00::"))
+    for reserve, (high, prefix) in steps:
+        length = 24 + prefix
+        value = (base + (high << (128 - 40))) >> (128 - length) << (128 - length)
+        cidr = netaddr.IPNetwork((value, length), 6)
+        before = model.size >> 64
+        if reserve:
+            model.add(cidr)
+            assert pool.reserve(cidr, "r") == (model.size >> 64) - before
+        else:
+            model.remove(cidr)
+            assert pool.unreserve(str(cidr)) == before - (model.size >> 64)
+        assert pool.reserved == model.size >> 64
+    got = netaddr.IPSet(space for space, _ in pool.reservations())
+    assert got == model
+    taken = pool.allocate_next()
+    assert taken not in model
+    spaces = [space for space, _ in pool.reservations()]
+    # One reason throughout: runs never touch, else they would be one.
+    assert all(left.last + 1 < right.first for left, right in itertools.pairwise(spaces))
     pool._check_invariants()
