@@ -252,3 +252,18 @@ def test_the_default_clock_is_monotonic() -> None:
     pool.release(first)
     assert pool.cooling == 1
     assert netaddr.IPAddress("10.96.0.1") not in {pool.allocate_next() for _ in range(20)}
+
+
+def test_a_huge_release_cools_and_expires_in_one_step() -> None:
+    clock = Clock()
+    pool = SubnetPool("fc00::/24", 64, cooldown=5, clock=clock)
+    pool.occupy("fc00::/24")
+    assert pool.release("fc00::/24") == 2**40
+    assert (pool.cooling, pool.free, pool.used) == (2**40, 2**40, 0)
+    with pytest.raises(PoolExhaustedError, match="1099511627776 cooling"):
+        pool.allocate_next()
+    assert SubnetPool.restore(pool.snapshot()).free == 2**40
+    clock.now += 5
+    assert pool.allocate_next() == netaddr.IPNetwork("fc00::/64")
+    assert pool.cooling == 0
+    pool._check_invariants()
