@@ -557,6 +557,11 @@ node_mask_ipv4=24, node_mask_ipv6=64)
                 self._backend.close()
 
     def __enter__(self) -> Cluster:
+        """The cluster itself; leaving the ``with`` block closes it.
+
+        Complexity:
+            O(1).
+        """
         return self
 
     def __exit__(
@@ -565,6 +570,11 @@ node_mask_ipv4=24, node_mask_ipv6=64)
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        """Close the store (see :meth:`close`).
+
+        Complexity:
+            O(1).
+        """
         self.close()
 
     def _check_invariants(self) -> None:

@@ -1,0 +1,43 @@
+"""Every public method of the plain allocators is classified on the durable sides.
+
+A method added to ``NodeCIDRAllocator`` or ``ServiceIPAllocator`` later
+would be inherited by ``Cluster.nodes`` / ``.services`` unchanged: a
+mutation would change the cache and never reach the store. This test fails
+until the new method is made durable (``MUTATING``), made to catch up
+(``READING``), or shown to read nothing that changes (``FIXED``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dualstack_ipam import NodeCIDRAllocator, ServiceIPAllocator
+from dualstack_ipam.durable.sides import (
+    FIXED,
+    MUTATING,
+    READING,
+    DurableNodes,
+    DurableServices,
+    _Durable,
+)
+
+DUNDERS = ("__contains__", "__iter__", "__len__")
+
+
+def public(cls: type) -> set[str]:
+    return {n for n in dir(cls) if not n.startswith("_") or n in DUNDERS}
+
+
+@pytest.mark.parametrize(
+    ("plain", "durable", "side"),
+    [(NodeCIDRAllocator, DurableNodes, "nodes"), (ServiceIPAllocator, DurableServices, "services")],
+)
+def test_every_public_method_is_classified(plain: type, durable: type, side: str) -> None:
+    names = public(plain)
+    unclassified = names - set(MUTATING[side]) - set(READING) - set(FIXED)
+    assert unclassified == set(), f"classify {sorted(unclassified)} in durable/sides.py"
+    own = set(vars(durable)) | set(vars(_Durable))
+    for name in MUTATING[side]:
+        assert name in vars(durable), name
+    for name in names & set(READING):
+        assert name in own, name
