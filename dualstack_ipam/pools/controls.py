@@ -37,11 +37,12 @@ class PoolControls(SlotMarks):
         ``range`` is a CIDR (any network input; an address is one host), an
         ``"a-b"`` address range (both ends included) or a
         ``netaddr.IPRange``. It reserves every slot it overlaps: whole
-        subnets of a :class:`SubnetPool` (as :meth:`SubnetPool.occupy`),
-        the usable addresses of a :class:`ServiceIPPool`; a range reaching
-        beyond the pool is cut to it. Reserving over a reservation extends
-        it: already reserved slots are not counted again, and take
-        ``reason`` when it is not empty (an empty ``reason`` keeps theirs).
+        subnets of a :class:`~dualstack_ipam.SubnetPool` (as its
+        :meth:`~dualstack_ipam.SubnetPool.occupy`), the usable addresses of
+        a :class:`~dualstack_ipam.ServiceIPPool`; a range reaching beyond
+        the pool is cut to it. Reserving over a reservation extends it:
+        already reserved slots are not counted again, and take ``reason``
+        when it is not empty (an empty ``reason`` keeps theirs).
         Cooling slots in the range stop cooling and become reserved.
         All or nothing: on an error nothing changed.
 
@@ -142,8 +143,8 @@ class PoolControls(SlotMarks):
         or overlapping reservations of the same reason show as one, a
         reservation split by :meth:`unreserve` or partly re-reserved with
         another reason as several. A run is given as the addresses its
-        slots cover (whole subnets for a :class:`SubnetPool`, usable
-        addresses for a :class:`ServiceIPPool`): an ``IPNetwork`` when
+        slots cover (whole subnets for a :class:`~dualstack_ipam.SubnetPool`, usable
+        addresses for a :class:`~dualstack_ipam.ServiceIPPool`): an ``IPNetwork`` when
         that is exactly one CIDR, else an ``IPRange``.
 
         Complexity:
@@ -218,10 +219,11 @@ class PoolControls(SlotMarks):
         slots freed by ``release``; ``errors`` the calls that changed state
         or would have (``allocate_next``, ``allocate``, ``occupy``,
         ``release``, ``reserve``, ``unreserve``) and raised, by class:
-        ``exhausted`` (:class:`PoolExhaustedError`), ``taken``
-        (:class:`AlreadyAllocatedError`), ``invalid``
-        (:class:`InvalidConfigError`, its :class:`AddressFormatError`, and
-        :class:`NotInRangeError`).
+        ``exhausted`` (:class:`~dualstack_ipam.PoolExhaustedError`), ``taken``
+        (:class:`~dualstack_ipam.AlreadyAllocatedError`), ``invalid``
+        (:class:`~dualstack_ipam.InvalidConfigError`, its
+        :class:`~dualstack_ipam.AddressFormatError`, and
+        :class:`~dualstack_ipam.NotInRangeError`).
 
         Complexity:
             O(1) amortised (cooling slots now due are freed first).
