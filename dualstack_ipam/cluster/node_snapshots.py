@@ -12,15 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dualstack_ipam.cluster.config import ClusterConfig
-from dualstack_ipam.errors import InvalidConfigError, SnapshotError
-from dualstack_ipam.net import IPFamily
+from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError
+from dualstack_ipam.net import IPFamily, parse_network
 from dualstack_ipam.pools.subnets import SubnetPool
 from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
 if TYPE_CHECKING:
     from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 
-__all__ = ["KIND", "restore", "snapshot"]
+__all__ = ["KIND", "read_cidr", "restore", "snapshot"]
 
 KIND = "NodeCIDRAllocator"
 
@@ -89,6 +89,30 @@ def restore(cls: type[NodeCIDRAllocator], data: Any) -> NodeCIDRAllocator:
     if used != len(alloc):
         raise SnapshotError(f"{KIND} snapshot says used={used} but lists {len(alloc)}")
     return alloc
+
+
+def read_cidr(alloc: NodeCIDRAllocator, node: str, text: str) -> tuple[IPFamily, int]:
+    """The address (family, subnet index) of one of ``node``'s CIDRs in a snapshot.
+
+    Raises:
+        SnapshotError: not a CIDR of the cluster at its node mask, or one set
+            aside for the Service range.
+
+    Complexity:
+        O(1).
+
+    >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+    >>> read_cidr(NodeCIDRAllocator(ClusterConfig("10.244.0.0/16")), "a", "10.244.3.0/24")
+    (<IPFamily.IPv4: 'IPv4'>, 3)
+    """
+    try:
+        net = parse_network(text)
+        address = (net.family, alloc._locate(node, net, {}))
+    except IPAMError as exc:
+        raise SnapshotError(f"{KIND} snapshot: {exc}") from None
+    if alloc._is_reserved(*address):
+        raise SnapshotError(f"{KIND} snapshot: {text} is held twice (node {node!r}, Services)")
+    return address
 
 
 def _load_pool(alloc: NodeCIDRAllocator, family: IPFamily, data: Any) -> None:

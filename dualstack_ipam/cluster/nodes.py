@@ -33,10 +33,8 @@ from dualstack_ipam.errors import (
     AlreadyAllocatedError,
     FamilyNotConfiguredError,
     InvalidConfigError,
-    IPAMError,
     NotInRangeError,
     PoolExhaustedError,
-    SnapshotError,
 )
 from dualstack_ipam.net import IPFamily, Net, make_address, make_network, parse_network, split_cidrs
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
@@ -130,12 +128,10 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         self._pools[address[0]].release(self._build(address))
 
     def _pool_slot(self, address: Address) -> tuple[SubnetPool, int]:
-        pool = self._pools[address[0]]
-        if not 0 <= address[1] < pool.capacity:
-            raise NotInRangeError(
-                f"subnet index {address[1]} is outside {pool.cidr}", pool_cidr=pool.cidr
-            )
-        return pool, address[1]
+        pool, index = self._pools[address[0]], address[1]
+        if not 0 <= index < pool.capacity:
+            raise NotInRangeError(f"subnet {index} is outside {pool.cidr}", pool_cidr=pool.cidr)
+        return pool, index
 
     def _is_reserved(self, family: IPFamily, index: int) -> bool:
         span = self._reserved.get(family)
@@ -345,9 +341,8 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         ``config.families`` order; cursors included) and ``nodes`` (node ->
         list of CIDR text, in ``config.families`` order).
 
-        Allocating threads wait only while the state is copied (flat copies
-        of the pools and the owner map); sorting and encoding happen after
-        the lock is released (:mod:`~dualstack_ipam.cluster.node_snapshots`).
+        Allocating threads wait only for flat copies; the encoding happens
+        after the lock (:mod:`~dualstack_ipam.cluster.node_snapshots`).
 
         Complexity:
             O(n) in the nodes and the pools' allocated chunks.
@@ -385,14 +380,7 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         return node_snapshots.restore(cls, data)
 
     def _read_cidr(self, node: str, text: str) -> Address:
-        try:
-            net = parse_network(text)
-            address = (net.family, self._locate(node, net, {}))
-        except IPAMError as exc:
-            raise SnapshotError(f"{_KIND} snapshot: {exc}") from None
-        if self._is_reserved(*address):
-            raise SnapshotError(f"{_KIND} snapshot: {text} is held twice (node {node!r}, Services)")
-        return address
+        return node_snapshots.read_cidr(self, node, text)
 
     def _check_invariants(self) -> None:
         """Assert owners and pools agree, no CIDR is shared, counts add up.
