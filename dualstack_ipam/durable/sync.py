@@ -349,6 +349,8 @@ class Sync:
             return False
         if side.known is not None:
             side.known.add(key)
+        if revision == self.seen + 1:
+            self.seen = revision  # nobody else wrote in between: no need to read our change back
         if new:
             side.revs[key] = revision
         else:
