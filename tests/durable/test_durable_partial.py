@@ -10,6 +10,7 @@ the whole-prefix reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -38,8 +39,11 @@ class Counting(SQLiteBackend):
         super().__init__(path, synchronous="NORMAL")
         self.scans = 0
         self.lost = 0
+        self.before: list[Callable[[], object]] = []
 
     def txn(self, compares: Any, writes: Any) -> Any:
+        if self.before:
+            self.before.pop(0)()
         result = super().txn(compares, writes)
         self.lost += not result.succeeded
         return result
@@ -141,3 +145,35 @@ def test_other_strategies_read_the_side_whole(tmp_path: Path) -> None:
     cluster, backend = reopen(path)
     cluster.services.allocate("b")
     assert backend.scans == 1
+
+
+def test_a_lost_probe_learns_the_winner_after_what_came_before(tmp_path: Path) -> None:
+    # The winner took the probed IPv4 address and the IPv6 address that a key
+    # the partial cache knows released just before: the release must be
+    # applied before the winner's record, or the cache would see one address
+    # held twice.
+    config = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/29,fd00:10:96::/125")
+    path = tmp_path / "s.db"
+    one = dualstack_ipam.open(f"sqlite://{path}?synchronous=NORMAL", config)
+    dual = {"spec": {"ipFamilyPolicy": "RequireDualStack"}}
+    for i in range(5):
+        one.services.allocate_service({**dual, "metadata": {"name": f"old-{i}"}})
+    held = {str(ip) for _, ips in one.services.items() for ip in ips}
+    (free,) = {f"10.96.0.{i}" for i in range(1, 7)} - held
+    old0 = one.services.get("default/old-0")
+    assert old0 is not None
+    cluster, backend = reopen(path)
+    for i in range(5):
+        assert cluster.services.get(f"default/old-{i}") is not None  # the cache knows them
+
+    def winner() -> None:
+        one.services.release("default/old-0")
+        ips = [free, str(old0[1])]
+        spec = {"ipFamilyPolicy": "RequireDualStack", "clusterIP": ips[0], "clusterIPs": ips}
+        one.services.allocate_service({"metadata": {"name": "c"}, "spec": spec})
+
+    backend.before.append(winner)
+    assert cluster.services.allocate("d", family="IPv4") == old0[0]
+    assert backend.lost == 1
+    assert backend.scans == 0
+    cluster._check_invariants()
