@@ -166,6 +166,31 @@ def test_the_table_agrees_with_a_dict(ops: list[tuple[str, list[Address]]]) -> N
     ]
 
 
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdefgh"), st.booleans(), st.booleans()),
+        max_size=60,
+    )
+)
+def test_the_key_order_survives_changes_between_iterations(
+    ops: list[tuple[str, bool, bool]],
+) -> None:
+    # Keys added and removed since the last iteration wait to be merged into
+    # the sorted list; add, remove and add again before one iteration too.
+    t, model = table(), set()
+    for slot, (key, hold, look) in enumerate(ops):
+        t.put(key, ((V4, slot),) if hold else ())
+        if hold:
+            model.add(key)
+        else:
+            model.discard(key)
+        if look:
+            assert list(t) == sorted(model)
+    assert list(t) == sorted(model)
+    assert [key for key, _ in t.items()] == sorted(model)
+    assert list(t.dump(str)) == sorted(model)
+
+
 # ------------------------------------------------------------ both allocators
 
 
