@@ -1,0 +1,585 @@
+"""The etcd backend: the store of several machines, behind the same ``Backend``.
+
+Keys live under ``<prefix>/kv/``; a record's revision is etcd's
+``mod_revision`` and the store revision is etcd's header revision (shared
+by every key of that etcd, so revisions of one prefix have gaps). A
+transaction is ONE etcd transaction: every compare is ``mod_revision ==
+r`` (``0`` = absent), the success branch holds the writes, the failure
+branch reads the compared keys, so a conflict costs one round trip.
+
+Fencing (why a write is never lost or applied twice): each backend object
+owns a fence key ``<prefix>/fence/<client id>``, attached to an etcd lease
+(a dead client's key expires) and compared in every writing transaction,
+which also puts a marker ``<prefix>/txn/<client id>`` holding a value
+unique to that attempt. When a write gets no answer (timeout, reset,
+server killed mid-commit), the outcome is unknown: the backend puts the
+fence key and reads the marker in one transaction. From then on the old
+request can never apply (its fence compare fails), and the marker says
+whether it did: committed → success; not committed → retried, or
+``StoreUnavailableError`` with nothing written. See ``docs/etcd.md``.
+
+>>> EtcdBackend.parse_endpoints("10.0.0.1:2379,[fd00::1]:2379")
+(('10.0.0.1', 2379), ('fd00::1', 2379))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from dualstack_ipam.errors import StoreError, StoreUnavailableError
+from dualstack_ipam.store.backend import TxnLimits, check_range, check_txn
+from dualstack_ipam.store.etcd_feed import Feed
+from dualstack_ipam.store.etcd_transport import (
+    EtcdRequestError,
+    EtcdTLS,
+    EtcdUnavailable,
+    Transport,
+    decode_bytes,
+    encode_bytes,
+    encode_key,
+)
+from dualstack_ipam.store.records import (
+    Change,
+    CompactedError,
+    Compare,
+    Put,
+    Record,
+    TxnResult,
+    Write,
+    check_key,
+    check_revision,
+    prefix_end,
+)
+
+__all__ = ["EtcdBackend", "EtcdTLS"]
+
+RESERVED_OPS = 2
+"""Operations of each transaction the backend keeps for itself: the fence
+compare, and the fence and marker puts."""
+
+
+class EtcdBackend:
+    """A store in etcd under a key prefix, shared by any number of machines.
+
+    Args:
+        endpoints: ``"host:port,host:port"`` or ``(host, port)`` pairs; the
+            backend fails over between them.
+        prefix: the key prefix of this store (one per cluster).
+        timeout: seconds each request may take.
+        tls: TLS settings (``etcds://``); None = plain HTTP.
+        attempts: requests tried (with jittered backoff, across endpoints)
+            before ``StoreUnavailableError``.
+        lease_ttl: seconds the fence key outlives a silent client.
+        max_txn_ops: etcd's ``--max-txn-ops``.
+        max_request_bytes: etcd's ``--max-request-bytes``.
+        client_id: names the fence key (random by default).
+        watch_all: watch the whole key space (every revision then has an
+            event, so the feed proves itself complete without writing);
+            False for a user allowed only this prefix (see ``feed_wait``).
+        feed_wait: seconds ``changes`` waits for the watch before it writes
+            a sync point (the fence key) to prove the feed complete; with
+            ``watch_all`` this happens only when the watch is broken.
+        resolve_timeout: seconds a write whose answer was lost keeps trying
+            to learn its outcome before it raises ``StoreError`` saying the
+            outcome is unknown.
+        transport: the transport to use (tests inject faults through it).
+
+    >>> EtcdBackend("127.0.0.1:2379", "ipam").limits.max_ops
+    126
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[tuple[str, int]],
+        prefix: str,
+        *,
+        timeout: float = 5.0,
+        tls: EtcdTLS | None = None,
+        attempts: int = 8,
+        lease_ttl: int = 30,
+        max_txn_ops: int = 128,
+        max_request_bytes: int = 3 * 1024 * 1024 // 2,
+        client_id: str | None = None,
+        watch_all: bool = True,
+        feed_wait: float = 2.0,
+        resolve_timeout: float = 60.0,
+        transport: Transport | None = None,
+    ) -> None:
+        if type(prefix) is not str or "\x00" in prefix:
+            raise StoreError(f"an etcd key prefix must be text, got {prefix!r}")
+        if isinstance(endpoints, str):
+            endpoints = self.parse_endpoints(endpoints)
+        self.limits = TxnLimits(
+            max_ops=max_txn_ops - RESERVED_OPS, max_bytes=max_request_bytes - 16 * 1024
+        )
+        self.prefix = prefix.strip("/")
+        space = f"{self.prefix}/" if self.prefix else ""
+        self._kv = f"{space}kv/".encode()
+        self._space = space.encode()
+        self.client_id = client_id or secrets.token_hex(8)
+        self._fence = f"{space}fence/{self.client_id}"
+        self._marker = f"{space}txn/{self.client_id}"
+        self._transport = transport or Transport(endpoints, timeout=timeout, tls=tls)
+        self._attempts, self._lease_ttl, self._feed_wait = attempts, lease_ttl, feed_wait
+        self._watch_all, self._resolve_timeout = watch_all, resolve_timeout
+        self._lock = threading.RLock()
+        self._lease = 0  # 0 = none granted yet
+        self._lease_renewed = 0.0
+        self._fence_rev = 0  # 0 = our fence key is not written (yet, or any more)
+        self._serial = 0
+        self._compacted = 0
+        self._feed: Feed | None = None
+        self._closed = False
+        self.retries = 0  # requests repeated after no answer or a conflict of our own
+        self.unknown = 0  # writes that got no answer (outcome resolved by the fence)
+        self.unknown_committed = 0  # ... of which had committed
+
+    @staticmethod
+    def parse_endpoints(text: str) -> tuple[tuple[str, int], ...]:
+        """``"host:port,host:port"`` as ``(host, port)`` pairs.
+
+        Raises:
+            StoreError: an empty list or a bad ``host:port``.
+
+        Complexity:
+            O(len(text)).
+
+        >>> EtcdBackend.parse_endpoints("a:1")
+        (('a', 1),)
+        """
+        found = []
+        for item in text.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise StoreError(f"bad etcd endpoint {item!r} in {text!r} (host:port)")
+            found.append((host.strip("[]"), int(port)))
+        return tuple(found)
+
+    def __repr__(self) -> str:
+        return f"EtcdBackend({self._transport.endpoint!r}, prefix={self.prefix!r})"
+
+    # -- requests -----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the etcd store {self.prefix!r} is closed")
+
+    def _request(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A request that is safe to repeat (a read, or a write resolved by the caller)."""
+        for attempt in range(self._attempts):
+            try:
+                return self._transport.post(path, payload)
+            except EtcdUnavailable as exc:
+                last = exc
+            except EtcdRequestError as exc:
+                raise _store_error(exc) from None
+            self.retries += 1
+            _backoff(attempt)
+        raise StoreUnavailableError(
+            f"etcd did not answer {path} after {self._attempts} attempts: {last}"
+        )
+
+    def _key(self, key: str) -> bytes:
+        return self._kv + key.encode()
+
+    def _user_key(self, raw: bytes) -> str | None:
+        return raw[len(self._kv) :].decode() if raw.startswith(self._kv) else None
+
+    def _record(self, kv: dict[str, Any]) -> Record:
+        key = self._user_key(decode_bytes(kv["key"]))
+        assert key is not None
+        return Record(key, decode_bytes(kv.get("value", "")), int(kv["mod_revision"]))
+
+    # -- reads --------------------------------------------------------------
+
+    def get(self, key: str) -> Record | None:
+        """The record under ``key``, or ``None`` (a linearizable read).
+
+        Raises:
+            StoreError: the store is closed.
+            StoreUnavailableError: no endpoint answered.
+
+        Complexity:
+            O(log n), one round trip.
+        """
+        check_key(key)
+        with self._lock:
+            self._check_open()
+            answer = self._request("kv/range", {"key": encode_bytes(self._key(key))})
+        kvs = answer.get("kvs", ())
+        return self._record(kvs[0]) if kvs else None
+
+    def get_prefix(self, prefix: str, *, start: str = "", limit: int | None = None) -> list[Record]:
+        """The records whose key starts with ``prefix``, sorted by key.
+
+        Raises:
+            StoreError: bad arguments, or the store is closed.
+            StoreUnavailableError: no endpoint answered.
+
+        Complexity:
+            O(log n + k) for k returned, one round trip.
+        """
+        check_range(prefix, start, limit)
+        first = max(self._key(prefix), self._key(start))
+        end = prefix_end(self._key(prefix))
+        assert end is not None  # the kv/ namespace is never all 0xff
+        if first >= end:
+            return []
+        payload: dict[str, Any] = {"key": encode_bytes(first), "range_end": encode_bytes(end)}
+        if limit is not None:
+            payload["limit"] = limit
+        with self._lock:
+            self._check_open()
+            answer = self._request("kv/range", payload)
+        return [self._record(kv) for kv in answer.get("kvs", ())]
+
+    def revision(self) -> int:
+        """etcd's current revision (shared by every prefix of that etcd).
+
+        Raises:
+            StoreError: the store is closed.
+            StoreUnavailableError: no endpoint answered.
+
+        Complexity:
+            O(1), one round trip.
+        """
+        with self._lock:
+            self._check_open()
+            payload = {"key": encode_key(self._fence), "count_only": True}
+            return int(self._request("kv/range", payload)["header"]["revision"])
+
+    # -- the transaction ----------------------------------------------------
+
+    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+        """One etcd transaction: if every compare holds, apply every write.
+
+        Returns only once the outcome is known: after no answer, the fence
+        is put and the marker read (see the module notes).
+
+        Raises:
+            StoreError: a malformed or oversized transaction (nothing sent),
+                etcd refused it, our fence key was moved by another client
+                (nothing written), or the store is closed.
+            StoreUnavailableError: no commit within the retry budget;
+                nothing was written.
+
+        Complexity:
+            O(c + w), one round trip without faults.
+        """
+        check_txn(compares, writes, self.limits)
+        with self._lock:
+            self._check_open()
+            for attempt in range(self._attempts):
+                if writes:
+                    self._keep_lease()
+                payload, marker = self._payload(compares, writes)
+                try:
+                    answer = self._transport.post("kv/txn", payload)
+                except EtcdUnavailable as exc:
+                    committed = self._resolve(marker, exc)
+                    if committed is not None:
+                        return TxnResult(True, committed)
+                    self.retries += 1
+                    _backoff(attempt)
+                    continue
+                except EtcdRequestError as exc:
+                    if exc.code == 5 and writes:  # our lease expired between renewals
+                        self._lease = self._fence_rev = 0
+                        self.retries += 1
+                        continue
+                    raise _store_error(exc) from None
+                revision = int(answer["header"]["revision"])
+                if answer.get("succeeded"):
+                    if marker is not None and self._fence_rev == 0:
+                        self._fence_rev = revision  # created with this transaction
+                    return TxnResult(True, revision)
+                current = self._failure(answer, compares, writes)
+                if current is not None:
+                    return TxnResult(False, revision, current)
+                self.retries += 1
+            raise StoreUnavailableError(
+                f"etcd transaction not committed after {self._attempts} attempts; "
+                "nothing was written"
+            )
+
+    def _payload(
+        self, compares: Sequence[Compare], writes: Sequence[Write]
+    ) -> tuple[dict[str, Any], str | None]:
+        tests = [_compare(encode_bytes(self._key(c.key)), c.revision) for c in compares]
+        reads = [{"request_range": {"key": encode_bytes(self._key(c.key))}} for c in compares]
+        if not writes:
+            return {"compare": tests, "success": [], "failure": reads}, None
+        self._serial += 1
+        marker = f"{self.client_id}:{self._serial}:{secrets.token_hex(4)}"
+        fence = encode_key(self._fence)
+        tests.append(_compare(fence, self._fence_rev))
+        reads.append({"request_range": {"key": fence}})
+        effects: list[dict[str, Any]] = []
+        for write in writes:
+            key = encode_bytes(self._key(write.key))
+            if type(write) is Put:
+                effects.append({"request_put": {"key": key, "value": encode_bytes(write.value)}})
+            else:
+                effects.append({"request_delete_range": {"key": key}})
+        lease = {"lease": str(self._lease)}
+        effects.append(
+            {"request_put": {"key": encode_key(self._marker), "value": encode_key(marker), **lease}}
+        )
+        if self._fence_rev == 0:
+            effects.append({"request_put": {"key": fence, "value": encode_key(marker), **lease}})
+        if any(type(write) is Put for write in writes):
+            success = effects
+        else:
+            # Deletes of absent keys change nothing, so they must not write
+            # the marker (which would raise the revision): a nested
+            # transaction writes it only when some key exists.
+            absent = [_compare(encode_bytes(self._key(w.key)), 0) for w in writes]
+            success = [{"request_txn": {"compare": absent, "success": [], "failure": effects}}]
+        return {"compare": tests, "success": success, "failure": reads}, marker
+
+    def _failure(
+        self, answer: dict[str, Any], compares: Sequence[Compare], writes: Sequence[Write]
+    ) -> dict[str, Record | None] | None:
+        """The compared keys' records, or None when only our fence was gone."""
+        ranges = [r.get("response_range", {}).get("kvs", ()) for r in answer.get("responses", ())]
+        current = {
+            c.key: self._record(kvs[0]) if kvs else None
+            for c, kvs in zip(compares, ranges, strict=False)
+        }
+        if writes:
+            fence = ranges[len(compares)] if len(ranges) > len(compares) else ()
+            fence_rev = int(fence[0]["mod_revision"]) if fence else 0
+            if fence_rev != self._fence_rev:
+                if fence_rev == 0:  # our lease expired: a new lease, a new fence
+                    self._lease = self._fence_rev = 0
+                    return None
+                raise StoreError(
+                    f"the fence key {self._fence!r} was moved by another client "
+                    f"(revision {fence_rev}, ours {self._fence_rev}): this backend is fenced "
+                    "off; nothing was written"
+                )
+        return current
+
+    def _resolve(self, marker: str | None, cause: Exception) -> int | None:
+        """After no answer: fence the request off, then read whether it committed.
+
+        Returns the revision it committed at, or None (it never will).
+        """
+        if marker is None:
+            return None  # no writes: nothing to resolve
+        self.unknown += 1
+        deadline = time.monotonic() + self._resolve_timeout
+        attempt = 0
+        while True:
+            try:
+                if self._lease == 0:
+                    self._grant()
+                bump = {
+                    "compare": [],
+                    "success": [
+                        {
+                            "request_put": {
+                                "key": encode_key(self._fence),
+                                "value": encode_key(marker),
+                                "lease": str(self._lease),
+                            }
+                        },
+                        {"request_range": {"key": encode_key(self._marker)}},
+                    ],
+                }
+                answer = self._transport.post("kv/txn", bump)
+            except EtcdUnavailable:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"etcd stayed unreachable after a transaction was sent ({cause}); its "
+                        "outcome is unknown: re-read the store before trusting it"
+                    ) from None
+                self.retries += 1
+                _backoff(attempt)
+                attempt += 1
+                continue
+            except EtcdRequestError as exc:
+                if exc.code != 5:
+                    raise _store_error(exc) from None
+                self._lease = 0  # expired: grant another and bump again
+                continue
+            self._fence_rev = int(answer["header"]["revision"])
+            found = answer["responses"][1].get("response_range", {}).get("kvs", ())
+            if found and decode_bytes(found[0].get("value", "")) == marker.encode():
+                self.unknown_committed += 1
+                return int(found[0]["mod_revision"])
+            return None
+
+    def _grant(self) -> None:
+        answer = self._transport.post("lease/grant", {"TTL": self._lease_ttl, "ID": 0})
+        self._lease, self._lease_renewed = int(answer["ID"]), time.monotonic()
+        self._fence_rev = 0  # a new lease means a new fence key
+
+    def _keep_lease(self) -> None:
+        now = time.monotonic()
+        if self._lease == 0:
+            self._request_lease(self._grant)
+        elif now - self._lease_renewed > self._lease_ttl / 3:
+            answer = self._request("lease/keepalive", {"ID": str(self._lease)})
+            if int(answer.get("result", {}).get("TTL", 0)) <= 0:
+                self._request_lease(self._grant)
+            else:
+                self._lease_renewed = now
+
+    def _request_lease(self, grant: Any) -> None:
+        for attempt in range(self._attempts):
+            try:
+                grant()
+                return
+            except EtcdUnavailable as exc:
+                last = exc
+            except EtcdRequestError as exc:
+                raise _store_error(exc) from None
+            self.retries += 1
+            _backoff(attempt)
+        raise StoreUnavailableError(f"etcd did not grant a lease: {last}; nothing was written")
+
+    # -- the change feed ----------------------------------------------------
+
+    def changes(self, after: int) -> tuple[list[Change], int]:
+        """Every change with revision > ``after``, and the revision it is complete to.
+
+        A watch thread follows the prefix; this call reads the current
+        revision (one round trip) and waits for the watch to reach it. When
+        the last revisions belong to other keys of the etcd (no event of
+        ours will arrive), it puts its fence key as a sync point and waits
+        for that instead.
+
+        Raises:
+            CompactedError: ``after`` is older than etcd's compaction.
+            StoreError: the store is closed.
+            StoreUnavailableError: etcd or the watch did not answer.
+
+        Complexity:
+            O(k log k) for k changes held, one round trip.
+        """
+        check_revision(after)
+        with self._lock:
+            self._check_open()
+            if after < self._compacted:
+                raise _compacted(after, self._compacted)
+            revision = self.revision()
+            if after >= revision:
+                return [], revision
+            feed = self._feed
+            if feed is None or feed.compacted is not None or after < feed.after:
+                if feed is not None:
+                    feed.close()
+                start, end = b"\x00", b"\x00"  # etcd's "every key"
+                if not self._watch_all and self._space:
+                    start, end = self._space, prefix_end(self._space) or b"\x00"
+                feed = self._feed = Feed(self._transport, start, end, self._user_key, after)
+            if not feed.wait(revision, self._feed_wait):
+                if feed.compacted is not None:
+                    raise _compacted(after, feed.compacted)
+                revision = self._sync_point()
+                if not feed.wait(revision, self._transport.timeout * self._attempts):
+                    if feed.compacted is not None:
+                        raise _compacted(after, feed.compacted)
+                    raise StoreUnavailableError("etcd's watch did not deliver the change feed")
+            return feed.since(after, revision), revision
+
+    def _sync_point(self) -> int:
+        self._keep_lease()
+        put = {"key": encode_key(self._fence), "value": b"", "lease": str(self._lease)}
+        put["value"] = encode_key("sync")
+        # Only our own transactions compare the fence, and none is in flight
+        # (we hold the lock), so moving it costs nothing.
+        revision = int(self._request("kv/put", put)["header"]["revision"])
+        self._fence_rev = revision
+        return revision
+
+    def compact(self, revision: int) -> None:
+        """Compact etcd's history up to ``revision`` (every prefix of that etcd).
+
+        Raises:
+            StoreError: ``revision`` is not an int in [0, current], or the
+                store is closed.
+
+        Complexity:
+            O(d) for d revisions dropped (etcd's work), one round trip.
+        """
+        with self._lock:
+            self._check_open()
+            current = self.revision()
+            if type(revision) is not int or not 0 <= revision <= current:
+                raise StoreError(
+                    f"cannot compact at revision {revision!r}: the store is at {current}"
+                )
+            if revision <= self._compacted or revision == 0:
+                return
+            try:
+                self._transport.post("kv/compaction", {"revision": revision})
+            except EtcdRequestError as exc:
+                if exc.code != 11:  # 11: already compacted at or past it
+                    raise _store_error(exc) from None
+            except EtcdUnavailable as exc:
+                raise StoreUnavailableError(f"etcd did not compact: {exc}") from None
+            self._compacted = revision
+
+    def close(self) -> None:
+        """Stop the watch, revoke the fence's lease (best effort); idempotent.
+
+        Complexity:
+            O(1), one round trip.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._feed is not None:
+                self._feed.close()
+            if self._lease:
+                with contextlib.suppress(EtcdUnavailable, EtcdRequestError):
+                    # Best effort: an unrevoked lease expires by itself.
+                    self._transport.post("lease/revoke", {"ID": str(self._lease)})
+            self._transport.close()
+
+    def __enter__(self) -> EtcdBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _compare(key: str, revision: int) -> dict[str, Any]:
+    return {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
+
+
+def _compacted(after: int, compacted: int) -> CompactedError:
+    return CompactedError(
+        f"changes after revision {after!r} were compacted (kept after {compacted})",
+        after=after,
+        compacted=compacted,
+    )
+
+
+def _store_error(exc: EtcdRequestError) -> StoreError:
+    if exc.code == 8:
+        return StoreError(
+            f"etcd is out of space ({exc.message}): compact the journal, compact and "
+            "defragment etcd, then disarm the NOSPACE alarm (docs/etcd.md)"
+        )
+    return StoreError(str(exc))
+
+
+def _backoff(attempt: int) -> None:
+    # Full jitter: clients that failed together do not retry together.
+    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))

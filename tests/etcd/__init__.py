@@ -1,0 +1,1 @@
+"""Tests of the etcd backend on real etcd servers (started by the tests)."""
