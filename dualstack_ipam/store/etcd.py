@@ -24,8 +24,6 @@ whether it did: committed → success; not committed → retried, or
 
 from __future__ import annotations
 
-import contextlib
-import random
 import secrets
 import threading
 import time
@@ -36,6 +34,13 @@ from typing import Any
 from dualstack_ipam.errors import StoreError, StoreUnavailableError
 from dualstack_ipam.store.backend import TxnLimits, check_range, check_txn
 from dualstack_ipam.store.etcd_feed import Feed
+from dualstack_ipam.store.etcd_session import (
+    NOT_FOUND,
+    Session,
+    backoff_delay,
+    compare_op,
+    store_error,
+)
 from dualstack_ipam.store.etcd_transport import (
     EtcdRequestError,
     EtcdTLS,
@@ -124,22 +129,38 @@ class EtcdBackend:
         self._kv = f"{space}kv/".encode()
         self._space = space.encode()
         self.client_id = client_id or secrets.token_hex(8)
-        self._fence = f"{space}fence/{self.client_id}"
-        self._marker = f"{space}txn/{self.client_id}"
         self._transport = transport or Transport(endpoints, timeout=timeout, tls=tls)
-        self._attempts, self._lease_ttl, self._feed_wait = attempts, lease_ttl, feed_wait
-        self._watch_all, self._resolve_timeout = watch_all, resolve_timeout
+        self._session = Session(
+            self._transport,
+            space,
+            self.client_id,
+            attempts=attempts,
+            lease_ttl=lease_ttl,
+            resolve_timeout=resolve_timeout,
+        )
+        self._attempts, self._feed_wait, self._watch_all = attempts, feed_wait, watch_all
         self._lock = threading.RLock()
-        self._lease = 0  # 0 = none granted yet
-        self._lease_renewed = 0.0
-        self._fence_rev = 0  # 0 = our fence key is not written (yet, or any more)
-        self._serial = 0
         self._compacted = 0
         self._feed: Feed | None = None
         self._closed = False
-        self.retries = 0  # requests repeated after no answer or a conflict of our own
-        self.unknown = 0  # writes that got no answer (outcome resolved by the fence)
-        self.unknown_committed = 0  # ... of which had committed
+
+    @property
+    def retries(self) -> int:
+        """Requests repeated after no answer or an expired lease (for tests, metrics).
+
+        Complexity:
+            O(1).
+        """
+        return self._session.retries
+
+    @property
+    def unknown(self) -> int:
+        """Writes that got no answer; each was resolved through the fence.
+
+        Complexity:
+            O(1).
+        """
+        return self._session.unknown
 
     @staticmethod
     def parse_endpoints(text: str) -> tuple[tuple[str, int], ...]:
@@ -171,21 +192,6 @@ class EtcdBackend:
         if self._closed:
             raise StoreError(f"the etcd store {self.prefix!r} is closed")
 
-    def _request(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """A request that is safe to repeat (a read, or a write resolved by the caller)."""
-        for attempt in range(self._attempts):
-            try:
-                return self._transport.post(path, payload)
-            except EtcdUnavailable as exc:
-                last = exc
-            except EtcdRequestError as exc:
-                raise _store_error(exc) from None
-            self.retries += 1
-            _backoff(attempt)
-        raise StoreUnavailableError(
-            f"etcd did not answer {path} after {self._attempts} attempts: {last}"
-        )
-
     def _key(self, key: str) -> bytes:
         return self._kv + key.encode()
 
@@ -212,7 +218,7 @@ class EtcdBackend:
         check_key(key)
         with self._lock:
             self._check_open()
-            answer = self._request("kv/range", {"key": encode_bytes(self._key(key))})
+            answer = self._session.request("kv/range", {"key": encode_bytes(self._key(key))})
         kvs = answer.get("kvs", ())
         return self._record(kvs[0]) if kvs else None
 
@@ -237,7 +243,7 @@ class EtcdBackend:
             payload["limit"] = limit
         with self._lock:
             self._check_open()
-            answer = self._request("kv/range", payload)
+            answer = self._session.request("kv/range", payload)
         return [self._record(kv) for kv in answer.get("kvs", ())]
 
     def revision(self) -> int:
@@ -252,8 +258,8 @@ class EtcdBackend:
         """
         with self._lock:
             self._check_open()
-            payload = {"key": encode_key(self._fence), "count_only": True}
-            return int(self._request("kv/range", payload)["header"]["revision"])
+            payload = {"key": encode_key(self._session.fence_key), "count_only": True}
+            return int(self._session.request("kv/range", payload)["header"]["revision"])
 
     # -- the transaction ----------------------------------------------------
 
@@ -276,34 +282,39 @@ class EtcdBackend:
         check_txn(compares, writes, self.limits)
         with self._lock:
             self._check_open()
+            session = self._session
             for attempt in range(self._attempts):
                 if writes:
-                    self._keep_lease()
+                    session.keep_lease()
                 payload, marker = self._payload(compares, writes)
                 try:
                     answer = self._transport.post("kv/txn", payload)
                 except EtcdUnavailable as exc:
-                    committed = self._resolve(marker, exc)
+                    committed = None if marker is None else session.resolve(marker, exc)
                     if committed is not None:
                         return TxnResult(True, committed)
-                    self.retries += 1
-                    _backoff(attempt)
+                    session.retries += 1
+                    time.sleep(backoff_delay(attempt))
                     continue
                 except EtcdRequestError as exc:
-                    if exc.code == 5 and writes:  # our lease expired between renewals
-                        self._lease = self._fence_rev = 0
-                        self.retries += 1
+                    if exc.code == NOT_FOUND and writes:  # our lease expired between renewals
+                        session.expired()
+                        session.retries += 1
                         continue
-                    raise _store_error(exc) from None
+                    raise store_error(exc) from None
                 revision = int(answer["header"]["revision"])
                 if answer.get("succeeded"):
-                    if marker is not None and self._fence_rev == 0:
-                        self._fence_rev = revision  # created with this transaction
+                    if marker is not None and session.fence_rev == 0:
+                        session.fence_rev = revision  # created with this transaction
                     return TxnResult(True, revision)
-                current = self._failure(answer, compares, writes)
-                if current is not None:
+                reads = [r.get("response_range", {}).get("kvs", ()) for r in answer["responses"]]
+                if not writes or session.check_fence(reads[len(compares)]):
+                    current = {
+                        c.key: self._record(kvs[0]) if kvs else None
+                        for c, kvs in zip(compares, reads, strict=False)
+                    }
                     return TxnResult(False, revision, current)
-                self.retries += 1
+                session.retries += 1
             raise StoreUnavailableError(
                 f"etcd transaction not committed after {self._attempts} attempts; "
                 "nothing was written"
@@ -312,14 +323,14 @@ class EtcdBackend:
     def _payload(
         self, compares: Sequence[Compare], writes: Sequence[Write]
     ) -> tuple[dict[str, Any], str | None]:
-        tests = [_compare(encode_bytes(self._key(c.key)), c.revision) for c in compares]
+        tests = [compare_op(encode_bytes(self._key(c.key)), c.revision) for c in compares]
         reads = [{"request_range": {"key": encode_bytes(self._key(c.key))}} for c in compares]
         if not writes:
             return {"compare": tests, "success": [], "failure": reads}, None
-        self._serial += 1
-        marker = f"{self.client_id}:{self._serial}:{secrets.token_hex(4)}"
-        fence = encode_key(self._fence)
-        tests.append(_compare(fence, self._fence_rev))
+        session = self._session
+        marker = session.marker()
+        fence = encode_key(session.fence_key)
+        tests.append(compare_op(fence, session.fence_rev))
         reads.append({"request_range": {"key": fence}})
         effects: list[dict[str, Any]] = []
         for write in writes:
@@ -328,123 +339,16 @@ class EtcdBackend:
                 effects.append({"request_put": {"key": key, "value": encode_bytes(write.value)}})
             else:
                 effects.append({"request_delete_range": {"key": key}})
-        lease = {"lease": str(self._lease)}
-        effects.append(
-            {"request_put": {"key": encode_key(self._marker), "value": encode_key(marker), **lease}}
-        )
-        if self._fence_rev == 0:
-            effects.append({"request_put": {"key": fence, "value": encode_key(marker), **lease}})
+        effects += session.stamps(marker)
         if any(type(write) is Put for write in writes):
             success = effects
         else:
             # Deletes of absent keys change nothing, so they must not write
             # the marker (which would raise the revision): a nested
             # transaction writes it only when some key exists.
-            absent = [_compare(encode_bytes(self._key(w.key)), 0) for w in writes]
+            absent = [compare_op(encode_bytes(self._key(w.key)), 0) for w in writes]
             success = [{"request_txn": {"compare": absent, "success": [], "failure": effects}}]
         return {"compare": tests, "success": success, "failure": reads}, marker
-
-    def _failure(
-        self, answer: dict[str, Any], compares: Sequence[Compare], writes: Sequence[Write]
-    ) -> dict[str, Record | None] | None:
-        """The compared keys' records, or None when only our fence was gone."""
-        ranges = [r.get("response_range", {}).get("kvs", ()) for r in answer.get("responses", ())]
-        current = {
-            c.key: self._record(kvs[0]) if kvs else None
-            for c, kvs in zip(compares, ranges, strict=False)
-        }
-        if writes:
-            fence = ranges[len(compares)] if len(ranges) > len(compares) else ()
-            fence_rev = int(fence[0]["mod_revision"]) if fence else 0
-            if fence_rev != self._fence_rev:
-                if fence_rev == 0:  # our lease expired: a new lease, a new fence
-                    self._lease = self._fence_rev = 0
-                    return None
-                raise StoreError(
-                    f"the fence key {self._fence!r} was moved by another client "
-                    f"(revision {fence_rev}, ours {self._fence_rev}): this backend is fenced "
-                    "off; nothing was written"
-                )
-        return current
-
-    def _resolve(self, marker: str | None, cause: Exception) -> int | None:
-        """After no answer: fence the request off, then read whether it committed.
-
-        Returns the revision it committed at, or None (it never will).
-        """
-        if marker is None:
-            return None  # no writes: nothing to resolve
-        self.unknown += 1
-        deadline = time.monotonic() + self._resolve_timeout
-        attempt = 0
-        while True:
-            try:
-                if self._lease == 0:
-                    self._grant()
-                bump = {
-                    "compare": [],
-                    "success": [
-                        {
-                            "request_put": {
-                                "key": encode_key(self._fence),
-                                "value": encode_key(marker),
-                                "lease": str(self._lease),
-                            }
-                        },
-                        {"request_range": {"key": encode_key(self._marker)}},
-                    ],
-                }
-                answer = self._transport.post("kv/txn", bump)
-            except EtcdUnavailable:
-                if time.monotonic() > deadline:
-                    raise StoreError(
-                        f"etcd stayed unreachable after a transaction was sent ({cause}); its "
-                        "outcome is unknown: re-read the store before trusting it"
-                    ) from None
-                self.retries += 1
-                _backoff(attempt)
-                attempt += 1
-                continue
-            except EtcdRequestError as exc:
-                if exc.code != 5:
-                    raise _store_error(exc) from None
-                self._lease = 0  # expired: grant another and bump again
-                continue
-            self._fence_rev = int(answer["header"]["revision"])
-            found = answer["responses"][1].get("response_range", {}).get("kvs", ())
-            if found and decode_bytes(found[0].get("value", "")) == marker.encode():
-                self.unknown_committed += 1
-                return int(found[0]["mod_revision"])
-            return None
-
-    def _grant(self) -> None:
-        answer = self._transport.post("lease/grant", {"TTL": self._lease_ttl, "ID": 0})
-        self._lease, self._lease_renewed = int(answer["ID"]), time.monotonic()
-        self._fence_rev = 0  # a new lease means a new fence key
-
-    def _keep_lease(self) -> None:
-        now = time.monotonic()
-        if self._lease == 0:
-            self._request_lease(self._grant)
-        elif now - self._lease_renewed > self._lease_ttl / 3:
-            answer = self._request("lease/keepalive", {"ID": str(self._lease)})
-            if int(answer.get("result", {}).get("TTL", 0)) <= 0:
-                self._request_lease(self._grant)
-            else:
-                self._lease_renewed = now
-
-    def _request_lease(self, grant: Any) -> None:
-        for attempt in range(self._attempts):
-            try:
-                grant()
-                return
-            except EtcdUnavailable as exc:
-                last = exc
-            except EtcdRequestError as exc:
-                raise _store_error(exc) from None
-            self.retries += 1
-            _backoff(attempt)
-        raise StoreUnavailableError(f"etcd did not grant a lease: {last}; nothing was written")
 
     # -- the change feed ----------------------------------------------------
 
@@ -484,22 +388,12 @@ class EtcdBackend:
             if not feed.wait(revision, self._feed_wait):
                 if feed.compacted is not None:
                     raise _compacted(after, feed.compacted)
-                revision = self._sync_point()
+                revision = self._session.sync_point()
                 if not feed.wait(revision, self._transport.timeout * self._attempts):
                     if feed.compacted is not None:
                         raise _compacted(after, feed.compacted)
                     raise StoreUnavailableError("etcd's watch did not deliver the change feed")
             return feed.since(after, revision), revision
-
-    def _sync_point(self) -> int:
-        self._keep_lease()
-        put = {"key": encode_key(self._fence), "value": b"", "lease": str(self._lease)}
-        put["value"] = encode_key("sync")
-        # Only our own transactions compare the fence, and none is in flight
-        # (we hold the lock), so moving it costs nothing.
-        revision = int(self._request("kv/put", put)["header"]["revision"])
-        self._fence_rev = revision
-        return revision
 
     def compact(self, revision: int) -> None:
         """Compact etcd's history up to ``revision`` (every prefix of that etcd).
@@ -524,7 +418,7 @@ class EtcdBackend:
                 self._transport.post("kv/compaction", {"revision": revision})
             except EtcdRequestError as exc:
                 if exc.code != 11:  # 11: already compacted at or past it
-                    raise _store_error(exc) from None
+                    raise store_error(exc) from None
             except EtcdUnavailable as exc:
                 raise StoreUnavailableError(f"etcd did not compact: {exc}") from None
             self._compacted = revision
@@ -541,10 +435,7 @@ class EtcdBackend:
             self._closed = True
             if self._feed is not None:
                 self._feed.close()
-            if self._lease:
-                with contextlib.suppress(EtcdUnavailable, EtcdRequestError):
-                    # Best effort: an unrevoked lease expires by itself.
-                    self._transport.post("lease/revoke", {"ID": str(self._lease)})
+            self._session.revoke()
             self._transport.close()
 
     def __enter__(self) -> EtcdBackend:
@@ -559,27 +450,9 @@ class EtcdBackend:
         self.close()
 
 
-def _compare(key: str, revision: int) -> dict[str, Any]:
-    return {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
-
-
 def _compacted(after: int, compacted: int) -> CompactedError:
     return CompactedError(
         f"changes after revision {after!r} were compacted (kept after {compacted})",
         after=after,
         compacted=compacted,
     )
-
-
-def _store_error(exc: EtcdRequestError) -> StoreError:
-    if exc.code == 8:
-        return StoreError(
-            f"etcd is out of space ({exc.message}): compact the journal, compact and "
-            "defragment etcd, then disarm the NOSPACE alarm (docs/etcd.md)"
-        )
-    return StoreError(str(exc))
-
-
-def _backoff(attempt: int) -> None:
-    # Full jitter: clients that failed together do not retry together.
-    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
