@@ -9,11 +9,13 @@ the lock is released, so allocating threads wait only for the copies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError
 from dualstack_ipam.net import IPFamily, parse_network
+from dualstack_ipam.pools.marks import check_cooldown
 from dualstack_ipam.pools.subnets import SubnetPool
 from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
@@ -54,10 +56,20 @@ def snapshot(alloc: NodeCIDRAllocator) -> dict[str, Any]:
     )
 
 
-def restore(cls: type[NodeCIDRAllocator], data: Any) -> NodeCIDRAllocator:
+def restore(
+    cls: type[NodeCIDRAllocator],
+    data: Any,
+    *,
+    cooldown: float = 0,
+    clock: Callable[[], float] | None = None,
+) -> NodeCIDRAllocator:
     """Rebuild an allocator from a snapshot (see :meth:`NodeCIDRAllocator.restore`).
 
+    The pools get ``cooldown`` and ``clock`` (checked first, an
+    :class:`InvalidConfigError` as in the constructor).
+
     Raises:
+        InvalidConfigError: a bad ``cooldown`` or ``clock``.
         SnapshotError: corrupt, truncated, of another kind or version, or
             with owners and pools that disagree.
 
@@ -69,10 +81,11 @@ def restore(cls: type[NodeCIDRAllocator], data: Any) -> NodeCIDRAllocator:
     >>> restore(NodeCIDRAllocator, alloc.snapshot()).get("a")
     (IPNetwork('10.244.0.0/24'),)
     """
+    check_cooldown(cooldown, clock)
     fields = open_envelope(data, KIND, ["config", "strategy", "pools", "nodes"])
     config = ClusterConfig.from_dict(fields["config"])
     try:
-        alloc = cls(config, strategy=fields["strategy"])
+        alloc = cls(config, strategy=fields["strategy"], cooldown=cooldown, clock=clock)
     except InvalidConfigError as exc:
         raise SnapshotError(f"{KIND} snapshot: {exc}") from None
     pools, nodes = fields["pools"], fields["nodes"]
@@ -83,7 +96,8 @@ def restore(cls: type[NodeCIDRAllocator], data: Any) -> NodeCIDRAllocator:
     if not isinstance(nodes, dict):
         raise SnapshotError(f"{KIND} snapshot field 'nodes' must be a mapping")
     for family, pool_data in zip(config.families, pools, strict=True):
-        _load_pool(alloc, family, pool_data)
+        _load_pool(alloc, family, pool_data, cooldown, clock)
+    alloc._uncounted = {}  # restored pools count from their restored state
     alloc._load_owners(KIND, nodes, alloc._read_cidr, in_family_order=True)
     used = read_int(fields["used"], "used")
     if used != len(alloc):
@@ -115,8 +129,15 @@ def read_cidr(alloc: NodeCIDRAllocator, node: str, text: str) -> tuple[IPFamily,
     return address
 
 
-def _load_pool(alloc: NodeCIDRAllocator, family: IPFamily, data: Any) -> None:
-    pool, fresh = SubnetPool.restore(data), alloc._pools[family]
+def _load_pool(
+    alloc: NodeCIDRAllocator,
+    family: IPFamily,
+    data: Any,
+    cooldown: float,
+    clock: Callable[[], float] | None,
+) -> None:
+    pool = SubnetPool.restore(data, cooldown=cooldown, clock=clock)
+    fresh = alloc._pools[family]
     if (pool.cidr, pool.prefixlen, pool.strategy) != (fresh.cidr, fresh.prefixlen, alloc.strategy):
         message = f"{family} pool {pool!r} does not match the configuration ({fresh!r})"
         raise SnapshotError(f"{KIND} snapshot: {message}")

@@ -22,12 +22,13 @@ handed out nor released.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from random import Random
 from typing import Any
 
 import netaddr
 
-from dualstack_ipam.cluster import node_snapshots
+from dualstack_ipam.cluster import node_objects, node_snapshots
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import (
     AlreadyAllocatedError,
@@ -38,6 +39,7 @@ from dualstack_ipam.errors import (
 )
 from dualstack_ipam.net import IPFamily, Net, make_address, make_network, parse_network, split_cidrs
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
+from dualstack_ipam.owners.controls import AllocatorControls, reservation_at
 from dualstack_ipam.pools.subnets import SubnetPool
 
 __all__ = ["NodeCIDRAllocator"]
@@ -45,29 +47,52 @@ __all__ = ["NodeCIDRAllocator"]
 _KIND = node_snapshots.KIND
 
 
-class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
+class NodeCIDRAllocator(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
     """Per-node pod CIDRs, one per configured family, in the cluster's order.
 
     Args:
         config: the :class:`~dualstack_ipam.ClusterConfig`.
         strategy: ``"next-fit"`` (Kubernetes' rotating cursor) or
             ``"lowest"``, passed to every :class:`SubnetPool`.
+        cooldown: seconds a released CIDR waits before :meth:`allocate`
+            hands it out again (0: at once), passed to every pool.
+        clock: a zero-argument callable giving seconds (``time.monotonic``
+            if None), read only when ``cooldown`` > 0.
 
     Node names are non-empty strings (:class:`InvalidConfigError` otherwise).
     Every method is thread-safe: one re-entrant lock guards the owners and
     the pools together.
 
     Raises:
-        InvalidConfigError: ``config`` is not a ClusterConfig, or a bad strategy.
+        InvalidConfigError: ``config`` is not a ClusterConfig, or a bad
+            strategy, cooldown or clock.
 
     >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.0.0/20"))
     >>> alloc.capacity("IPv4"), alloc.reserved("IPv4"), alloc.allocate("n1")
     (256, 16, (IPNetwork('10.0.16.0/24'),))
     """
 
-    __slots__ = ("_config", "_lock", "_pools", "_reserved", "_strategy", "_table")
+    __slots__ = (
+        "_config",
+        "_errors",
+        "_leak_counts",
+        "_lock",
+        "_pools",
+        "_reserved",
+        "_strategy",
+        "_table",
+        "_uncounted",
+    )
+    _pools: dict[IPFamily, SubnetPool]
 
-    def __init__(self, config: ClusterConfig, *, strategy: str = "next-fit") -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        strategy: str = "next-fit",
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         if not isinstance(config, ClusterConfig):
             raise InvalidConfigError(
                 f"config must be a ClusterConfig, got {type(config).__name__}", value=config
@@ -75,7 +100,11 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         self._config = config
         self._pools: dict[IPFamily, SubnetPool] = {
             family: SubnetPool(
-                config.cluster_cidr(family), config.node_mask(family), strategy=strategy
+                config.cluster_cidr(family),
+                config.node_mask(family),
+                strategy=strategy,
+                cooldown=cooldown,
+                clock=clock,
             )
             for family in config.families
         }
@@ -92,6 +121,10 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
                     self._reserved[family] = (first, last + 1)
         self._table = OwnerTable(config.families, "node name", "cluster CIDR")
         self._lock = threading.RLock()
+        self._leak_counts: dict[str, int] = {}
+        self._errors = {"exhausted": 0, "taken": 0, "invalid": 0}
+        # The set-aside was occupied above: not an allocation to a node.
+        self._uncounted = {family: self._set_aside(family) for family in self._pools}
 
     def __repr__(self) -> str:
         return (
@@ -161,6 +194,26 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
             message = f"{where} is not inside the cluster CIDR {pool.cidr}"
             raise NotInRangeError(message, value=value, pool_cidr=pool.cidr) from None
 
+    def _claims(self, node: str, nets: list[Net]) -> list[Address]:
+        """What :meth:`occupy` of ``nets`` would add to ``node``, checked; nothing changes."""
+        wanted: dict[IPFamily, int] = {}
+        for net in nets:
+            wanted[net.family] = self._locate(node, net, wanted)
+        new = self._table.claim(node, wanted.items(), self._build, "pod CIDR")
+        for family, index in new:
+            cidr = self._build((family, index))
+            if self._is_reserved(family, index):
+                service = self._config.service_cidr(family)
+                message = f"pod CIDR {cidr} overlaps the Service range {service}, set aside"
+                raise AlreadyAllocatedError(f"node {node!r}: {message}", value=cidr)
+            # Checked before any pool is touched: a reserved CIDR must fail the
+            # call before another was occupied (giving one back would cool it).
+            reason = reservation_at(self._pools[family], index)
+            if reason is not None:
+                message = f"node {node!r}: pod CIDR {cidr} is reserved ({reason!r})"
+                raise AlreadyAllocatedError(message, value=cidr)
+        return new
+
     # ------------------------------------------------------------ public
 
     def allocate(self, node: str) -> tuple[netaddr.IPNetwork, ...]:
@@ -185,17 +238,21 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         True
         """
         check_key(node, "node name")
-        with self._lock:
+        with self._counting(), self._lock:
             held = dict(self._table.get(node) or ())
             missing = [family for family in self._pools if family not in held]
             for family in missing:
                 # Checking every family first is what makes the call atomic:
-                # under our lock no one else touches the pools.
-                if self._pools[family].free == 0:
+                # under our lock no one else touches the pools. Cooling
+                # subnets count as free but allocate_next skips them.
+                pool = self._pools[family]
+                cooling = pool.cooling if pool.cooldown else 0
+                if pool.free - cooling <= 0:
+                    note = f" ({cooling} released CIDRs are cooling down)" if cooling else ""
                     raise PoolExhaustedError(
                         "CIDR allocation failed; there are no remaining CIDRs left to allocate "
-                        f"in the accepted range {self._pools[family].cidr} (node {node!r})",
-                        pool_cidr=self._pools[family].cidr,
+                        f"in the accepted range {pool.cidr} (node {node!r}){note}",
+                        pool_cidr=pool.cidr,
                     )
             if missing:
                 held = dict(held)
@@ -242,16 +299,8 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
             raise InvalidConfigError(
                 f"node {node!r}: no pod CIDR given to occupy (got {cidrs!r})", value=cidrs
             )
-        with self._lock:
-            wanted: dict[IPFamily, int] = {}
-            for net in nets:
-                wanted[net.family] = self._locate(node, net, wanted)
-            for family, index in wanted.items():
-                if self._is_reserved(family, index):
-                    cidr, service = self._build((family, index)), self._config.service_cidr(family)
-                    message = f"pod CIDR {cidr} overlaps the Service range {service}, set aside"
-                    raise AlreadyAllocatedError(f"node {node!r}: {message}", value=cidr)
-            new = self._table.claim(node, wanted.items(), self._build, "pod CIDR")
+        with self._counting(), self._lock:
+            new = self._claims(node, nets)
             held = dict(self._table.get(node) or ())
             if new:
                 held.update(new)
@@ -312,23 +361,77 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         with self._lock:
             return self._table.owner((net.family, index))
 
-    def reserved(self, family: IPFamily | str) -> int:
-        """Subnets of ``family`` set aside because a Service range overlaps them.
+    def by_family(self, node: str) -> dict[IPFamily, netaddr.IPNetwork]:
+        """``node``'s pod CIDRs by family (empty if it holds none).
 
         Raises:
-            FamilyNotConfiguredError: the cluster has no CIDR of that family.
+            InvalidConfigError: ``node`` is not a non-empty str.
 
         Complexity:
             O(1).
 
-        >>> NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22")).reserved("IPv4")
-        4
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
+        >>> _ = alloc.occupy("a", "fc00:0:0:7::/64")
+        >>> alloc.by_family("a"), alloc.by_family("b")
+        ({<IPFamily.IPv6: 'IPv6'>: IPNetwork('fc00:0:0:7::/64')}, {})
         """
-        return self._set_aside(self._pool(family).family)
+        check_key(node, "node name")
+        with self._lock:
+            return {address[0]: self._build(address) for address in self._table.get(node) or ()}
+
+    def allocate_node(self, node: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of the Kubernetes Node object ``node`` with its pod CIDRs set.
+
+        As kube-controller-manager's range allocator: a Node that carries
+        ``spec.podCIDRs`` (or only the older ``spec.podCIDR``) has them
+        occupied, not replaced (the API server allows setting them only
+        once); a Node without gets one CIDR per family (as :meth:`allocate`,
+        the primary family first) written to ``spec.podCIDRs`` and
+        ``spec.podCIDR`` (the first). ``node`` is never mutated; the call
+        is all or nothing (see :mod:`~dualstack_ipam.cluster.node_objects`).
+
+        Raises:
+            InvalidConfigError: not a mapping, no ``metadata.name``, a
+                ``spec.podCIDRs`` that is not a list of str, a ``podCIDR``
+                that disagrees with ``podCIDRs[0]``, or an ``occupy`` error
+                of that kind; the message names the field.
+            NotInRangeError, FamilyNotConfiguredError, AlreadyAllocatedError:
+                as :meth:`occupy`, the message naming the field
+                (``spec.podCIDRs[1]``).
+            PoolExhaustedError: as :meth:`allocate`.
+
+        Complexity:
+            O(size of the object) plus :meth:`allocate` / :meth:`occupy`.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
+        >>> alloc.allocate_node({"metadata": {"name": "n1"}})["spec"]
+        {'podCIDR': '10.244.0.0/24', 'podCIDRs': ['10.244.0.0/24', 'fc00::/64']}
+        """
+        return node_objects.allocate_node(self, node)
 
     def _set_aside(self, family: IPFamily) -> int:
         span = self._reserved.get(family)
         return 0 if span is None else span[1] - span[0]
+
+    def _set_aside_range(self, family: IPFamily) -> tuple[int, int] | None:
+        span = self._reserved.get(family)
+        if span is None:
+            return None
+        pool = self._pools[family]
+        return pool.subnet_at(span[0]).first, pool.subnet_at(span[1] - 1).last
+
+    def _reconcile_parse(self, value: Any) -> tuple[netaddr.IPNetwork, bool]:
+        """``value`` as a CIDR, and whether a node could hold it (the family's node
+        mask, inside its cluster CIDR)."""
+        net = parse_network(value)
+        built, pool = make_network(*net), self._pools.get(net.family)
+        if pool is None or net.prefixlen != pool.prefixlen:
+            return built, False
+        try:
+            pool.index_of(built)
+        except NotInRangeError:
+            return built, False
+        return built, True
 
     # --------------------------------------------------------- snapshots
 
@@ -358,8 +461,20 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         return node_snapshots.snapshot(self)
 
     @classmethod
-    def restore(cls, data: Any, *, rng: Random | None = None) -> NodeCIDRAllocator:
+    def restore(
+        cls,
+        data: Any,
+        *,
+        rng: Random | None = None,
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> NodeCIDRAllocator:
         """Rebuild an allocator from :meth:`snapshot` (``rng`` is unused).
+
+        ``cooldown`` and ``clock`` are the restored allocator's, as in the
+        constructor (snapshots do not carry cooling state: a CIDR cooling
+        when the snapshot was taken is free after the restore).
+        Reservations are part of the pools' snapshots.
 
         The pools are restored as written (cursors included) and must agree
         with the configuration, the Service set-aside and the nodes: every
@@ -377,7 +492,7 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
         >>> NodeCIDRAllocator.restore(alloc.snapshot()).get("a") == alloc.get("a")
         True
         """
-        return node_snapshots.restore(cls, data)
+        return node_snapshots.restore(cls, data, cooldown=cooldown, clock=clock)
 
     def _read_cidr(self, node: str, text: str) -> Address:
         return node_snapshots.read_cidr(self, node, text)
@@ -396,6 +511,6 @@ class NodeCIDRAllocator(KeyedAllocator[netaddr.IPNetwork]):
                 assert [f for f, _ in held] == [f for f in self._pools if f in dict(held)], node
             for family, pool in self._pools.items():
                 assert pool.strategy == self._strategy
-                assert pool.capacity - self.reserved(family) == self._config.node_capacity(family)
+                assert pool.capacity - self._set_aside(family) == self._config.node_capacity(family)
                 if family in self._reserved:
                     assert pool.is_allocated(self._config.service_cidr(family))

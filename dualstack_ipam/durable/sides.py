@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TypeVar
 import netaddr
 
 from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.node_objects import read_node
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.durable.documents import check_store
 from dualstack_ipam.durable.sync import Sync
@@ -38,10 +39,30 @@ __all__ = ["FIXED", "MUTATING", "READING", "DurableNodes", "DurableServices"]
 R = TypeVar("R")
 
 MUTATING = {
-    "nodes": ("allocate", "occupy", "release"),
-    "services": ("allocate", "release", "allocate_service", "update_service", "release_service"),
+    "nodes": (
+        "allocate",
+        "occupy",
+        "release",
+        "allocate_node",
+        "reconcile",
+        "reserve",
+        "unreserve",
+    ),
+    "services": (
+        "allocate",
+        "release",
+        "allocate_service",
+        "update_service",
+        "release_service",
+        "occupy",
+        "reconcile",
+        "reserve",
+        "unreserve",
+    ),
 }
-"""The public methods that change state, made durable one transaction each."""
+"""The public methods that change state: made durable one transaction each,
+composed of such transactions (``reconcile``), or refused for now
+(``reserve`` / ``unreserve``: reservation records come with a later change)."""
 
 READING = (
     "__contains__",
@@ -52,12 +73,15 @@ READING = (
     "items",
     "owner_of",
     "reserved",
+    "reservations",
     "snapshot",
+    "stats",
+    "by_family",
     "used",
 )
 """The public methods that read the cache's changing state: they catch up first."""
 
-FIXED = ("capacity", "config", "strategy", "restore")
+FIXED = ("capacity", "config", "strategy", "restore", "ranges")
 """Public names that read what never changes (``restore`` is refused)."""
 
 
@@ -96,6 +120,9 @@ class _Durable:
     free = _reading("free")
     items = _reading("items")
     snapshot = _reading("snapshot")
+    reserved = _reading("reserved")
+    reservations = _reading("reservations")
+    stats = _reading("stats")
     __len__ = _reading("__len__")
     __iter__ = _reading("__iter__")
 
@@ -139,8 +166,71 @@ class _Durable:
             super()._check_invariants()  # type: ignore[misc]
             check_store(self._sync)
 
+    def reconcile(
+        self, observed: Mapping[str, Any], *, repair: bool = False, leak_grace: int = 3
+    ) -> Any:
+        """As the plain allocator's ``reconcile``, each repair one transaction.
+
+        The repair is composed of this side's own durable ``release`` and
+        ``occupy`` (one transaction per key changed), so a crash part-way
+        leaves a consistent store that the next ``reconcile`` finishes. The
+        leak counts are kept in this process only for now (api-durable.md
+        wants them in the store, so that separate CLI runs accumulate them:
+        not done yet, issue 11): a new process starts counting from zero.
+
+        Raises:
+            InvalidConfigError, AddressFormatError: as the plain method.
+            StoreUnavailableError: a transaction could not be written (the
+                keys repaired before it stay repaired).
+
+        Complexity:
+            As the plain method, plus one transaction per key repaired.
+        """
+        with self._sync.lock:
+            self._sync.catch_up()
+            self._sync.fill(self._sync.sides[self._side])
+            return super().reconcile(  # type: ignore[misc]
+                observed, repair=repair, leak_grace=leak_grace
+            )
+
+    def reserve(self, range: Any, reason: str = "") -> NoReturn:
+        """Refused for now: reservations are not stored yet.
+
+        Raises:
+            InvalidConfigError: always (reservation records come with a
+                later change, issue 11).
+
+        Complexity:
+            O(1).
+        """
+        raise InvalidConfigError(
+            f"reserve({range!r}) is not supported on a durable store yet (issue 11); "
+            "reserve on a plain allocator"
+        )
+
+    def unreserve(self, range: Any) -> NoReturn:
+        """Refused for now: reservations are not stored yet.
+
+        Raises:
+            InvalidConfigError: always (see :meth:`reserve`).
+
+        Complexity:
+            O(1).
+        """
+        raise InvalidConfigError(
+            f"unreserve({range!r}) is not supported on a durable store yet (issue 11); "
+            "reserve on a plain allocator"
+        )
+
     @classmethod
-    def restore(cls, data: Any, *, rng: Random | None = None) -> NoReturn:
+    def restore(
+        cls,
+        data: Any,
+        *,
+        rng: Random | None = None,
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> NoReturn:
         """Refused: a durable side is loaded from its store, not from a snapshot.
 
         Raises:
@@ -228,7 +318,31 @@ class DurableNodes(_Durable, NodeCIDRAllocator):
             "nodes", node, lambda: NodeCIDRAllocator.release(self, node), "release"
         )
 
-    reserved = _reading("reserved")
+    def allocate_node(self, node: Mapping[str, Any]) -> dict[str, Any]:
+        """As :meth:`NodeCIDRAllocator.allocate_node`, committed in one transaction.
+
+        Raises:
+            InvalidConfigError, NotInRangeError, FamilyNotConfiguredError,
+                AlreadyAllocatedError, PoolExhaustedError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction.
+
+        >>> import dualstack_ipam
+        >>> with dualstack_ipam.open("memory://", ClusterConfig("10.244.0.0/16")) as cluster:
+        ...     cluster.nodes.allocate_node({"metadata": {"name": "n1"}})["spec"]["podCIDRs"]
+        ['10.244.0.0/24']
+        """
+        name = read_node(node)[0]
+        return self._sync.mutate(
+            "nodes", name, lambda: NodeCIDRAllocator.allocate_node(self, node), "allocate"
+        )
+
+    by_family = _reading("by_family")
+    reconcile = _Durable.reconcile
+    reserve = _Durable.reserve
+    unreserve = _Durable.unreserve
 
 
 class DurableServices(_Durable, ServiceIPAllocator):
@@ -254,8 +368,28 @@ class DurableServices(_Durable, ServiceIPAllocator):
         ranges = ",".join(str(pool.cidr) for pool in self._pools.values())
         return f"DurableServices({ranges}, strategy={self._strategy!r})"
 
+    reconcile = _Durable.reconcile
+    reserve = _Durable.reserve
+    unreserve = _Durable.unreserve
+
     def _mutate(self, key: str, op: Callable[[], R], journal_op: str) -> R:
         return self._sync.mutate("services", key, op, journal_op)
+
+    def occupy(self, key: str, ips: Any) -> tuple[netaddr.IPAddress, ...]:
+        """As :meth:`ServiceIPAllocator.occupy`, committed in one transaction.
+
+        Raises:
+            InvalidConfigError, AddressFormatError, FamilyNotConfiguredError,
+                NotInRangeError, AlreadyAllocatedError: as the plain method
+                (also when another writer took an address first).
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus one catch-up and one transaction: a
+            bulk load of n keys is n transactions.
+        """
+        check_key(key)
+        return self._mutate(key, lambda: ServiceIPAllocator.occupy(self, key, ips), "occupy")
 
     def allocate(
         self, key: str, family: IPFamily | str | None = None, ip: Any = None

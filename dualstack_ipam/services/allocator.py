@@ -16,7 +16,7 @@ and an ``AlreadyAllocatedError`` (``.owner``), so "taken" and "invalid" differ.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from random import Random
 from typing import Any
 
@@ -31,13 +31,22 @@ from dualstack_ipam.errors import (
     NotInRangeError,
     SnapshotError,
 )
-from dualstack_ipam.net import IPFamily, make_address, parse_address, parse_family
+from dualstack_ipam.net import (
+    IPFamily,
+    make_address,
+    parse_address,
+    parse_family,
+    split_cidrs,
+    usable_span,
+)
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
+from dualstack_ipam.owners.controls import AllocatorControls
+from dualstack_ipam.pools.marks import check_cooldown
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import intent as it
 from dualstack_ipam.services import read
 from dualstack_ipam.services.render import render
-from dualstack_ipam.services.take import release_all, take, take_all
+from dualstack_ipam.services.take import check_occupied, release_all, take, take_all
 from dualstack_ipam.services.update import (
     check_kept,
     check_old,
@@ -57,7 +66,7 @@ def _text(address: tuple[IPFamily, int | None]) -> str:
     return "" if address[1] is None else str(make_address(address[1], address[0]))
 
 
-class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
+class ServiceIPAllocator(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
     """Service cluster IPs from a cluster's Service ranges.
 
     Args:
@@ -65,9 +74,14 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
             Service ranges; the first is the default family.
         strategy: ``"random"`` or ``"sequential"``, for every pool.
         rng: a ``random.Random`` shared by the pools, for reproducible runs.
+        cooldown: seconds a released address waits before a dynamic
+            allocation hands it out again (0: at once), for every pool.
+        clock: a zero-argument callable giving seconds (``time.monotonic``
+            if None), read only when ``cooldown`` > 0.
 
     Raises:
-        InvalidConfigError: no Service range, a bad strategy or rng.
+        InvalidConfigError: no Service range, a bad strategy, rng, cooldown
+            or clock.
 
     >>> config = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12,fd00:10:96::/112")
     >>> alloc = ServiceIPAllocator(config, strategy="sequential")
@@ -79,10 +93,26 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
     (['10.96.1.1', 'fd00:10:96::102'], ['IPv4', 'IPv6'])
     """
 
-    __slots__ = ("_config", "_lock", "_pools", "_strategy", "_table")
+    __slots__ = (
+        "_config",
+        "_errors",
+        "_leak_counts",
+        "_lock",
+        "_pools",
+        "_strategy",
+        "_table",
+        "_uncounted",
+    )
+    _pools: dict[IPFamily, ServiceIPPool]
 
     def __init__(
-        self, config: ClusterConfig, *, strategy: str = "random", rng: Random | None = None
+        self,
+        config: ClusterConfig,
+        *,
+        strategy: str = "random",
+        rng: Random | None = None,
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(config, ClusterConfig) or not config.service_families:
             raise InvalidConfigError(
@@ -92,7 +122,10 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
             )
         families = config.service_families
         pools = {
-            f: ServiceIPPool(config.service_cidr(f), strategy=strategy, rng=rng) for f in families
+            f: ServiceIPPool(
+                config.service_cidr(f), strategy=strategy, rng=rng, cooldown=cooldown, clock=clock
+            )
+            for f in families
         }
         self._setup(config, strategy, pools)
 
@@ -102,6 +135,9 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         self._config, self._strategy, self._pools = config, strategy, pools
         self._table = OwnerTable(pools, "key", "Service range")
         self._lock = threading.RLock()
+        self._leak_counts: dict[str, int] = {}
+        self._errors = {"exhausted": 0, "taken": 0, "invalid": 0}
+        self._uncounted: dict[IPFamily, int] = {}
 
     def __repr__(self) -> str:
         ranges = ",".join(str(pool.cidr) for pool in self._pools.values())
@@ -167,7 +203,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
                 raise InvalidConfigError(message, value=make_address(value, ip_family))
             fam = ip_family
         fam = self._pool(fam or next(iter(self._pools))).family
-        with self._lock:
+        with self._counting(), self._lock:
             held = self._table.get(key)
             if held is None:
                 held = ((fam, take(self._pools, self._table, fam, value)),)
@@ -217,6 +253,72 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         with self._lock:
             return self._table.owner((family, value))
 
+    def occupy(self, key: str, ips: Any) -> tuple[netaddr.IPAddress, ...]:
+        """Record addresses ``key`` already has (one or two families), all or nothing.
+
+        The bulk load of a restarting controller: no manifest is read, and
+        what the truth says is taken as it is (a cooling address is taken;
+        a reserved one is refused). ``ips`` is a sequence of addresses (or
+        one comma-separated str), at most one per family, in the key's
+        order (primary first). Occupying what ``key`` holds is a no-op; a
+        key holding one family may occupy the other (it comes second).
+
+        Returns:
+            Every address ``key`` holds afterwards, primary first.
+
+        Raises:
+            InvalidConfigError: a bad key, no address, or two of a family.
+            AddressFormatError: an address that does not parse.
+            FamilyNotConfiguredError: no Service range of that family.
+            NotInRangeError: an address not usable in its range.
+            AlreadyAllocatedError: an address held by another key (the
+                message and ``.owner`` name it) or reserved, or ``key``
+                holding another address of that family.
+
+        Complexity:
+            O(k) for k addresses: far less than :meth:`allocate_service`
+            per Service (no manifest).
+
+        >>> config = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/24,fd00::/120")
+        >>> alloc = ServiceIPAllocator(config)
+        >>> alloc.occupy("default/web", ["fd00::7", "10.96.0.7"])
+        (IPAddress('fd00::7'), IPAddress('10.96.0.7'))
+        >>> alloc.occupy("default/db", "10.96.0.7")
+        Traceback (most recent call last):
+        ...
+        dualstack_ipam.errors.AlreadyAllocatedError: key 'default/db': Service IP \
+10.96.0.7 is already allocated to 'default/web'
+        """
+        check_key(key)
+        values = [parse_address(ip) for ip in split_cidrs(ips, "Service IPs")]
+        if not values:
+            raise InvalidConfigError(f"{key!r}: no Service IP given to occupy (got {ips!r})")
+        with self._counting(), self._lock:
+            wanted: dict[IPFamily, int] = {}
+            for value, family in values:
+                if family in wanted:
+                    raise InvalidConfigError(
+                        f"{key!r}: two {family} Service IPs in {ips!r}; at most one", value=ips
+                    )
+                self._table.family(family)
+                wanted[family] = value
+            new = self._table.claim(key, wanted.items(), self._build, "Service IP")
+            check_occupied(self._pools, new)
+            if new:
+                for address in new:
+                    self._take_slot(address)
+                self._table.put(key, (*(self._table.get(key) or ()), *new))
+            return tuple(map(self._build, self._table.get(key) or ()))
+
+    def _reconcile_parse(self, value: Any) -> tuple[netaddr.IPAddress, bool]:
+        """``value`` as an address, and whether it is usable in its family's range."""
+        number, family = parse_address(value)
+        pool = self._pools.get(family)
+        if pool is None:
+            return make_address(number, family), False
+        first, count = usable_span(family, pool.cidr.prefixlen)
+        return make_address(number, family), 0 <= number - pool.cidr.first - first < count
+
     # ------------------------------------------------------------ manifests
 
     def allocate_service(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,7 +353,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         name = key.partition("/")[2]
         fields = read.read_fields(read.spec_of(result, name), name)
         intent = it.resolve(fields, tuple(self._pools), name)
-        with self._lock:
+        with self._counting(), self._lock:
             held = self._table.get(key)
             if held is None and intent.kind == it.CLUSTER:
                 held = take_all(self._pools, self._table, intent, 0, name)
@@ -294,7 +396,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         name = key.partition("/")[2]
         merged = read_new(old_tree, new, name)
         spec = read.spec_of(merged, name)
-        with self._lock:
+        with self._counting(), self._lock:
             held = self._table.get(key) or ()
             check_old(key, before, held)
             check_unchanged(before, read.spec_of(old_tree, name), spec, name)
@@ -361,11 +463,24 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         )
 
     @classmethod
-    def restore(cls, data: Any, *, rng: Random | None = None) -> ServiceIPAllocator:
+    def restore(
+        cls,
+        data: Any,
+        *,
+        rng: Random | None = None,
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> ServiceIPAllocator:
         """Rebuild an allocator from :meth:`snapshot`; its pools draw from ``rng``.
 
+        ``cooldown`` and ``clock`` are the restored allocator's, as in the
+        constructor: snapshots do not carry cooling state (an address
+        cooling when the snapshot was taken is free after the restore);
+        reservations are part of the pools' snapshots.
+
         Raises:
-            InvalidConfigError: ``rng`` is not a ``random.Random`` (checked first).
+            InvalidConfigError: ``rng`` is not a ``random.Random``, or a bad
+                ``cooldown`` or ``clock`` (checked first).
             SnapshotError: corrupt, truncated, of another kind or version, or
                 keys, pools and counts that disagree.
 
@@ -379,6 +494,7 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         """
         if rng is not None and not isinstance(rng, Random):  # an argument, not the data
             raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
+        check_cooldown(cooldown, clock)
         data = open_envelope(data, _KIND, ["strategy", "config", "pools", "services"])
         used, config = read_int(data["used"], "used"), ClusterConfig.from_dict(data["config"])
         pools, services = data["pools"], data["services"]
@@ -392,7 +508,10 @@ class ServiceIPAllocator(KeyedAllocator[netaddr.IPAddress]):
         obj._setup(
             config,
             data["strategy"],
-            {f: ServiceIPPool.restore(pools[str(f)], rng=rng) for f in families},
+            {
+                f: ServiceIPPool.restore(pools[str(f)], rng=rng, cooldown=cooldown, clock=clock)
+                for f in families
+            },
         )
         for family, pool in obj._pools.items():
             if pool.cidr != config.service_cidr(family) or pool.strategy != obj._strategy:

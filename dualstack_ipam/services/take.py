@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from dualstack_ipam.errors import AlreadyAllocatedError, ClusterIPTakenError, PoolExhaustedError
+from dualstack_ipam.errors import (
+    AlreadyAllocatedError,
+    ClusterIPTakenError,
+    NotInRangeError,
+    PoolExhaustedError,
+)
 from dualstack_ipam.net import IPFamily, make_address, usable_span
 from dualstack_ipam.owners import Address, OwnerTable
+from dualstack_ipam.owners.controls import reservation_at
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services.intent import Intent, addresses
 from dualstack_ipam.services.read import invalid
 
-__all__ = ["release_all", "take", "take_all"]
+__all__ = ["check_occupied", "release_all", "take", "take_all"]
 
 Pools = Mapping[IPFamily, ServiceIPPool]
 
@@ -69,8 +75,11 @@ def take_all(
             _check_requested(pools, table, family, value, f"spec.clusterIPs[{i}]", name)
     for family, value in pairs:
         pool = pools[family]
-        if value is None and not pool.free:
-            message = f"range is full: no free address in {pool.cidr} for {name!r}"
+        # Cooling addresses count as free, but allocate_next skips them.
+        cooling = pool.cooling if pool.cooldown and value is None else 0
+        if value is None and pool.free - cooling <= 0:
+            note = f" ({cooling} released addresses are cooling down)" if cooling else ""
+            message = f"range is full: no free address in {pool.cidr} for {name!r}{note}"
             raise PoolExhaustedError(message, pool_cidr=pool.cidr)
     return tuple((family, take(pools, table, family, value)) for family, value in pairs)
 
@@ -80,8 +89,9 @@ def _check_requested(
 ) -> None:
     """Refuse a requested address that is out of range or held, touching nothing.
 
-    Under the allocator's lock the pools hold exactly the owned addresses,
-    so an unowned usable address is free. (An update never requests one the
+    Under the allocator's lock the pools hold exactly the owned addresses
+    and the reserved ones, so an unowned, unreserved usable address is free
+    (or cooling, which ``allocate`` takes). (An update never requests one the
     key keeps: those come before ``first``.)
     """
     pool, address = pools[family], make_address(value, family)
@@ -91,6 +101,11 @@ def _check_requested(
         edges = "network and broadcast addresses" if v4 else "network address"
         detail = f"provided IP is not in the valid range of {pool.cidr} (without its {edges})"
         raise invalid(name, field, text, f"failed to allocate IP: {detail}")
+    reason = reservation_at(pool, value - pool._base)
+    if reason is not None:
+        raise invalid(
+            name, field, text, f"failed to allocate IP: provided IP is reserved ({reason!r})"
+        )
     owner = table.owner((family, value))
     if owner is not None:
         message = (
@@ -98,6 +113,36 @@ def _check_requested(
             f"is already allocated in {pool.cidr} to {owner!r}"
         )
         raise ClusterIPTakenError(message, field=field, value=address, owner=owner)
+
+
+def check_occupied(pools: Pools, new: Iterable[Address]) -> None:
+    """Refuse an address of ``new`` that is not usable or is reserved, touching nothing.
+
+    ``occupy``'s check before it takes anything (the owner table has
+    refused addresses held by keys): a reserved address must fail the call
+    before another was taken, since giving one back would start its cooldown.
+
+    Raises:
+        NotInRangeError: an address not usable in its range.
+        AlreadyAllocatedError: a reserved address (the message gives the reason).
+
+    Complexity:
+        O(1) per address (O(log r) with r reservations).
+    """
+    for family, value in new:
+        pool, address = pools[family], make_address(value, family)
+        if not _usable(pool, value):
+            raise NotInRangeError(
+                f"Service IP {str(address)!r} is not usable in {pool.cidr}",
+                value=address,
+                pool_cidr=pool.cidr,
+            )
+        reason = reservation_at(pool, value - pool._base)
+        if reason is not None:
+            raise AlreadyAllocatedError(
+                f"Service IP {str(address)!r} is reserved in {pool.cidr} ({reason!r})",
+                value=address,
+            )
 
 
 def release_all(pools: Pools, held: Iterable[Address]) -> None:
