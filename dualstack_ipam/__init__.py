@@ -21,7 +21,9 @@ from dualstack_ipam.errors import (
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.pools.subnets import SubnetPool
+from dualstack_ipam.reconcile import ReconcileReport
 from dualstack_ipam.services.allocator import ServiceIPAllocator
+from dualstack_ipam.services.loadbalancer import LoadBalancerIPAllocator
 from dualstack_ipam.services.read import service_key
 
 __version__ = "0.1.0.dev0"
@@ -37,10 +39,12 @@ __all__ = [
     "IPFamily",
     "InvalidConfigError",
     "JournalEntry",
+    "LoadBalancerIPAllocator",
     "MasqueradePolicy",
     "NodeCIDRAllocator",
     "NotInRangeError",
     "PoolExhaustedError",
+    "ReconcileReport",
     "ServiceIPAllocator",
     "ServiceIPPool",
     "ServiceValidationError",

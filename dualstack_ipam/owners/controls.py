@@ -136,7 +136,7 @@ class AllocatorControls:
                 node CIDRs, set aside for the Service range).
 
         Complexity:
-            As the pool's ``reserve``.
+            O(log n) plus the runs inside ``range``, as the pool's ``reserve``.
 
         >>> from dualstack_ipam import ClusterConfig, ServiceIPAllocator
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
@@ -159,7 +159,7 @@ class AllocatorControls:
             NotInRangeError: ``range`` covers none of the family's range.
 
         Complexity:
-            As the pool's ``unreserve``.
+            O(log n) plus the runs inside ``range``, as the pool's ``unreserve``.
 
         >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
         >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.4.0/22"))
