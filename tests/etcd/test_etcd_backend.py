@@ -170,3 +170,18 @@ def test_bad_endpoints_and_prefixes_are_refused() -> None:
             EtcdBackend(endpoints, "p")
     with pytest.raises(StoreError, match="prefix"):
         EtcdBackend("a:1", "p\x00")
+
+
+def test_watched_follows_without_asking_etcd(make: Make) -> None:
+    mine, other = make(), make()
+    start = mine.revision()
+    assert mine.watched(start) == ([], start)
+    other.txn([], [Put("a", b"1")])
+    deadline = 200
+    while deadline and mine.watched(start)[1] < start + 1:
+        threading.Event().wait(0.01)  # the watch delivers in the background
+        deadline -= 1
+    changes, seen = mine.watched(start)
+    assert [(c.key, c.revision) for c in changes] == [("a", start + 1)]
+    assert seen == start + 1
+    assert mine.watched(seen) == ([], seen)
