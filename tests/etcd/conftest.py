@@ -23,6 +23,16 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def etcd_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One etcd for the session, for Hypothesis tests (each example takes a new prefix)."""
+    if etcd_binary() is None:
+        pytest.skip("etcd not found on PATH (Debian: apt-get install etcd-server)")
+    with EtcdServer(tmp_path_factory.mktemp("etcd") / "m0") as server:
+        server.start()
+        yield server.endpoint
+
+
 @pytest.fixture
 def make(etcd: EtcdServer) -> Iterator[Callable[..., EtcdBackend]]:
     """Backends on the server, one prefix per test unless given; closed at teardown."""
