@@ -304,7 +304,7 @@ class EtcdBackend:
                     raise store_error(exc) from None
                 revision = int(answer["header"]["revision"])
                 if answer.get("succeeded"):
-                    if marker is not None and session.fence_rev == 0:
+                    if marker is not None and session.fence_rev == 0 and _stamped(answer):
                         session.fence_rev = revision  # created with this transaction
                     return TxnResult(True, revision)
                 reads = [r.get("response_range", {}).get("kvs", ()) for r in answer["responses"]]
@@ -478,6 +478,15 @@ class EtcdBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _stamped(answer: dict[str, Any]) -> bool:
+    """Whether a successful writing transaction wrote our marker and fence.
+
+    A delete-only one writes them only if its nested transaction found a key.
+    """
+    nested = answer.get("responses", [{}])[0].get("response_txn")
+    return nested is None or not nested.get("succeeded")
 
 
 def _compacted(after: int, compacted: int) -> CompactedError:

@@ -185,3 +185,14 @@ def test_watched_follows_without_asking_etcd(make: Make) -> None:
     assert [(c.key, c.revision) for c in changes] == [("a", start + 1)]
     assert seen == start + 1
     assert mine.watched(seen) == ([], seen)
+
+
+def test_a_first_txn_that_deletes_nothing_writes_no_fence(make: Make, etcd: EtcdServer) -> None:
+    mine = make(client_id="me")
+    before = mine.revision()
+    assert mine.txn([], [Delete("absent")]).succeeded
+    assert mine.revision() == before
+    assert mine.txn([Compare("a", 0)], [Put("a", b"1")]).succeeded
+    assert mine.retries == 0  # the fence was created by the put, not assumed before
+    fence = raw(etcd, "kv/range", {"key": encode_key(f"{mine.prefix}/fence/me")})["kvs"]
+    assert int(fence[0]["mod_revision"]) == before + 1
