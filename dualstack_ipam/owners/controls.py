@@ -270,8 +270,8 @@ it touches the Service range's set-aside 10.0.4.0/22
                 totals = counts["totals"]
                 allocations += totals["allocations"] - self._uncounted.get(family, 0)
                 releases += totals["releases"]
-                for kind, count in totals["errors"].items():
-                    errors[kind] += count
+                # The pools' error counts are not added: every failed call
+                # reaching a pool went through _counting already.
             result["totals"] = {"allocations": allocations, "releases": releases, "errors": errors}
             return result
 
