@@ -6,7 +6,11 @@ mutation, under the cluster's one lock:
 1. catch up: apply the owner records other writers changed since the last
    look (``changes(seen)``), idempotently: a change no newer than what the
    cache holds for that key is skipped, so our own changes coming back are
-   harmless. ``CompactedError``: re-read the side's owner records whole;
+   harmless. ``CompactedError``: re-read the side's owner records whole.
+   A backend with a watch (etcd's ``watched(seen)``) is followed without a
+   request at a mutation's first attempt: what the watch delivered so far
+   may lag, which costs at worst a failed compare, and the retries catch
+   up fully (``changes``), so a mutation costs one round trip;
 2. remember the key's state, run the operation on the cache (it validates
    and is all-or-nothing; its errors propagate unchanged), read the state;
 3. no change: return, writing nothing;
@@ -19,6 +23,11 @@ mutation, under the cluster's one lock:
    requested address held by another key raises the allocator's own
    error naming the owner); after ``ATTEMPTS`` failures raise
    ``StoreUnavailableError``, nothing written.
+
+A transaction whose outcome the store could not learn (a ``StoreError``
+saying so, etcd unreachable for long) leaves its key *in doubt*: the next
+mutation of that key first catches up with the whole feed, which holds that
+transaction if it applied.
 
 Freed alloc records need no compare of their own: a transaction writes an
 alloc record only with its owner record, so the owner record at the known
@@ -105,6 +114,7 @@ class Sync:
         self.seen = 0
         self._writer = secrets.token_hex(8)
         self._seq = itertools.count(1)
+        self._doubt: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------ loading
 
@@ -191,15 +201,19 @@ class Sync:
         ``again``: read it even if it was read before (it changed).
 
         Complexity:
-            O(1): one read, the first time.
+            O(1): one read, the first time (two on etcd when the watch lags
+            the record).
         """
         if side.known is None or (key in side.known and not again):
             return
         layout = side.layout
         record = self.backend.get(layout.owner_key(key))
-        # What others committed before this read (an address the record
-        # holds may have been released by a key the cache knows) comes first.
-        self.catch_up()
+        # What others committed up to the record (an address it holds may
+        # have been released by a key the cache knows) comes first; what the
+        # watch delivered is enough when it reaches the record.
+        self.catch_up(fresh=False)
+        if record is not None and record.revision > self.seen:
+            self.catch_up()
         if record is not None and record.revision > side.revs.get(key, 0):
             self._apply(side, {key: layout.decode(record.value, record.key)})
             side.revs[key] = record.revision
@@ -207,27 +221,39 @@ class Sync:
 
     # ------------------------------------------------------------ catching up
 
-    def catch_up(self) -> None:
+    def catch_up(self, *, fresh: bool = True) -> None:
         """Apply what other writers committed since the last look.
 
+        Args:
+            fresh: up to the store's current revision (``changes``); False:
+                up to what the backend's watch has delivered, without a
+                request (``watched``, where the backend has one).
+
         Complexity:
-            O(c) for c changes since then (one cheap query on SQLite).
+            O(c) for c changes since then (one cheap query on SQLite, one
+            round trip on etcd unless ``fresh`` is False).
         """
         with self.lock:
             if not self.sides:
                 return
+            read = self.backend.changes
+            if not fresh:
+                read = getattr(self.backend, "watched", read)
             for _ in range(ATTEMPTS):
                 try:
-                    changes, revision = self.backend.changes(self.seen)
+                    changes, revision = read(self.seen)
                     break
                 except CompactedError:
                     self._reload()
             else:
                 raise StoreUnavailableError("the store's change feed kept moving past the cache")
             self._follow(changes)
-            self.seen = revision
+            self.seen = max(self.seen, revision)
             for side in self.sides.values():
-                side.gone.clear()
+                # Our own deletes newer than the feed's revision are still to
+                # come back from it: keep them, or the older put of the same
+                # key would be applied again when it arrives.
+                side.gone = {key: rev for key, rev in side.gone.items() if rev > self.seen}
 
     def _follow(self, changes: Iterable[Change]) -> None:
         last: dict[str, Change] = {}
@@ -294,8 +320,11 @@ class Sync:
                     time.sleep(min(0.05, 0.001 * 2 ** (attempt - 2)) * random.uniform(0.5, 1.0))
                 if attempt >= PARTIAL_ATTEMPTS:
                     self.fill(side)  # probing keeps losing: the range is busy, read it whole
-                self.catch_up()
+                # The first try follows the watch (no request); a lost race
+                # means the cache lagged, so the retries read the feed whole.
+                self.catch_up(fresh=attempt > 0)
                 self.ensure(side, key)
+                self._settle(side, key)
                 before = side.cache._key_state(key)
                 result = op()
                 after = side.cache._key_state(key)
@@ -307,6 +336,18 @@ class Sync:
                 f"{side.layout.kind} {key!r}: {ATTEMPTS} transactions in a row lost their race "
                 "with other writers; nothing was changed"
             )
+
+    def _settle(self, side: Side, key: str) -> None:
+        """Catch up fully first if a transaction of ours on ``key`` was left in doubt.
+
+        The feed up to the store's current revision holds that transaction
+        if it applied, in order with what others did around it, so the
+        cache then holds the key as the store does.
+        """
+        doubt = (side.layout.kind, key)
+        if doubt in self._doubt:
+            self.catch_up()
+            self._doubt.discard(doubt)
 
     def _commit(self, side: Side, key: str, before: State, after: State, op: str) -> bool:
         layout = side.layout
@@ -332,6 +373,9 @@ class Sync:
                 record = self.backend.get(journal_key)
             except StoreError:
                 side.cache._set_key_state(key, before)
+                # Not settled: it may still apply. Its compares keep the
+                # store right; the cache re-reads the key before trusting it.
+                self._doubt.add((side.layout.kind, key))
                 raise
             if record is None:
                 side.cache._set_key_state(key, before)

@@ -5,9 +5,9 @@
   that the processes of one machine share; optional query settings
   ``?synchronous=FULL|EXTRA|NORMAL`` and ``?busy_timeout_ms=N``
   (see ``docs/store.md``);
-- ``etcd://host:port[,host:port...]/prefix`` and ``etcds://...`` (TLS): parsed
-  and checked, but the etcd backend arrives with issue 10, so opening one is
-  an ``InvalidConfigError`` saying so.
+- ``etcd://host:port[,host:port...]/prefix`` and ``etcds://...`` (TLS): an
+  etcd cluster, the keys under ``prefix`` (see ``docs/etcd.md``); the client
+  fails over between the endpoints. Needs the ``etcd`` extra (etcd3gw).
 
 Anything else is an ``InvalidConfigError`` quoting the URL.
 
@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import attrs
 
 from dualstack_ipam.errors import InvalidConfigError
-from dualstack_ipam.store import Backend, MemoryBackend, SQLiteBackend
+from dualstack_ipam.store import Backend, EtcdBackend, EtcdTLS, MemoryBackend, SQLiteBackend
 
 __all__ = ["StoreURL", "open_backend", "parse_url"]
 
@@ -145,11 +145,13 @@ def open_backend(url: Any) -> Backend:
 
     Returns:
         A new :class:`~dualstack_ipam.store.MemoryBackend` for ``memory://``,
-        a :class:`~dualstack_ipam.store.SQLiteBackend` for a SQLite path.
+        a :class:`~dualstack_ipam.store.SQLiteBackend` for a SQLite path, an
+        :class:`~dualstack_ipam.store.EtcdBackend` for ``etcd://`` (TLS with
+        the system's CA bundle for ``etcds://``); opening an etcd backend
+        sends nothing, its first call does.
 
     Raises:
-        InvalidConfigError: a malformed URL, a bad setting or path, or etcd
-            (not available before issue 10).
+        InvalidConfigError: a malformed URL, a bad setting or path.
         StoreError: a file that is not our store (left untouched).
 
     Complexity:
@@ -157,11 +159,8 @@ def open_backend(url: Any) -> Backend:
 
     >>> open_backend("memory://").revision()
     0
-    >>> open_backend("etcd://127.0.0.1:2379/ipam")
-    Traceback (most recent call last):
-    ...
-    dualstack_ipam.errors.InvalidConfigError: the etcd backend is not available yet \
-(issue 10): 'etcd://127.0.0.1:2379/ipam'
+    >>> open_backend("etcd://127.0.0.1:2379,127.0.0.1:2380/ipam")
+    EtcdBackend('127.0.0.1:2379', prefix='ipam')
     """
     parsed = parse_url(url)
     if parsed.scheme == "memory":
@@ -175,6 +174,6 @@ def open_backend(url: Any) -> Backend:
             synchronous=parsed.options.get("synchronous", "FULL"),
             busy_timeout_ms=int(timeout),
         )
-    raise InvalidConfigError(
-        f"the etcd backend is not available yet (issue 10): {url!r}", value=url
+    return EtcdBackend(
+        parsed.endpoints, parsed.path, tls=EtcdTLS() if parsed.scheme == "etcds" else None
     )

@@ -7,7 +7,10 @@ runs unchanged on every backend:
 
 - :class:`MemoryBackend`: in-process, thread-safe (``memory://``);
 - :class:`SQLiteBackend`: one file shared by the processes of one machine
-  (``sqlite:///path.db``); :func:`migrate` brings an older file forward.
+  (``sqlite:///path.db``); :func:`migrate` brings an older file forward;
+- :class:`EtcdBackend`: an etcd cluster shared by several machines
+  (``etcd://host:port,.../prefix``; :class:`EtcdTLS` for ``etcds://``).
+  Its client, etcd3gw (the ``etcd`` extra), is imported at the first request.
 
 >>> store = MemoryBackend()
 >>> store.txn([Compare("nodes/a", 0)], [Put("nodes/a", b"10.0.0.0/24")]).succeeded
@@ -23,6 +26,7 @@ from dualstack_ipam.store.backend import (
     check_range,
     check_txn,
 )
+from dualstack_ipam.store.etcd import EtcdBackend, EtcdTLS
 from dualstack_ipam.store.memory import MemoryBackend
 from dualstack_ipam.store.records import (
     Change,
@@ -48,6 +52,8 @@ __all__ = [
     "CompactedError",
     "Compare",
     "Delete",
+    "EtcdBackend",
+    "EtcdTLS",
     "MemoryBackend",
     "Put",
     "Record",

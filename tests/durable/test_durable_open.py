@@ -17,8 +17,10 @@ from dualstack_ipam import (
     FamilyNotConfiguredError,
     InvalidConfigError,
     StoreError,
+    StoreUnavailableError,
 )
 from dualstack_ipam.durable import FORMAT, parse_url
+from dualstack_ipam.store.etcd_server import free_port
 
 SEED = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/12,fd00:10:96::/112")
 NODES_ONLY = ClusterConfig("10.244.0.0/16")
@@ -84,9 +86,9 @@ def test_malformed_urls_are_invalid_config(text: Any, message: str) -> None:
     assert repr(text) in str(info.value)
 
 
-def test_etcd_parses_but_is_not_available_yet() -> None:
-    with pytest.raises(InvalidConfigError, match=r"etcd backend is not available yet \(issue 10\)"):
-        dualstack_ipam.open("etcds://10.0.0.1:2379,10.0.0.2:2379/ipam", SEED)
+def test_etcd_with_no_member_listening_is_unavailable() -> None:
+    with pytest.raises(StoreUnavailableError):
+        dualstack_ipam.open(f"etcd://127.0.0.1:{free_port()}/ipam", SEED)
 
 
 def test_bad_sqlite_setting(tmp_path: Path) -> None:
