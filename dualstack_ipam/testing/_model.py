@@ -44,18 +44,42 @@ class ReferenceModel:
         self.services: dict[str, tuple[netaddr.IPAddress, ...]] = {}
         self._cidr_owner: dict[netaddr.IPNetwork, str] = {}
         self._ip_owner: dict[netaddr.IPAddress, str] = {}
+        self.reserved_cidrs: set[netaddr.IPNetwork] = set()
+        """Node CIDRs reserved (``reserve``), never handed out."""
+        self.reserved_ips: set[netaddr.IPAddress] = set()
+        """Service addresses reserved (``reserve``), never handed out."""
 
     # -- nodes
 
     def node_room(self, family: IPFamily | str) -> int:
-        """Node CIDRs of ``family`` still free (Service set-aside excluded).
+        """Node CIDRs of ``family`` still free (Service set-aside and reservations excluded).
 
         Complexity:
-            O(n) in the recorded node CIDRs.
+            O(n) in the recorded and reserved node CIDRs.
         """
         version = IPFamily(family).version
         held = sum(1 for cidr in self._cidr_owner if cidr.version == version)
-        return self.config.node_capacity(family) - held
+        reserved = sum(1 for cidr in self.reserved_cidrs if cidr.version == version)
+        return self.config.node_capacity(family) - held - reserved
+
+    def set_aside(self, cidr: netaddr.IPNetwork) -> bool:
+        """Whether the node CIDR ``cidr`` overlaps its family's Service range.
+
+        Complexity:
+            O(1).
+        """
+        family = IPFamily.IPv4 if cidr.version == 4 else IPFamily.IPv6
+        if family not in self.config.service_families:
+            return False
+        return _overlaps(cidr, self.config.service_cidr(family))
+
+    def cidr_owner(self, cidr: netaddr.IPNetwork) -> str | None:
+        """The node holding ``cidr``, or None.
+
+        Complexity:
+            O(1).
+        """
+        return self._cidr_owner.get(cidr)
 
     def can_add_node(self) -> bool:
         """Whether a new node must get CIDRs (every family has room).
@@ -65,8 +89,11 @@ class ReferenceModel:
         """
         return all(self.node_room(family) > 0 for family in self.config.families)
 
-    def add_node(self, node: str, cidrs: tuple[netaddr.IPNetwork, ...]) -> None:
-        """Check and record the pod CIDRs ``node`` was given.
+    def add_node(
+        self, node: str, cidrs: tuple[netaddr.IPNetwork, ...], *, partial: bool = False
+    ) -> None:
+        """Check and record the pod CIDRs ``node`` was given (``partial``: some
+        families only, as ``occupy`` may record; still in the config's order).
 
         Raises:
             AssertionError: the CIDRs break a rule (the message says which).
@@ -76,8 +103,12 @@ class ReferenceModel:
         """
         config = self.config
         assert node not in self.nodes, f"node {node!r} added twice"
-        assert len(cidrs) == len(config.families), f"node {node!r} got {cidrs}"
-        for cidr, family in zip(cidrs, config.families, strict=True):
+        if partial:
+            families = tuple(f for f in config.families if f.version in {c.version for c in cidrs})
+        else:
+            families = config.families
+        assert len(cidrs) == len(families), f"node {node!r} got {cidrs}"
+        for cidr, family in zip(cidrs, families, strict=True):
             assert cidr.version == family.version, f"node {node!r}: {cidr} is not {family}"
             assert cidr.prefixlen == config.node_mask(family), f"node {node!r}: mask of {cidr}"
             assert cidr in config.cluster_cidr(family), f"node {node!r}: {cidr} outside the cluster"
@@ -85,6 +116,7 @@ class ReferenceModel:
             if family in config.service_families:
                 service = config.service_cidr(family)
                 assert not _overlaps(cidr, service), f"node {node!r}: {cidr} is set aside"
+            assert cidr not in self.reserved_cidrs, f"node {node!r} got {cidr}, which is reserved"
             owner = self._cidr_owner.get(cidr)
             assert owner is None, f"node {node!r} got {cidr}, which node {owner!r} holds"
         self.nodes[node] = cidrs
@@ -112,7 +144,16 @@ class ReferenceModel:
         """
         fam = IPFamily(family)
         usable = usable_span(fam, self.config.service_cidr(fam).prefixlen)[1]
-        return usable - sum(1 for ip in self._ip_owner if ip.version == fam.version)
+        held = sum(1 for ip in self._ip_owner if ip.version == fam.version)
+        return usable - held - sum(1 for ip in self.reserved_ips if ip.version == fam.version)
+
+    def ip_owner(self, ip: netaddr.IPAddress) -> str | None:
+        """The Service key holding ``ip``, or None.
+
+        Complexity:
+            O(1).
+        """
+        return self._ip_owner.get(ip)
 
     def add_service(self, key: str, addresses: tuple[netaddr.IPAddress, ...]) -> None:
         """Check and record the cluster IPs Service ``key`` was given.
@@ -135,6 +176,7 @@ class ReferenceModel:
             assert ip != cidr.network, f"Service {key!r} got the network address {ip}"
             if family is IPFamily.IPv4:
                 assert ip != cidr.broadcast, f"Service {key!r} got the broadcast address {ip}"
+            assert ip not in self.reserved_ips, f"Service {key!r} got {ip}, which is reserved"
             owner = self._ip_owner.get(ip)
             assert owner is None, f"Service {key!r} got {ip}, which {owner!r} holds"
         self.services[key] = addresses

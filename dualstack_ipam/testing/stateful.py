@@ -26,6 +26,31 @@ Your controller sees every step through hooks; override the ones you need
 
     TestMyController = MyControllerMachine.TestCase
 
+The allocators the machine drives come from two factories, so that the
+system under test can be your own allocator (a subclass of ours that your
+controller allocates through, or a durable cluster's side) rather than a
+mirror of the machine's::
+
+    class MyAllocatorMachine(DualStackClusterMachine):
+        def make_node_allocator(self, config):
+            return MyController(config).nodes      # a NodeCIDRAllocator (or subclass)
+        def make_service_allocator(self, config):
+            return MyController(config).services   # a ServiceIPAllocator (or subclass)
+
+The defaults build our classes with a drawn ``strategy`` (and ``rng``):
+``self.node_strategy``, ``self.service_strategy``, ``self.service_rng``.
+A restart rebuilds them from their JSON snapshots through
+``restore_node_allocator(data)`` / ``restore_service_allocator(data, rng)``
+(our classes' ``restore`` by default; override to reopen your store). An
+allocator that refuses ``reserve`` with an ``InvalidConfigError`` saying it
+is "not supported" (a durable side, for now) is allowed to: the machine
+checks that nothing changed and goes on.
+
+Besides nodes and Services coming and going, the machine bulk-loads keys
+with ``occupy``, reserves and unreserves space (never handed out
+afterwards), and drifts an allocator from the truth (a lost release, a lost
+allocation) before repairing it with ``reconcile``.
+
 In the hooks, ``self.config``, ``self.node_allocator``,
 ``self.service_allocator``, ``self.model`` and ``self.services`` (key ->
 the manifest as created) describe the cluster. Override ``configs`` (a
@@ -38,6 +63,7 @@ call ``super().__init__()``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from typing import Any, ClassVar
@@ -47,7 +73,14 @@ import netaddr
 from dualstack_ipam import service_key
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
-from dualstack_ipam.errors import IPAMError, PoolExhaustedError, ServiceValidationError
+from dualstack_ipam.errors import (
+    AlreadyAllocatedError,
+    InvalidConfigError,
+    IPAMError,
+    PoolExhaustedError,
+    ServiceValidationError,
+)
+from dualstack_ipam.net import IPFamily, make_address, usable_span
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 from ._common import st
@@ -103,6 +136,37 @@ class DualStackClusterMachine(RuleBasedStateMachine):
     def check_controller(self) -> None:
         """Assert that your controller agrees with the allocators; after every step."""
 
+    def on_service_occupied(self, service: dict[str, Any]) -> None:
+        """A Service's addresses were bulk-loaded with ``occupy`` (``service`` as created).
+
+        By default the same as :meth:`on_service_created`: to a controller
+        that watches Services, one appeared.
+        """
+        self.on_service_created(service)
+
+    def on_reconciled(self) -> None:
+        """An allocator drifted from the truth and ``reconcile`` repaired it."""
+
+    # -------------------------------------------------------------- factories
+
+    def make_node_allocator(self, config: ClusterConfig) -> NodeCIDRAllocator:
+        """The node allocator under test (ours, with ``self.node_strategy``, by default)."""
+        return NodeCIDRAllocator(config, strategy=self.node_strategy)
+
+    def make_service_allocator(self, config: ClusterConfig) -> ServiceIPAllocator:
+        """The Service allocator under test (ours, with the drawn strategy and rng)."""
+        return ServiceIPAllocator(config, strategy=self.service_strategy, rng=self.service_rng)
+
+    def restore_node_allocator(self, data: dict[str, Any]) -> NodeCIDRAllocator:
+        """The node allocator rebuilt from its snapshot ``data`` at a restart."""
+        return NodeCIDRAllocator.restore(data)
+
+    def restore_service_allocator(
+        self, data: dict[str, Any], rng: random.Random
+    ) -> ServiceIPAllocator:
+        """The Service allocator rebuilt from its snapshot ``data`` at a restart."""
+        return ServiceIPAllocator.restore(data, rng=rng)
+
     # -------------------------------------------------------------- machinery
 
     def __init__(self) -> None:
@@ -116,14 +180,14 @@ class DualStackClusterMachine(RuleBasedStateMachine):
         if not isinstance(config, ClusterConfig) or not config.service_families:
             raise TypeError(f"configs must give ClusterConfigs with a Service range: {config!r}")
         self.config = config
-        self.node_allocator = NodeCIDRAllocator(
-            config, strategy=data.draw(st.sampled_from(["next-fit", "lowest"]), label="nodes")
+        self.node_strategy = data.draw(st.sampled_from(["next-fit", "lowest"]), label="nodes")
+        self.service_strategy = data.draw(
+            st.sampled_from(["random", "sequential"]), label="services"
         )
-        self.service_allocator = ServiceIPAllocator(
-            config,
-            strategy=data.draw(st.sampled_from(["random", "sequential"]), label="services"),
-            rng=data.draw(st.randoms(use_true_random=True), label="rng"),
-        )
+        self.service_rng = data.draw(st.randoms(use_true_random=True), label="rng")
+        self.node_allocator = self.make_node_allocator(config)
+        self.service_allocator = self.make_service_allocator(config)
+        self._reserving = True
         self.model = ReferenceModel(config)
         self.services: dict[str, dict[str, Any]] = {}
         self.setup_controller(config)
@@ -169,6 +233,16 @@ class DualStackClusterMachine(RuleBasedStateMachine):
             manifest["metadata"]["name"] = self._fresh(manifest["metadata"]["name"][:50])
             key = service_key(manifest)
         before = self.service_allocator.snapshot()
+        asked = {netaddr.IPAddress(ip) for ip in _requested(manifest)}
+        if asked & self.model.reserved_ips:
+            with_reason = None
+            try:
+                self.service_allocator.allocate_service(manifest)
+            except ServiceValidationError as exc:
+                with_reason = exc
+            assert with_reason is not None, f"a reserved address was given: {manifest}"
+            assert self.service_allocator.snapshot() == before, "a refused create changed state"
+            return
         try:
             service = self.service_allocator.allocate_service(manifest)
         except PoolExhaustedError:
@@ -257,8 +331,8 @@ class DualStackClusterMachine(RuleBasedStateMachine):
         """The controller restarts: both allocators are rebuilt from JSON snapshots."""
         nodes = json.loads(json.dumps(self.node_allocator.snapshot()))
         services = json.loads(json.dumps(self.service_allocator.snapshot()))
-        self.node_allocator = NodeCIDRAllocator.restore(nodes)
-        self.service_allocator = ServiceIPAllocator.restore(services, rng=random.Random(seed))
+        self.node_allocator = self.restore_node_allocator(nodes)
+        self.service_allocator = self.restore_service_allocator(services, random.Random(seed))
         assert self.node_allocator.snapshot() == nodes
         assert self.service_allocator.snapshot() == services
         self.on_restart()
@@ -267,8 +341,10 @@ class DualStackClusterMachine(RuleBasedStateMachine):
     def _agrees_with_model(self) -> None:
         if not self._started:
             return
-        self.node_allocator._check_invariants()
-        self.service_allocator._check_invariants()
+        for alloc in (self.node_allocator, self.service_allocator):
+            check = getattr(alloc, "_check_invariants", None)
+            if check is not None:
+                check()
         assert dict(self.node_allocator.items()) == self.model.nodes
         assert dict(self.service_allocator.items()) == self.model.services
         for family in self.config.families:
@@ -276,3 +352,191 @@ class DualStackClusterMachine(RuleBasedStateMachine):
         for family in self.config.service_families:
             assert self.service_allocator.free(family) == self.model.service_room(family), family
         self.check_controller()
+
+    # ------------------------------------------------- controller operations
+
+    @rule(data=st.data())
+    def occupy_service(self, data: st.DataObject) -> None:
+        """A restarting controller bulk-loads a Service's addresses with ``occupy``.
+
+        Refused, naming the holder, when another key holds one, and when one
+        is reserved; nothing changes then.
+        """
+        families = [f for f in self.config.service_families if self._usable(f)]
+        if not families:
+            return
+        count = data.draw(st.integers(1, len(families)), label="families")
+        chosen = data.draw(st.permutations(families), label="order")[:count]
+        ips = tuple(self._draw_service_ip(data, family) for family in chosen)
+        name = self._fresh("occupied")
+        key = f"default/{name}"
+        before = self.service_allocator.snapshot()
+        owners = {self.model.ip_owner(ip) for ip in ips} - {None}
+        if owners or set(ips) & self.model.reserved_ips:
+            error = None
+            try:
+                self.service_allocator.occupy(key, [str(ip) for ip in ips])
+            except AlreadyAllocatedError as exc:
+                error = exc
+            assert error is not None, f"occupy {ips} for {key!r} was not refused"
+            if owners and not set(ips) & self.model.reserved_ips:
+                assert error.owner in owners, f"{error} names {error.owner!r}, not {owners}"
+            assert self.service_allocator.snapshot() == before, "a refused occupy changed state"
+            return
+        assert self.service_allocator.occupy(key, [str(ip) for ip in ips]) == ips
+        assert self.service_allocator.occupy(key, [str(ip) for ip in ips]) == ips, "not a no-op"
+        self.model.add_service(key, ips)
+        policy = "SingleStack" if len(ips) == 1 else "RequireDualStack"
+        texts = [str(ip) for ip in ips]
+        spec = {"clusterIP": texts[0], "clusterIPs": texts, "ipFamilyPolicy": policy}
+        manifest = {"metadata": {"name": name}, "spec": spec}
+        service = ServiceIPAllocator(self.config, strategy="sequential").allocate_service(manifest)
+        self.services[key] = service
+        self.on_service_occupied(service)
+
+    def _usable(self, family: IPFamily) -> int:
+        return usable_span(family, self.config.service_cidr(family).prefixlen)[1]
+
+    def _draw_service_ip(self, data: st.DataObject, family: IPFamily) -> netaddr.IPAddress:
+        cidr = self.config.service_cidr(family)
+        first, usable = usable_span(family, cidr.prefixlen)
+        offset = data.draw(st.integers(0, usable - 1), label=f"{family} offset")
+        return make_address(int(cidr.first) + first + offset, family)
+
+    def _service_span(self, data: st.DataObject) -> tuple[str, set[netaddr.IPAddress]] | None:
+        families = [f for f in self.config.service_families if self._usable(f)]
+        if not families:
+            return None
+        family = data.draw(st.sampled_from(families), label="family")
+        cidr = self.config.service_cidr(family)
+        first, usable = usable_span(family, cidr.prefixlen)
+        start = data.draw(st.integers(0, usable - 1), label="start")
+        stop = min(usable, start + data.draw(st.integers(1, 3), label="length"))
+        ips = {make_address(int(cidr.first) + first + i, family) for i in range(start, stop)}
+        return f"{min(ips)}-{max(ips)}", ips
+
+    def _node_span(self, data: st.DataObject) -> tuple[str, set[netaddr.IPNetwork]]:
+        family = data.draw(st.sampled_from(self.config.families), label="family")
+        cidr, mask = self.config.cluster_cidr(family), self.config.node_mask(family)
+        subnets = 1 << min(mask - cidr.prefixlen, 16)
+        start = data.draw(st.integers(0, subnets - 1), label="start")
+        stop = min(subnets, start + data.draw(st.integers(1, 2), label="length"))
+        shift = family.width - mask
+        nets = {
+            netaddr.IPNetwork(f"{make_address(int(cidr.first) + (i << shift), family)}/{mask}")
+            for i in range(start, stop)
+        }
+        low, high = min(nets), max(nets)
+        return f"{low.network}-{make_address(int(high.last), family)}", nets
+
+    def _unsupported(self, alloc: Any, call: Any, before: dict[str, Any]) -> bool:
+        """Run ``call``; True if the allocator does not support it (nothing changed)."""
+        try:
+            call()
+        except InvalidConfigError as exc:
+            if "not supported" not in str(exc):
+                raise
+            assert alloc.snapshot() == before, "a refused reserve changed state"
+            self._reserving = False
+            return True
+        return False
+
+    @precondition(lambda self: self._reserving)
+    @rule(data=st.data(), nodes=st.booleans(), reason=st.sampled_from(["", "racks"]))
+    def reserve_space(self, data: st.DataObject, nodes: bool, reason: str) -> None:
+        """A range is reserved: refused over held space (or the Service set-aside)."""
+        alloc: Any = self.node_allocator if nodes else self.service_allocator
+        span = self._node_span(data) if nodes else self._service_span(data)
+        if span is None:
+            return
+        text, items = span
+        if nodes:
+            taken = any(self.model.cidr_owner(n) or self.model.set_aside(n) for n in items)
+            reserved: set[Any] = self.model.reserved_cidrs
+        else:
+            taken = any(self.model.ip_owner(ip) for ip in items)
+            reserved = self.model.reserved_ips
+        before = alloc.snapshot()
+        result: list[int] = []
+        try:
+            if self._unsupported(alloc, lambda: result.append(alloc.reserve(text, reason)), before):
+                return
+        except AlreadyAllocatedError:
+            assert taken, f"reserve({text!r}) refused, but nothing there is held"
+            assert alloc.snapshot() == before, "a refused reserve changed state"
+            return
+        assert not taken, f"reserve({text!r}) reserved held space"
+        assert result == [len(items - reserved)], (text, result)
+        reserved |= items
+
+    @precondition(lambda self: self._reserving)
+    @rule(data=st.data(), nodes=st.booleans())
+    def unreserve_space(self, data: st.DataObject, nodes: bool) -> None:
+        """A range is unreserved: only its reserved slots are freed."""
+        alloc: Any = self.node_allocator if nodes else self.service_allocator
+        span = self._node_span(data) if nodes else self._service_span(data)
+        if span is None:
+            return
+        text, items = span
+        reserved: set[Any] = self.model.reserved_cidrs if nodes else self.model.reserved_ips
+        before = alloc.snapshot()
+        result: list[int] = []
+        try:
+            if self._unsupported(alloc, lambda: result.append(alloc.unreserve(text)), before):
+                return
+        except InvalidConfigError:
+            assert nodes, text
+            assert any(self.model.set_aside(n) for n in items), text
+            assert alloc.snapshot() == before, "a refused unreserve changed state"
+            return
+        assert result == [len(items & reserved)], (text, result)
+        reserved -= items
+
+    @rule(data=st.data(), nodes=st.booleans(), grace=st.integers(1, 3))
+    def drift_and_reconcile(self, data: st.DataObject, nodes: bool, grace: int) -> None:
+        """The allocator lost a release and an allocation; ``reconcile`` repairs both.
+
+        A key the truth has is released behind the model's back (missing),
+        and a key the truth lacks takes a free address (leaked). A
+        report-only call changes nothing; ``grace`` repairing calls release
+        the leak and restore the missing key, and the report says so.
+        """
+        alloc: Any = self.node_allocator if nodes else self.service_allocator
+        truth: dict[str, list[str]] = {
+            key: [str(a) for a in held]
+            for key, held in (self.model.nodes if nodes else self.model.services).items()
+        }
+        lost = data.draw(st.sampled_from(sorted(truth)), label="lost") if truth else None
+        if lost is not None:
+            alloc.release(lost)
+        leaked = self._fresh("leaked")
+        if not nodes:
+            leaked = f"default/{leaked}"
+        try:
+            taken = alloc.allocate(leaked)
+        except PoolExhaustedError:
+            taken = None
+        before = alloc.snapshot()
+        report = alloc.reconcile(truth)
+        assert alloc.snapshot() == before, "a report-only reconcile changed state"
+        assert set(report.missing) == ({lost} if lost else set()), report
+        assert set(report.leaked) == ({leaked} if taken is not None else set()), report
+        for _ in range(grace):
+            report = alloc.reconcile(truth, repair=True, leak_grace=grace)
+        assert report.ok, report
+        assert set(report.released) == ({leaked} if taken is not None else set()), report
+        held = dict(alloc.items())
+        assert held == dict(self.model.nodes if nodes else self.model.services), "not repaired"
+        self.on_reconciled()
+
+
+def _requested(manifest: dict[str, Any]) -> list[str]:
+    """The addresses a manifest asks for (``clusterIP`` / ``clusterIPs``), parseable ones."""
+    spec = manifest.get("spec") or {}
+    asked = [spec.get("clusterIP"), *(spec.get("clusterIPs") or [])]
+    result = []
+    for value in asked:
+        if isinstance(value, str) and value and value != "None":
+            with contextlib.suppress(netaddr.AddrFormatError, ValueError, TypeError):
+                result.append(str(netaddr.IPAddress(value)))
+    return result

@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
-from dualstack_ipam import ClusterConfig, IPAMError, ServiceIPAllocator, ServiceValidationError
+import dualstack_ipam
+from dualstack_ipam import (
+    ClusterConfig,
+    IPAMError,
+    NodeCIDRAllocator,
+    ServiceIPAllocator,
+    ServiceValidationError,
+)
 from dualstack_ipam.testing._manifests import context
 from dualstack_ipam.testing._updates import EDITS, Edit, edit_service
 from dualstack_ipam.testing.stateful import DualStackClusterMachine, ReferenceModel
@@ -303,3 +310,98 @@ def test_the_alpha_family_edit_is_refused_at_its_field() -> None:
         edits, lambda e: e.change == "ip-family" and e.manifest["spec"]["ipFamily"] != "IPv4"
     )
     assert _refusal(alloc, old, edit) == "spec.ipFamily"
+
+
+# ------------------------------------------------- the allocators under test
+
+
+def test_model_counts_reservations_and_refuses_reserved_space() -> None:
+    model = ReferenceModel(CONFIG)
+    model.reserved_cidrs.add(net("10.244.0.4/30"))
+    model.reserved_ips.add(ip("10.244.0.1"))
+    assert model.node_room("IPv4") == 2
+    assert model.service_room("IPv4") == 1
+    assert model.set_aside(net("10.244.0.0/30"))
+    assert not model.set_aside(net("10.244.0.8/30"))
+    with pytest.raises(AssertionError, match="reserved"):
+        model.add_node("a", (net("10.244.0.4/30"), net("fc00::/127")))
+    with pytest.raises(AssertionError, match="reserved"):
+        model.add_service("default/web", (ip("10.244.0.1"),))
+    model.add_node("b", (net("fc00::2/127"),), partial=True)
+    assert model.cidr_owner(net("fc00::2/127")) == "b"
+
+
+OPS: Counter[str] = Counter()
+
+
+class CountingMachine(DualStackClusterMachine):
+    def on_service_occupied(self, service: dict[str, Any]) -> None:
+        OPS["occupied"] += 1
+
+    def on_reconciled(self) -> None:
+        OPS["reconciled"] += 1
+
+
+def test_the_new_rules_run_on_our_allocators() -> None:
+    OPS.clear()
+    run(CountingMachine, max_examples=25, stateful_step_count=40)
+    assert OPS["occupied"] > 0
+    assert OPS["reconciled"] > 0
+
+
+class DurableMachine(CountingMachine):
+    """The system under test is a durable cluster's sides: the factories say so."""
+
+    def make_node_allocator(self, config: ClusterConfig) -> NodeCIDRAllocator:
+        self.cluster = dualstack_ipam.open("memory://", config, node_strategy=self.node_strategy)
+        return self.cluster.nodes
+
+    def make_service_allocator(self, config: ClusterConfig) -> ServiceIPAllocator:
+        return self.cluster.services
+
+    def teardown(self) -> None:
+        if hasattr(self, "cluster"):
+            self.cluster.close()
+
+
+def test_the_factories_put_a_durable_cluster_under_test() -> None:
+    OPS.clear()
+    run(DurableMachine, max_examples=10)
+    assert OPS["reconciled"] > 0
+
+
+class LeakyReconcile(ServiceIPAllocator):
+    """A controller's allocator whose repair forgets to release leaks."""
+
+    def reconcile(self, observed: Any, *, repair: bool = False, leak_grace: int = 3) -> Any:
+        return super().reconcile(observed, repair=repair, leak_grace=leak_grace + 100)
+
+
+class HandsOutReserved(ServiceIPAllocator):
+    """A controller's allocator that forgets its reservations on a restart."""
+
+    @classmethod
+    def restore(cls, data: Any, **kwargs: Any) -> Any:
+        for pool in data["pools"].values():
+            pool["reserved"] = []
+        return ServiceIPAllocator.restore(data, **kwargs)
+
+
+class LeakyMachine(DualStackClusterMachine):
+    def make_service_allocator(self, config: ClusterConfig) -> ServiceIPAllocator:
+        return LeakyReconcile(config, strategy=self.service_strategy, rng=self.service_rng)
+
+    def restore_service_allocator(self, data: dict[str, Any], rng: Any) -> ServiceIPAllocator:
+        return LeakyReconcile.restore(data, rng=rng)  # restore builds the class it is called on
+
+
+class ForgetsReservations(DualStackClusterMachine):
+    def restore_service_allocator(self, data: dict[str, Any], rng: Any) -> ServiceIPAllocator:
+        restored: ServiceIPAllocator = HandsOutReserved.restore(data, rng=rng)
+        return restored
+
+
+@pytest.mark.parametrize("machine", [LeakyMachine, ForgetsReservations])
+def test_a_buggy_allocator_is_caught(machine: type[DualStackClusterMachine]) -> None:
+    with pytest.raises(AssertionError):
+        run(machine, max_examples=200, stateful_step_count=40, phases=[Phase.generate])
