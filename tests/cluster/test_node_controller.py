@@ -337,3 +337,30 @@ def test_reserved_and_cooling_cidrs_are_never_handed_out(ops: list[tuple[str, in
         else:
             clock.now += 4 * n
     alloc._check_invariants()
+
+
+# -------------------------------------------------------------------- metrics
+
+
+def test_node_metrics_scraped_with_prometheus_parser() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dualstack_ipam.metrics import register
+
+    alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/22,fc00::/63", "10.0.0.0/24"))
+    alloc.allocate("a")
+    alloc.allocate_node({"metadata": {"name": "b"}})
+    alloc.release("a")
+    registry = CollectorRegistry()
+    register(alloc, registry)
+    samples = {
+        (s.name, s.labels.get("clusterCIDR")): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert samples[("node_ipam_controller_cidrset_usage_cidrs", "10.0.0.0/22")] == 0.25
+    assert samples[("node_ipam_controller_cidrset_usage_cidrs", "fc00::/63")] == 0.5
+    every = "10.0.0.0/22,fc00::/63"
+    assert samples[("node_ipam_controller_cidrset_cidrs_allocations_total", every)] == 4
+    assert samples[("node_ipam_controller_cidrset_cidrs_releases_total", every)] == 2

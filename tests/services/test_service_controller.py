@@ -294,3 +294,31 @@ def test_reserved_and_cooling_addresses_are_never_handed_out(
         else:
             clock.now += 4 * n
     alloc._check_invariants()
+
+
+# -------------------------------------------------------------------- metrics
+
+
+def test_service_metrics_scraped_with_prometheus_parser() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dualstack_ipam.metrics import register
+
+    alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/29"))
+    alloc.occupy("ns/a", "10.96.0.1")
+    alloc.reserve("10.96.0.6")
+    with pytest.raises(AlreadyAllocatedError):
+        alloc.occupy("ns/b", "10.96.0.1")
+    registry = CollectorRegistry()
+    register(alloc, registry)
+    samples = {
+        (s.name, s.labels.get("cidr")): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    prefix = "kube_apiserver_clusterip_allocator_"
+    assert samples[(prefix + "allocated_ips", "10.96.0.0/29")] == 1
+    assert samples[(prefix + "available_ips", "10.96.0.0/29")] == 4
+    assert samples[(prefix + "allocation_total", "10.96.0.0/29")] == 1
+    assert samples[(prefix + "allocation_errors_total", "10.96.0.0/29")] == 1
