@@ -4,10 +4,12 @@ Run from the repository root, after ``pip install -e '.[bench]'``::
 
     python -m benchmarks.plots
 
-It reads ``benchmarks/results/hot_path.json`` and
-``benchmarks/results/bitmap_designs.json`` (written by
-``python -m benchmarks.bench_hot_path --json ...`` and
-``python -m benchmarks.bitmap_designs --json ...``) and writes PNG files to
+It reads ``benchmarks/results/hot_path.json``,
+``benchmarks/results/bitmap_designs.json`` and
+``benchmarks/results/store.json`` (written by
+``python -m benchmarks.bench_hot_path --json ...``,
+``python -m benchmarks.bitmap_designs --json ...`` and
+``python -m benchmarks.bench_store --json ...``) and writes PNG files to
 ``docs/_static/perf/``. It measures nothing itself.
 """
 
@@ -87,7 +89,7 @@ def plot_ratios(plt: Any, cases: list[dict[str, Any]], naive: list[dict[str, Any
     left.axhline(1.0, color="black", linestyle="--", linewidth=1)
     left.set_xticks([i + 0.4 - width / 2 for i in range(len(FILLS))], FILL_LABELS)
     left.set_title("allocate_next (random) / floor")
-    left.legend(fontsize=8)
+    left.legend(fontsize=8, loc="lower right")
     naive_ns: dict[tuple[str, float], float] = {
         (n["pool"], round(n["fill"], 4)): n["ns"] for n in naive if n["op"] == "allocate_next"
     }
@@ -155,6 +157,69 @@ def plot_designs(plt: Any, designs: dict[str, Any]) -> Path:
     return _save(plt, fig, "bitmap_designs.png")
 
 
+def plot_store_size(plt: Any, store: dict[str, Any]) -> Path:
+    """Store file bytes per allocated address and open times against the allocations."""
+    rows = [r for r in store["store_size"] if r["services"]]
+    counts = [r["addresses"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.0))
+    left.plot(counts, [r["bytes_per_address"] for r in rows], "o-", label="whole file")
+    left.plot(
+        counts,
+        [r["marginal_bytes_per_address"] for r in rows],
+        "s--",
+        label="less the empty store",
+    )
+    left.set_xscale("log")
+    left.set_ylim(0, 1.3 * max(r["bytes_per_address"] for r in rows))
+    left.set_xlabel("allocated addresses (2 per dual-stack Service)")
+    left.set_ylabel("bytes per allocated address")
+    left.set_title("SQLite store size")
+    left.legend(fontsize=8, loc="lower right")
+    right.plot(counts, [r["open_read_all_s"] * 1e3 for r in rows], "o-", label="open + read all")
+    right.plot(
+        counts,
+        [r["open_get_one_s"] * 1e3 for r in rows],
+        "s--",
+        label="open + get one key (a short command)",
+    )
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("allocated addresses (2 per dual-stack Service)")
+    right.set_ylabel("ms (median)")
+    right.set_title("open time")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return _save(plt, fig, "store_size.png")
+
+
+def plot_store_cli(plt: Any, store: dict[str, Any]) -> Path:
+    """CLI mutation wall time on an empty store and on one with many Services."""
+    rows = store["cli"]
+    big = store["big_services"]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    xs = range(len(rows))
+    width = 0.38
+    empty = ax.bar(
+        [x - width / 2 for x in xs], [r["empty"] * 1e3 for r in rows], width, label="empty store"
+    )
+    full = ax.bar(
+        [x + width / 2 for x in xs],
+        [r["full"] * 1e3 for r in rows],
+        width,
+        label=f"{big:,} dual-stack Services",
+    )
+    ax.bar_label(empty, fmt="%.0f", fontsize=8)
+    ax.bar_label(
+        full, labels=[f"{r['full'] * 1e3:.0f} ({r['ratio']:.2f}x)" for r in rows], fontsize=8
+    )
+    ax.set_xticks(list(xs), [r["command"] for r in rows])
+    ax.set_ylabel("ms per command (subprocess, median)")
+    ax.set_title("CLI mutation: goal <= 1.5x the empty store")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, "store_cli.png")
+
+
 def _save(plt: Any, fig: Any, name: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name
@@ -181,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         plot_memory(plt, hot),
         plot_designs(plt, designs),
     ]
+    store = _load("store.json")
+    written += [plot_store_size(plt, store), plot_store_cli(plt, store)]
     for path in written:
         print(path.relative_to(ROOT))
     return 0
