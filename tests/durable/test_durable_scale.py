@@ -10,7 +10,7 @@ every key; a release acknowledges "nothing held").
 
 The file is the default ``synchronous=FULL``: an acknowledged result must be
 durable, and the test is about acknowledged results. On the 2-core machine
-the whole test takes ~25 s (see ``docs/performance.md``).
+the whole test took 8-26 s in our runs (the disk syncs dominate).
 
 A call that loses 8 races in a row raises ``StoreUnavailableError`` having
 written nothing (the documented guarantee); the worker then calls again and
