@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 KILLS = 200
 WORKERS = 4
 KEYS = 6  # per worker and kind: few, so that allocations and releases meet
+DRILL_LIMIT_S = 600.0
 
 WORKER = r"""
 import contextlib, io, json, os, random, sys
@@ -172,7 +173,7 @@ def _start(worker: Worker, store: Path, manifests: Path, seed: int) -> None:
     worker.proc = subprocess.Popen(
         [sys.executable, "-c", WORKER, str(worker.index), str(seed), str(store), str(manifests)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     os.set_blocking(worker.proc.stdout.fileno(), False)  # type: ignore[union-attr]
@@ -183,12 +184,25 @@ def _kill(worker: Worker) -> None:
     proc = worker.proc
     assert proc is not None
     assert proc.stdout is not None
+    assert proc.stderr is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     os.set_blocking(proc.stdout.fileno(), True)
     _read_lines(worker, proc.stdout.read())
     proc.stdout.close()
+    proc.stderr.close()
     worker.proc = None
+
+
+def _check_alive(worker: Worker) -> None:
+    """A worker loops until it is killed: one that exited by itself crashed."""
+    proc = worker.proc
+    assert proc is not None
+    code = proc.poll()
+    if code is not None and code != -signal.SIGKILL:
+        assert proc.stderr is not None
+        error = proc.stderr.read().decode(errors="replace")[-2000:]
+        raise AssertionError(f"worker {worker.index} exited by itself ({code}):\n{error}")
 
 
 def _write_manifests(folder: Path) -> None:
@@ -224,8 +238,11 @@ def test_sigkill_drill(tmp_path: Path) -> None:
     workers = [Worker(i) for i in range(WORKERS)]
     started = kills = lost = duplicated = 0
     rng = random.Random(9)
+    # A bound on the whole drill, so that a fault shows as a failure, not a hang.
+    give_up = time.monotonic() + DRILL_LIMIT_S
     try:
         while kills < KILLS:
+            assert time.monotonic() < give_up, f"the drill did not finish ({kills} kills)"
             for worker in workers:
                 if worker.proc is None and started < KILLS:
                     _start(worker, store, manifests, rng.randrange(2**32))
@@ -237,6 +254,7 @@ def test_sigkill_drill(tmp_path: Path) -> None:
                 _read_lines(pipes[fd], os.read(fd, 1 << 16))
             now = time.monotonic()
             for worker in running:
+                _check_alive(worker)
                 if worker.deadline is not None and now >= worker.deadline:
                     _kill(worker)
                     kills += 1
