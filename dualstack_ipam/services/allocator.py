@@ -27,9 +27,7 @@ from dualstack_ipam.errors import (
     AlreadyAllocatedError,
     ClusterIPTakenError,
     InvalidConfigError,
-    IPAMError,
     NotInRangeError,
-    SnapshotError,
 )
 from dualstack_ipam.net import (
     IPFamily,
@@ -41,10 +39,9 @@ from dualstack_ipam.net import (
 )
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.owners.controls import AllocatorControls
-from dualstack_ipam.pools.marks import check_cooldown
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import intent as it
-from dualstack_ipam.services import read
+from dualstack_ipam.services import read, service_snapshots
 from dualstack_ipam.services.render import render
 from dualstack_ipam.services.take import check_occupied, release_all, take, take_all
 from dualstack_ipam.services.update import (
@@ -55,15 +52,10 @@ from dualstack_ipam.services.update import (
     read_old,
     resolve_update,
 )
-from dualstack_ipam.snapshot import envelope, open_envelope, read_int
 
 __all__ = ["ClusterIPTakenError", "ServiceIPAllocator"]
 
-_KIND = "ServiceIPAllocator"
-
-
-def _text(address: tuple[IPFamily, int | None]) -> str:
-    return "" if address[1] is None else str(make_address(address[1], address[0]))
+_text = service_snapshots.text
 
 
 class ServiceIPAllocator(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
@@ -450,17 +442,7 @@ class ServiceIPAllocator(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
         >>> ServiceIPAllocator.restore(data).snapshot() == data
         True
         """
-        with self._lock:  # flat copies only: allocating threads wait for nothing else
-            finish = {str(family): pool.capture() for family, pool in self._pools.items()}
-            held = self._table.held_copy()
-        return envelope(
-            _KIND,
-            sum(map(len, held.values())),
-            strategy=self._strategy,
-            config=self._config.to_dict(),
-            pools={family: build() for family, build in finish.items()},
-            services={key: [_text(a) for a in held[key]] for key in sorted(held)},
-        )
+        return service_snapshots.snapshot(self)
 
     @classmethod
     def restore(
@@ -492,44 +474,10 @@ class ServiceIPAllocator(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
         >>> ServiceIPAllocator.restore(alloc.snapshot()).get("dns")
         (IPAddress('10.96.0.10'),)
         """
-        if rng is not None and not isinstance(rng, Random):  # an argument, not the data
-            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
-        check_cooldown(cooldown, clock)
-        data = open_envelope(data, _KIND, ["strategy", "config", "pools", "services"])
-        used, config = read_int(data["used"], "used"), ClusterConfig.from_dict(data["config"])
-        pools, services = data["pools"], data["services"]
-        names = {str(family) for family in config.service_families}
-        if not names or not isinstance(pools, Mapping) or set(pools) != names:
-            raise SnapshotError(f"{_KIND} snapshot needs one pool per Service range {names}")
-        if not isinstance(services, Mapping):
-            raise SnapshotError(f"{_KIND} snapshot field 'services' must be a mapping")
-        obj = cls.__new__(cls)
-        families = config.service_families
-        obj._setup(
-            config,
-            data["strategy"],
-            {
-                f: ServiceIPPool.restore(pools[str(f)], rng=rng, cooldown=cooldown, clock=clock)
-                for f in families
-            },
-        )
-        for family, pool in obj._pools.items():
-            if pool.cidr != config.service_cidr(family) or pool.strategy != obj._strategy:
-                raise SnapshotError(f"{_KIND} snapshot pool {pool!r} disagrees with its config")
-        obj._load_owners(_KIND, services, obj._read_address)
-        held = sum(map(obj._table.count, families))
-        if used != held:
-            raise SnapshotError(f"{_KIND} snapshot says used={used} but keys hold {held}")
-        return obj
+        return service_snapshots.restore(cls, data, rng, cooldown, clock)
 
     def _read_address(self, key: str, text: str) -> Address:
-        try:
-            value, family = parse_address(text)
-        except IPAMError:
-            raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {text!r}") from None
-        if family not in self._pools:
-            raise SnapshotError(f"{_KIND} snapshot entry {key!r}: {text!r} has no Service range")
-        return family, value
+        return service_snapshots.read_address(self, key, text)
 
     def _check_invariants(self) -> None:
         """Assert owners against pools, and every count.

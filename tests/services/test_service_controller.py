@@ -182,8 +182,8 @@ def test_stats_counts_and_totals() -> None:
     alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/29"))
     assert alloc.ranges("IPv4") == [netaddr.IPNetwork("10.96.0.0/29")]
     alloc.occupy("a", "10.96.0.1")
-    alloc.allocate("b")
     alloc.reserve("10.96.0.6")
+    alloc.allocate("b")
     with pytest.raises(AlreadyAllocatedError):
         alloc.occupy("c", "10.96.0.1")
     with pytest.raises(ClusterIPTakenError):
