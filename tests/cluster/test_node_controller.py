@@ -364,3 +364,17 @@ def test_node_metrics_scraped_with_prometheus_parser() -> None:
     every = "10.0.0.0/22,fc00::/63"
     assert samples[("node_ipam_controller_cidrset_cidrs_allocations_total", every)] == 4
     assert samples[("node_ipam_controller_cidrset_cidrs_releases_total", every)] == 2
+
+
+def test_a_cooling_second_family_fails_allocate_before_the_first_is_taken() -> None:
+    """Defect: ``free`` counts cooling subnets, so the all-or-nothing check
+    passed and the first family was taken before the second raised."""
+    clock = Clock()
+    alloc = NodeCIDRAllocator(ClusterConfig("fc00::/62,10.0.0.0/23"), cooldown=30, clock=clock)
+    alloc.allocate("a"), alloc.allocate("b")
+    alloc.release("a")  # IPv4 has no free subnet now, only a cooling one
+    before = alloc.snapshot()
+    with pytest.raises(PoolExhaustedError, match="cooling"):
+        alloc.allocate("c")
+    assert alloc.snapshot() == before
+    alloc._check_invariants()

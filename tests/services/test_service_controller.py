@@ -322,3 +322,20 @@ def test_service_metrics_scraped_with_prometheus_parser() -> None:
     assert samples[(prefix + "available_ips", "10.96.0.0/29")] == 4
     assert samples[(prefix + "allocation_total", "10.96.0.0/29")] == 1
     assert samples[(prefix + "allocation_errors_total", "10.96.0.0/29")] == 1
+
+
+def test_a_cooling_second_family_fails_a_manifest_before_the_first_is_taken() -> None:
+    """Defect: ``free`` counts cooling addresses, so take_all's room check
+    passed and the first family was taken before the second raised."""
+    clock = Clock()
+    config = ClusterConfig("10.244.0.0/16,fc00::/48", "10.96.0.0/24,fd00::/126")
+    alloc = ServiceIPAllocator(config, strategy="sequential", cooldown=30, clock=clock)
+    for i in range(3):
+        alloc.allocate(f"v6-{i}", family="IPv6")
+    alloc.release("v6-0")  # IPv6 has no free address now, only a cooling one
+    before = alloc.snapshot()
+    manifest = {"metadata": {"name": "web"}, "spec": {"ipFamilyPolicy": "RequireDualStack"}}
+    with pytest.raises(PoolExhaustedError, match="cooling"):
+        alloc.allocate_service(manifest)
+    assert alloc.snapshot() == before
+    alloc._check_invariants()
