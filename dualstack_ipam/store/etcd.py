@@ -100,6 +100,11 @@ class EtcdBackend:
     126
     """
 
+    FENCING = True
+    """Test-only switch. False: a write that got no answer raises
+    ``StoreUnavailableError`` at once, as a client without fencing would
+    (assuming it failed); the fault tests' control run shows the leak."""
+
     def __init__(
         self,
         endpoints: str | Sequence[tuple[str, int]],
@@ -290,6 +295,11 @@ class EtcdBackend:
                 try:
                     answer = self._transport.post("kv/txn", payload)
                 except EtcdUnavailable as exc:
+                    if marker is not None and not self.FENCING:
+                        raise StoreUnavailableError(
+                            f"etcd did not answer a transaction ({exc}); fencing is off, so "
+                            "it is assumed not written"
+                        ) from None
                     committed = None if marker is None else session.resolve(marker, exc)
                     if committed is not None:
                         return TxnResult(True, committed)
@@ -388,13 +398,22 @@ class EtcdBackend:
                     raise StoreUnavailableError("etcd's watch did not deliver the change feed")
             return feed.since(after, revision), revision
 
-    def watched(self, after: int) -> tuple[list[Change], int]:
+    def watched(self, after: int, *, reach: int = 0) -> tuple[list[Change], int]:
         """The changes the watch has delivered after ``after``, without a round trip.
 
         Complete up to the revision returned, which may lag etcd's by the
         watch's delay: a cache that follows the store this way costs no
         request per mutation (its transactions' compares catch what it has
         not seen yet). The first call starts the watch at ``after``.
+
+        Args:
+            after: the last revision the caller has seen.
+            reach: wait (up to ``feed_wait`` seconds, no request) until the
+                watch has delivered this revision, say the caller's own
+                last commit: a cache must not apply the history before its
+                own commit only in part (an address it just took may have
+                been taken and released again in between). The revision
+                returned is below ``reach`` only when the wait timed out.
 
         Raises:
             CompactedError: ``after`` is older than etcd's compaction.
@@ -409,6 +428,8 @@ class EtcdBackend:
             if after < self._compacted:
                 raise _compacted(after, self._compacted)
             feed = self._feed_from(after)
+            if reach > feed.seen:
+                feed.wait(reach, self._feed_wait)
             if feed.compacted is not None:
                 raise _compacted(after, feed.compacted)
             seen = max(feed.seen, after)

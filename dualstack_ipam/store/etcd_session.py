@@ -119,6 +119,8 @@ class Session:
         self.lease = 0  # 0 = none granted (yet, or any more)
         self.renewed = 0.0
         self.fence_rev = 0
+        # A sync point's put got no answer: the fence may have moved under us.
+        self.fence_lost = False
         self.serial = 0
         self.retries = self.unknown = self.unknown_committed = 0
 
@@ -218,16 +220,24 @@ class Session:
             with our lease (a new one is needed: retry).
 
         Raises:
-            StoreError: another client moved it: this client is fenced off.
+            StoreError: another client moved it: this client is fenced off
+                (a move by our own sync point whose answer was lost is taken
+                as ours).
 
         Complexity:
             O(1).
         """
         found = int(kvs[0]["mod_revision"]) if kvs else 0
         if found == self.fence_rev:
+            self.fence_lost = False
             return True
         if found == 0:
             self.expired()
+            return False
+        if self.fence_lost:
+            # Our own sync point moved it and its answer was lost; no write
+            # of ours is in flight (each was resolved), so take it as ours.
+            self.fence_rev, self.fence_lost = found, False
             return False
         raise StoreError(
             f"the fence key {self.fence_key!r} was moved by another client (revision {found}, "
@@ -303,7 +313,12 @@ class Session:
             "value": encode_key("sync"),
             "lease": str(self.lease),
         }
-        self.fence_rev = int(self.request("kv/put", put)["header"]["revision"])
+        try:
+            answer = self.request("kv/put", put)
+        except StoreError:
+            self.fence_lost = True
+            raise
+        self.fence_rev, self.fence_lost = int(answer["header"]["revision"]), False
         return self.fence_rev
 
     def revoke(self) -> None:
