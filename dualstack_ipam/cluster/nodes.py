@@ -30,16 +30,15 @@ import netaddr
 
 from dualstack_ipam.cluster import node_objects, node_snapshots
 from dualstack_ipam.cluster.config import ClusterConfig
+from dualstack_ipam.cluster.node_claims import NodeClaims
 from dualstack_ipam.errors import (
-    AlreadyAllocatedError,
-    FamilyNotConfiguredError,
     InvalidConfigError,
     NotInRangeError,
     PoolExhaustedError,
 )
-from dualstack_ipam.net import IPFamily, Net, make_address, make_network, parse_network, split_cidrs
+from dualstack_ipam.net import IPFamily, make_address, make_network, parse_network
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
-from dualstack_ipam.owners.controls import AllocatorControls, reservation_at
+from dualstack_ipam.owners.controls import AllocatorControls
 from dualstack_ipam.pools.subnets import SubnetPool
 
 __all__ = ["NodeCIDRAllocator"]
@@ -47,7 +46,7 @@ __all__ = ["NodeCIDRAllocator"]
 _KIND = node_snapshots.KIND
 
 
-class NodeCIDRAllocator(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
+class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
     """Per-node pod CIDRs, one per configured family, in the cluster's order.
 
     Args:
@@ -151,9 +150,6 @@ class NodeCIDRAllocator(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
     def _build(self, address: Address) -> netaddr.IPNetwork:
         return self._pools[address[0]].subnet_at(address[1])
 
-    def _cidrs(self, held: dict[IPFamily, int]) -> tuple[netaddr.IPNetwork, ...]:
-        return tuple(self._build((f, held[f])) for f in self._pools if f in held)
-
     def _take_slot(self, address: Address) -> None:
         self._pools[address[0]].occupy(self._build(address))
 
@@ -165,54 +161,6 @@ class NodeCIDRAllocator(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
         if not 0 <= index < pool.capacity:
             raise NotInRangeError(f"subnet {index} is outside {pool.cidr}", pool_cidr=pool.cidr)
         return pool, index
-
-    def _is_reserved(self, family: IPFamily, index: int) -> bool:
-        span = self._reserved.get(family)
-        return span is not None and span[0] <= index < span[1]
-
-    def _locate(self, node: str, net: Net, seen: dict[IPFamily, int]) -> int:
-        """The subnet index of one of ``node``'s pod CIDRs, checked against the config."""
-        pool, value = self._pools.get(net.family), make_network(*net)
-        where = f"node {node!r}: pod CIDR {str(value)!r}"
-        if pool is None:
-            message = f"{where} is {net.family}, which the cluster has no cluster CIDR for"
-            raise FamilyNotConfiguredError(message, family=net.family)
-        if net.family in seen:
-            other = pool.subnet_at(seen[net.family])
-            message = (
-                f"node {node!r}: two {net.family} pod CIDRs ({other} and {value}); at most one"
-            )
-            raise InvalidConfigError(message, value=value)
-        if net.prefixlen != pool.prefixlen:
-            message = (
-                f"{where} has prefix length {net.prefixlen}, but the {net.family} node mask is"
-            )
-            raise InvalidConfigError(f"{message} {pool.prefixlen}", value=value)
-        try:
-            return pool.index_of(value)
-        except NotInRangeError:
-            message = f"{where} is not inside the cluster CIDR {pool.cidr}"
-            raise NotInRangeError(message, value=value, pool_cidr=pool.cidr) from None
-
-    def _claims(self, node: str, nets: list[Net]) -> list[Address]:
-        """What :meth:`occupy` of ``nets`` would add to ``node``, checked; nothing changes."""
-        wanted: dict[IPFamily, int] = {}
-        for net in nets:
-            wanted[net.family] = self._locate(node, net, wanted)
-        new = self._table.claim(node, wanted.items(), self._build, "pod CIDR")
-        for family, index in new:
-            cidr = self._build((family, index))
-            if self._is_reserved(family, index):
-                service = self._config.service_cidr(family)
-                message = f"pod CIDR {cidr} overlaps the Service range {service}, set aside"
-                raise AlreadyAllocatedError(f"node {node!r}: {message}", value=cidr)
-            # Checked before any pool is touched: a reserved CIDR must fail the
-            # call before another was occupied (giving one back would cool it).
-            reason = reservation_at(self._pools[family], index)
-            if reason is not None:
-                message = f"node {node!r}: pod CIDR {cidr} is reserved ({reason!r})"
-                raise AlreadyAllocatedError(message, value=cidr)
-        return new
 
     # ------------------------------------------------------------ public
 
@@ -260,52 +208,6 @@ class NodeCIDRAllocator(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
                     pool = self._pools[family]
                     index = pool.index_of(pool.allocate_next())
                     held[family] = index
-                self._table.put(node, tuple((f, held[f]) for f in self._pools if f in held))
-            return self._cidrs(held)
-
-    def occupy(self, node: str, cidrs: Any) -> tuple[netaddr.IPNetwork, ...]:
-        """Record pod CIDRs ``node`` already has (e.g. after a controller restart).
-
-        ``cidrs`` is a sequence (or one comma-separated str) of one to
-        ``len(config.families)`` CIDRs, at most one per family, matched to
-        the pools by family, not position. Host bits are dropped. Occupying
-        what the node already holds is a no-op. All-or-nothing.
-
-        Returns:
-            Every CIDR ``node`` holds afterwards, in ``config.families`` order.
-
-        Raises:
-            InvalidConfigError: no CIDR, two of one family, or a prefix
-                length other than the node mask (:class:`AddressFormatError`
-                for unparseable input).
-            FamilyNotConfiguredError: a CIDR of a family the cluster lacks.
-            NotInRangeError: a CIDR outside its cluster CIDR.
-            AlreadyAllocatedError: a CIDR held by another node (``.owner``
-                names it) or set aside for Services, or ``node`` already
-                holding a different CIDR of that family.
-
-        Complexity:
-            O(k) for k CIDRs.
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
-        >>> alloc.occupy("a", ["fc00:0:0:7::/64", "10.244.3.0/24"])
-        (IPNetwork('10.244.3.0/24'), IPNetwork('fc00:0:0:7::/64'))
-        >>> alloc.owner_of("fc00:0:0:7::1")
-        'a'
-        """
-        check_key(node, "node name")
-        nets = [parse_network(cidr) for cidr in split_cidrs(cidrs, "pod CIDRs")]
-        if not nets:
-            raise InvalidConfigError(
-                f"node {node!r}: no pod CIDR given to occupy (got {cidrs!r})", value=cidrs
-            )
-        with self._counting(), self._lock:
-            new = self._claims(node, nets)
-            held = dict(self._table.get(node) or ())
-            if new:
-                held.update(new)
-                for address in new:
-                    self._pools[address[0]].occupy(self._build(address))
                 self._table.put(node, tuple((f, held[f]) for f in self._pools if f in held))
             return self._cidrs(held)
 
@@ -361,24 +263,6 @@ class NodeCIDRAllocator(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
         with self._lock:
             return self._table.owner((net.family, index))
 
-    def by_family(self, node: str) -> dict[IPFamily, netaddr.IPNetwork]:
-        """``node``'s pod CIDRs by family (empty if it holds none).
-
-        Raises:
-            InvalidConfigError: ``node`` is not a non-empty str.
-
-        Complexity:
-            O(1).
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
-        >>> _ = alloc.occupy("a", "fc00:0:0:7::/64")
-        >>> alloc.by_family("a"), alloc.by_family("b")
-        ({<IPFamily.IPv6: 'IPv6'>: IPNetwork('fc00:0:0:7::/64')}, {})
-        """
-        check_key(node, "node name")
-        with self._lock:
-            return {address[0]: self._build(address) for address in self._table.get(node) or ()}
-
     def allocate_node(self, node: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of the Kubernetes Node object ``node`` with its pod CIDRs set.
 
@@ -419,19 +303,6 @@ class NodeCIDRAllocator(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
             return None
         pool = self._pools[family]
         return pool.subnet_at(span[0]).first, pool.subnet_at(span[1] - 1).last
-
-    def _reconcile_parse(self, value: Any) -> tuple[netaddr.IPNetwork, bool]:
-        """``value`` as a CIDR, and whether a node could hold it (the family's node
-        mask, inside its cluster CIDR)."""
-        net = parse_network(value)
-        built, pool = make_network(*net), self._pools.get(net.family)
-        if pool is None or net.prefixlen != pool.prefixlen:
-            return built, False
-        try:
-            pool.index_of(built)
-        except NotInRangeError:
-            return built, False
-        return built, True
 
     # --------------------------------------------------------- snapshots
 
