@@ -8,18 +8,21 @@ load-balancer pools' families as the configured ones), written to
 every address is usable (:mod:`~dualstack_ipam.services.lb_pool`). A
 Service may ask for its addresses with ``spec.loadBalancerIP`` or the
 annotations ``metallb.universe.tf/loadBalancerIPs`` and
-``lbipam.cilium.io/ips`` (comma-separated). Keys are
+``lbipam.cilium.io/ips`` (comma-separated;
+:mod:`~dualstack_ipam.services.lb_request`). Keys are
 :func:`~dualstack_ipam.service_key`'s; who holds what is an
 :class:`~dualstack_ipam.owners.OwnerTable`. Every call is all-or-nothing and
-thread-safe. In memory only: snapshots carry the holdings, not the call
-counts of :meth:`LoadBalancerIPAllocator.stats` nor the leak counts of
+thread-safe. The reading side is in
+:mod:`~dualstack_ipam.services.lb_holdings`. In memory only: snapshots
+(:mod:`~dualstack_ipam.services.lb_snapshots`) carry the holdings, not the
+call counts of :meth:`LoadBalancerIPAllocator.stats` nor the leak counts of
 :func:`~dualstack_ipam.reconcile.reconcile`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from random import Random
 from typing import Any
 
@@ -30,64 +33,23 @@ from dualstack_ipam.errors import (
     AlreadyAllocatedError,
     ClusterIPTakenError,
     InvalidConfigError,
-    IPAMError,
     NotInRangeError,
     PoolExhaustedError,
-    SnapshotError,
 )
 from dualstack_ipam.net import IPFamily, make_address, parse_address
 from dualstack_ipam.owners import Address, OwnerTable, check_key
 from dualstack_ipam.reconcile import ReconcileReport
 from dualstack_ipam.reconcile import reconcile as reconcile_with
 from dualstack_ipam.services import intent as it
-from dualstack_ipam.services import read
+from dualstack_ipam.services import lb_snapshots, read
+from dualstack_ipam.services.lb_holdings import LoadBalancerHoldings
 from dualstack_ipam.services.lb_pool import STRATEGIES, AddressRanges, parse_pools
-from dualstack_ipam.snapshot import envelope, open_envelope, read_int
+from dualstack_ipam.services.lb_request import ANNOTATIONS, requested
 
 __all__ = ["ANNOTATIONS", "LoadBalancerIPAllocator"]
 
-_KIND = "LoadBalancerIPAllocator"
-ANNOTATIONS = ("metallb.universe.tf/loadBalancerIPs", "lbipam.cilium.io/ips")
-"""The annotations a Service asks for its addresses with (MetalLB's, Cilium's)."""
 
-Requested = tuple[tuple[str, str, Address], ...]
-"""``(field, text, address)`` of each requested address."""
-
-
-def _texts(value: Any, field: str, name: str) -> list[str]:
-    if not isinstance(value, str):
-        raise read.invalid(name, field, value, "must be a comma-separated list of IPs")
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def _requested(tree: Mapping[str, Any], name: str) -> Requested:
-    """The addresses a Service asks for; every source given must agree."""
-    spec = read.spec_of(tree, name)
-    meta = read.mapping(tree.get("metadata"), "metadata", name)
-    notes = read.mapping(meta.get("annotations"), "metadata.annotations", name)
-    sources = [("spec.loadBalancerIP", spec.get("loadBalancerIP"))]
-    sources += [(f"metadata.annotations[{a}]", notes.get(a)) for a in ANNOTATIONS]
-    found: list[Requested] = []
-    for field, value in sources:
-        if value in (None, ""):
-            continue
-        parsed: list[tuple[str, str, Address]] = []
-        for text in _texts(value, field, name):
-            try:
-                address = parse_address(text)[::-1]
-            except IPAMError:
-                raise read.invalid(name, field, text, "must be a valid IP") from None
-            if any(family is address[0] for _, _, (family, _) in parsed):
-                detail = "may specify no more than one IP for each IP family"
-                raise read.invalid(name, field, value, detail)
-            parsed.append((field, text, address))
-        if found and {a for *_, a in found[0]} != {a for *_, a in parsed}:
-            raise read.invalid(name, field, value, f"disagrees with {found[0][0][0]}")
-        found.append(tuple(parsed))
-    return found[0] if found else ()
-
-
-class LoadBalancerIPAllocator:
+class LoadBalancerIPAllocator(LoadBalancerHoldings):
     """Load-balancer ingress addresses of every pool family, by Service key.
 
     Args:
@@ -138,133 +100,6 @@ class LoadBalancerIPAllocator:
         pools = "; ".join(f"{f}: {','.join(p.ranges)}" for f, p in self._pools.items())
         return f"LoadBalancerIPAllocator({pools}, strategy={self._strategy!r})<keys={len(self)}>"
 
-    # ------------------------------------------------------------ reading
-
-    @property
-    def families(self) -> tuple[IPFamily, ...]:
-        """The pool families, the default one first.
-
-        Complexity:
-            O(1).
-        """
-        return self._table.families
-
-    def ranges(self, family: IPFamily | str) -> tuple[str, ...]:
-        """The ranges of ``family``'s pool, in allocation order.
-
-        Raises:
-            FamilyNotConfiguredError: no pool of that family.
-
-        Complexity:
-            O(k) for k ranges.
-
-        >>> LoadBalancerIPAllocator({"IPv4": "192.0.2.0/30, 192.0.2.8-192.0.2.9"}).ranges("IPv4")
-        ('192.0.2.0/30', '192.0.2.8/31')
-        """
-        return self._pools[self._table.family(family)].ranges
-
-    def get(self, key: str) -> tuple[netaddr.IPAddress, ...] | None:
-        """The addresses ``key`` holds, in its families' order, or None.
-
-        Raises:
-            InvalidConfigError: ``key`` is not a non-empty str.
-
-        Complexity:
-            O(1).
-        """
-        check_key(key)
-        with self._lock:
-            held = self._table.get(key)
-            return None if held is None else tuple(make_address(v, f) for f, v in held)
-
-    def owner_of(self, ip: Any) -> str | None:
-        """The key holding the address ``ip``, or None.
-
-        Raises:
-            AddressFormatError: ``ip`` is not an address.
-
-        Complexity:
-            O(1).
-        """
-        value, family = parse_address(ip)
-        with self._lock:
-            return self._table.owner((family, value))
-
-    def __contains__(self, key: object) -> bool:
-        """Whether ``key`` holds anything.
-
-        Complexity:
-            O(1).
-        """
-        return isinstance(key, str) and self._table.get(key) is not None
-
-    def __len__(self) -> int:
-        """The number of keys holding addresses.
-
-        Complexity:
-            O(1).
-        """
-        return len(self._table)
-
-    def __iter__(self) -> Iterator[str]:
-        """The keys, sorted (a copy).
-
-        Complexity:
-            O(n).
-        """
-        with self._lock:
-            return iter(list(self._table))
-
-    def items(self) -> list[tuple[str, tuple[netaddr.IPAddress, ...]]]:
-        """``(key, addresses)`` pairs sorted by key (a copy).
-
-        Complexity:
-            O(n).
-        """
-        with self._lock:
-            return [
-                (key, tuple(make_address(v, f) for f, v in held))
-                for key, held in self._table.items()
-            ]
-
-    def stats(self) -> dict[str, Any]:
-        """Per family ``capacity``, ``used``, ``free``, ``reserved``, ``cooling``; ``totals``.
-
-        ``totals`` counts this process's calls: ``allocations`` and
-        ``releases`` (addresses), ``errors`` by cause, and ``scopes``:
-        allocations and errors of requested (``static``) and pool-chosen
-        (``dynamic``) addresses, Kubernetes' ``scope`` label.
-
-        Complexity:
-            O(1) per family.
-
-        >>> LoadBalancerIPAllocator({"IPv4": "192.0.2.0/30"}).stats()["IPv4"]
-        {'capacity': 4, 'used': 0, 'free': 4, 'reserved': 0, 'cooling': 0}
-        """
-        with self._lock:
-            t = self._totals
-            result: dict[str, Any] = {
-                str(family): {
-                    "capacity": pool.capacity,
-                    "used": pool.used,
-                    "free": pool.free,
-                    "reserved": 0,
-                    "cooling": 0,
-                }
-                for family, pool in self._pools.items()
-            }
-            errors = {"exhausted": t["exhausted"], "taken": t["taken"], "invalid": t["invalid"]}
-            result["totals"] = {
-                "allocations": t["allocations"],
-                "releases": t["releases"],
-                "errors": errors,
-                "scopes": {
-                    "static": {"allocations": t["static"], "errors": t["taken"] + t["invalid"]},
-                    "dynamic": {"allocations": t["dynamic"], "errors": t["exhausted"]},
-                },
-            }
-            return result
-
     # ------------------------------------------------------------ manifests
 
     def allocate_service(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,12 +138,12 @@ class LoadBalancerIPAllocator:
         fields = read.read_fields(read.spec_of(tree, name), name)
         if fields.type != "LoadBalancer":
             return tree
-        requested = _requested(tree, name)
+        asked = requested(tree, name)
         if not fields.families and not fields.ips:
-            fields = attrs.evolve(fields, ips=tuple(a for *_, a in requested))
+            fields = attrs.evolve(fields, ips=tuple(a for *_, a in asked))
         families = it.resolve(fields, self.families, name).families
         wanted: dict[IPFamily, tuple[str, str, int]] = {}
-        for field, text, (family, value) in requested:
+        for field, text, (family, value) in asked:
             if family not in families:
                 shown = ", ".join(map(str, families))
                 detail = f"an {family} address, but the Service's families are {shown}"
@@ -516,14 +351,7 @@ class LoadBalancerIPAllocator:
         >>> LoadBalancerIPAllocator.restore(data).snapshot() == data
         True
         """
-        with self._lock:
-            return envelope(
-                _KIND,
-                sum(pool.used for pool in self._pools.values()),
-                strategy=self._strategy,
-                pools={str(f): list(pool.ranges) for f, pool in self._pools.items()},
-                services=self._table.dump(lambda a: str(self._build(a))),
-            )
+        return lb_snapshots.snapshot(self)
 
     @classmethod
     def restore(cls, data: Any, *, rng: Random | None = None) -> LoadBalancerIPAllocator:
@@ -537,27 +365,7 @@ class LoadBalancerIPAllocator:
         Complexity:
             O(n).
         """
-        if rng is not None and not isinstance(rng, Random):
-            raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
-        data = open_envelope(data, _KIND, ["strategy", "pools", "services"])
-        used = read_int(data["used"], "used")
-        services = data["services"]
-        if not isinstance(services, Mapping):
-            raise SnapshotError(f"{_KIND} snapshot field 'services' must be a mapping")
-        try:
-            obj = cls(data["pools"], strategy=data["strategy"], rng=rng)
-            for key, texts in services.items():
-                if not isinstance(texts, list) or not texts:
-                    raise SnapshotError(f"{_KIND} snapshot: {key!r} needs a list of addresses")
-                obj.occupy(key, texts)
-        except IPAMError as error:
-            if isinstance(error, SnapshotError):
-                raise
-            raise SnapshotError(f"{_KIND} snapshot: {error}") from None
-        held = sum(pool.used for pool in obj._pools.values())
-        if used != held:
-            raise SnapshotError(f"{_KIND} snapshot says used={used} but keys hold {held}")
-        return obj
+        return lb_snapshots.restore(cls, data, rng)
 
     def _check_invariants(self) -> None:
         """Assert the owner table against the pools.
