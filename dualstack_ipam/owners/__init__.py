@@ -2,16 +2,16 @@
 
 - :mod:`~dualstack_ipam.owners.table`: :class:`OwnerTable` (key checks,
   family lookup, key <-> addresses both ways, loading, counts, invariants).
-- :mod:`~dualstack_ipam.owners.surface`: :class:`KeyedAllocator`, what both
-  allocators read the same way (iteration sorted by key, ``items``, ``get``,
-  counts).
+- :mod:`~dualstack_ipam.owners.surface`: :class:`KeyedHoldings`, what every
+  allocator reads the same way (iteration sorted by key, ``items``, ``get``),
+  and :class:`KeyedAllocator`, the cluster allocators' counts and checks.
 
 Import from here: ``from dualstack_ipam.owners import OwnerTable``.
 """
 
 from __future__ import annotations
 
-from dualstack_ipam.owners.surface import KeyedAllocator, Pool
+from dualstack_ipam.owners.surface import KeyedAllocator, KeyedHoldings, Pool
 from dualstack_ipam.owners.table import Address, OwnerTable, check_key
 
-__all__ = ["Address", "KeyedAllocator", "OwnerTable", "Pool", "check_key"]
+__all__ = ["Address", "KeyedAllocator", "KeyedHoldings", "OwnerTable", "Pool", "check_key"]

@@ -1,9 +1,11 @@
-"""The surface both allocators share on their owner table: keys, counts, checks.
+"""The surface the allocators share on their owner table: keys, counts, checks.
 
-:class:`KeyedAllocator` is to the allocators what the pools' base class is to
-the pools: ``key in alloc``, ``len``, iteration and ``items`` sorted by key,
-``get``, the per-family counts, and the owner checks of snapshot loading and
-invariants, written once.
+:class:`KeyedHoldings` is who holds what, read the same way by every
+allocator (the load-balancer one too): ``key in alloc``, ``len``, iteration
+and ``items`` sorted by key, ``get``. :class:`KeyedAllocator` is to the
+cluster allocators what the pools' base class is to the pools: those, the
+per-family counts, and the owner checks of snapshot loading and invariants,
+written once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dualstack_ipam.owners.table import Address, OwnerTable, check_key
 if TYPE_CHECKING:  # the allocators, above this layer, hold one
     from dualstack_ipam.cluster.config import ClusterConfig
 
-__all__ = ["KeyedAllocator", "Pool"]
+__all__ = ["KeyedAllocator", "KeyedHoldings", "Pool"]
 
 T = TypeVar("T")
 
@@ -39,7 +41,80 @@ class Pool(Protocol):
     def _check_invariants(self) -> None: ...
 
 
-class KeyedAllocator(Generic[T]):
+class KeyedHoldings(Generic[T]):
+    """What every allocator keyed by name reads the same way: who holds what.
+
+    ``key in alloc``, ``len``, iteration and ``items`` sorted by key, and
+    ``get``. A subclass sets ``_table`` and ``_lock`` and builds the objects
+    it returns in :meth:`_build`.
+
+    >>> from dualstack_ipam import LoadBalancerIPAllocator
+    >>> lb = LoadBalancerIPAllocator({"IPv4": "192.0.2.0/30"})
+    >>> _ = lb.occupy("b", "192.0.2.1"), lb.occupy("a", "192.0.2.2")
+    >>> list(lb), len(lb), "a" in lb, lb.get("a"), lb.items()[1]
+    (['a', 'b'], 2, True, (IPAddress('192.0.2.2'),), ('b', (IPAddress('192.0.2.1'),)))
+    """
+
+    __slots__ = ()
+    _table: OwnerTable
+    _lock: threading.RLock
+
+    def _build(self, address: Address) -> T:
+        raise NotImplementedError
+
+    def get(self, key: str) -> tuple[T, ...] | None:
+        """What ``key`` holds, one per family, in the allocator's order, or None.
+
+        Node CIDRs come in ``config.families`` order, Service and
+        load-balancer addresses primary first.
+
+        Raises:
+            InvalidConfigError: ``key`` is not a non-empty str.
+
+        Complexity:
+            O(1).
+        """
+        check_key(key, self._table.key_name)
+        with self._lock:
+            held = self._table.get(key)
+            return None if held is None else tuple(map(self._build, held))
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` holds anything (False for a non-str).
+
+        Complexity:
+            O(1).
+        """
+        return isinstance(key, str) and self._table.get(key) is not None
+
+    def __len__(self) -> int:
+        """The number of keys holding anything.
+
+        Complexity:
+            O(1).
+        """
+        return len(self._table)
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys, sorted (a copy: the allocator may change meanwhile).
+
+        Complexity:
+            O(n) for the copy.
+        """
+        with self._lock:
+            return iter(list(self._table))
+
+    def items(self) -> list[tuple[str, tuple[T, ...]]]:
+        """``(key, what it holds)`` pairs, sorted by key (a copy).
+
+        Complexity:
+            O(n).
+        """
+        with self._lock:
+            return [(key, tuple(map(self._build, held))) for key, held in self._table.items()]
+
+
+class KeyedAllocator(KeyedHoldings[T]):
     """What both allocators read the same way: keys, and counts per family.
 
     A subclass sets ``_table`` and ``_lock``, finds a family's pool in
@@ -59,8 +134,6 @@ class KeyedAllocator(Generic[T]):
 
     __slots__ = ()
     _config: ClusterConfig
-    _table: OwnerTable
-    _lock: threading.RLock
 
     @property
     def config(self) -> ClusterConfig:
@@ -70,9 +143,6 @@ class KeyedAllocator(Generic[T]):
             O(1).
         """
         return self._config
-
-    def _build(self, address: Address) -> T:
-        raise NotImplementedError
 
     def _pool(self, family: Any) -> Pool:
         raise NotImplementedError
@@ -289,53 +359,3 @@ class KeyedAllocator(Generic[T]):
             O(1).
         """
         return self._pool(family).free
-
-    def get(self, key: str) -> tuple[T, ...] | None:
-        """What ``key`` holds, one per family, in the allocator's order, or None.
-
-        Node CIDRs come in ``config.families`` order, Service IPs primary first.
-
-        Raises:
-            InvalidConfigError: ``key`` is not a non-empty str.
-
-        Complexity:
-            O(1).
-        """
-        check_key(key, self._table.key_name)
-        with self._lock:
-            held = self._table.get(key)
-            return None if held is None else tuple(map(self._build, held))
-
-    def __contains__(self, key: object) -> bool:
-        """Whether ``key`` holds anything (False for a non-str).
-
-        Complexity:
-            O(1).
-        """
-        return isinstance(key, str) and self._table.get(key) is not None
-
-    def __len__(self) -> int:
-        """The number of keys holding anything.
-
-        Complexity:
-            O(1).
-        """
-        return len(self._table)
-
-    def __iter__(self) -> Iterator[str]:
-        """The keys, sorted (a copy: the allocator may change meanwhile).
-
-        Complexity:
-            O(n) for the copy.
-        """
-        with self._lock:
-            return iter(list(self._table))
-
-    def items(self) -> list[tuple[str, tuple[T, ...]]]:
-        """``(key, what it holds)`` pairs, sorted by key (a copy).
-
-        Complexity:
-            O(n).
-        """
-        with self._lock:
-            return [(key, tuple(map(self._build, held))) for key, held in self._table.items()]

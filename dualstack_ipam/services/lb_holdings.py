@@ -8,25 +8,24 @@ counts of Kubernetes' ``scope`` label. Every read takes the allocator's lock.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import netaddr
 
-from dualstack_ipam.net import IPFamily, make_address, parse_address
-from dualstack_ipam.owners import OwnerTable, check_key
+from dualstack_ipam.net import IPFamily, parse_address
+from dualstack_ipam.owners import KeyedHoldings
 from dualstack_ipam.services.lb_pool import AddressRanges
 
 __all__ = ["LoadBalancerHoldings"]
 
 
-class LoadBalancerHoldings:
+class LoadBalancerHoldings(KeyedHoldings[netaddr.IPAddress]):
     """The reading methods of the load-balancer allocator (a mixin).
 
-    A subclass has ``_pools`` (family -> :class:`AddressRanges`, the
-    default family first), ``_table``, ``_lock`` and ``_totals`` (its call
-    counts by name).
+    Keys and what they hold are read as the other allocators' are
+    (:class:`~dualstack_ipam.owners.KeyedHoldings`). A subclass has
+    ``_pools`` (family -> :class:`AddressRanges`, the default family first)
+    and ``_totals`` (its call counts by name), besides what that base needs.
 
     >>> from dualstack_ipam import LoadBalancerIPAllocator
     >>> lb = LoadBalancerIPAllocator({"IPv4": "192.0.2.0/30"})
@@ -37,8 +36,6 @@ class LoadBalancerHoldings:
 
     __slots__ = ()
     _pools: dict[IPFamily, AddressRanges]
-    _table: OwnerTable
-    _lock: threading.RLock
     _totals: dict[str, int]
 
     @property
@@ -65,20 +62,6 @@ class LoadBalancerHoldings:
         """
         return self._pools[self._table.family(family)].ranges
 
-    def get(self, key: str) -> tuple[netaddr.IPAddress, ...] | None:
-        """The addresses ``key`` holds, in its families' order, or None.
-
-        Raises:
-            InvalidConfigError: ``key`` is not a non-empty str.
-
-        Complexity:
-            O(1).
-        """
-        check_key(key)
-        with self._lock:
-            held = self._table.get(key)
-            return None if held is None else tuple(make_address(v, f) for f, v in held)
-
     def owner_of(self, ip: Any) -> str | None:
         """The key holding the address ``ip``, or None.
 
@@ -91,43 +74,6 @@ class LoadBalancerHoldings:
         value, family = parse_address(ip)
         with self._lock:
             return self._table.owner((family, value))
-
-    def __contains__(self, key: object) -> bool:
-        """Whether ``key`` holds anything.
-
-        Complexity:
-            O(1).
-        """
-        return isinstance(key, str) and self._table.get(key) is not None
-
-    def __len__(self) -> int:
-        """The number of keys holding addresses.
-
-        Complexity:
-            O(1).
-        """
-        return len(self._table)
-
-    def __iter__(self) -> Iterator[str]:
-        """The keys, sorted (a copy).
-
-        Complexity:
-            O(n).
-        """
-        with self._lock:
-            return iter(list(self._table))
-
-    def items(self) -> list[tuple[str, tuple[netaddr.IPAddress, ...]]]:
-        """``(key, addresses)`` pairs sorted by key (a copy).
-
-        Complexity:
-            O(n).
-        """
-        with self._lock:
-            return [
-                (key, tuple(make_address(v, f) for f, v in held))
-                for key, held in self._table.items()
-            ]
 
     def stats(self) -> dict[str, Any]:
         """Per family ``capacity``, ``used``, ``free``, ``reserved``, ``cooling``; ``totals``.

@@ -49,13 +49,16 @@ def restore(
 ) -> LoadBalancerIPAllocator:
     """A ``cls`` rebuilt from ``data`` (see :meth:`LoadBalancerIPAllocator.restore`).
 
+    The holdings are occupied again through ``cls.occupy``, so a pool or a
+    key refusing one refuses the snapshot.
+
     Raises:
-        InvalidConfigError: ``rng`` is not a ``random.Random``.
-        SnapshotError: corrupt, of another kind or version, or holdings
-            that the pools or the count refuse.
+        InvalidConfigError: a bad ``rng`` (checked before ``data`` is read).
+        SnapshotError: ``data`` is corrupt or of another kind or version,
+            or its holdings or count disagree with its pools.
 
     Complexity:
-        O(n).
+        O(n) in the snapshot's size.
 
     >>> from dualstack_ipam import LoadBalancerIPAllocator
     >>> lb = LoadBalancerIPAllocator({"IPv4": "192.0.2.0/30"})
