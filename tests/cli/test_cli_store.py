@@ -118,10 +118,17 @@ def test_state_and_store_together_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_bad_store_url_is_bad_input(tmp_path: Path) -> None:
-    for url in ("redis://x", "sqlite://host/x.db", "etcd://127.0.0.1:2379/ipam"):
+    for url in ("redis://x", "sqlite://host/x.db", "etcd:///ipam", "etcd://127.0.0.1:x/ipam"):
         result = invoke("show", "--store", url)
         assert result.exit_code == 2, url
         error_line(result.stderr)
+
+
+def test_an_etcd_store_that_does_not_answer_is_exit_5() -> None:
+    # Port 1 on loopback refuses at once: the store is unavailable, not the URL bad.
+    result = invoke("show", "--store", "etcd://127.0.0.1:1/ipam")
+    assert result.exit_code == 5
+    assert "etcd did not answer" in error_line(result.stderr)
 
 
 # ------------------------------------------------------------------ the old JSON state file
