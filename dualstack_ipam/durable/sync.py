@@ -18,10 +18,11 @@ mutation, under the cluster's one lock:
    knows (0 = absent), every newly taken alloc record compared absent;
    writes: the owner record, the alloc records taken and freed, one
    journal entry;
-5. it failed: another writer got there first. Undo the cache, catch up and
-   run the operation again, which now sees the other writer's change (a
-   requested address held by another key raises the allocator's own
-   error naming the owner); after ``ATTEMPTS`` failures raise
+5. it failed: another writer got there first. Undo the cache, move the
+   next-fit cursors a random few slots on (racing writers would all pick
+   the winner's next CIDR), catch up and run the operation again, which
+   now sees the other writer's change (a requested address held by
+   another key raises the allocator's own error naming the owner); after ``ATTEMPTS`` failures raise
    ``StoreUnavailableError``, nothing written.
 
 A transaction whose outcome the store could not learn (a ``StoreError``
@@ -68,12 +69,8 @@ __all__ = ["ATTEMPTS", "Side", "Sync", "backoff"]
 R = TypeVar("R")
 State = tuple[Address, ...] | None
 
-ATTEMPTS = 12
-"""Transactions one mutation tries before ``StoreUnavailableError``.
-
-Every cache's next-fit cursor points at the same CIDR, so writers on
-several machines race for it: on etcd, 4 processes on 2 cores at load 6
-lost 8 races in a row once or twice per 2,640 mutations (tests/etcd)."""
+ATTEMPTS = 8
+"""Transactions one mutation tries before ``StoreUnavailableError``."""
 
 PARTIAL_ATTEMPTS = 3
 """Lost races after which a partial side reads itself whole before trying again."""
@@ -365,10 +362,28 @@ class Sync:
                     return result
                 if self._commit(side, key, before, after, journal_op):
                     return result
+                self._spread(side, attempt)
             raise StoreUnavailableError(
                 f"{side.layout.kind} {key!r}: {ATTEMPTS} transactions in a row lost their race "
                 "with other writers; nothing was changed"
             )
+
+    @staticmethod
+    def _spread(side: Side, attempt: int) -> None:
+        """After a lost race: move the cache's next-fit cursors a random few slots on.
+
+        Every writer's cursor points just past the last CIDR taken, so a
+        writer that lost a race would pick the same next CIDR as the winner,
+        which allocating in a loop gets there first every time (one round
+        trip against the loser's catch-up and retry): starvation. A random
+        jump, growing with the attempts, makes them pick different CIDRs.
+        The cursor is only where the next scan starts: nothing else moves.
+        """
+        for pool in getattr(side.cache, "_pools", {}).values():
+            size = pool.capacity
+            if getattr(pool, "_next_fit", False) and size > 1:
+                jump = random.randrange(1, min(size, 4 ** (attempt + 1)) + 1)
+                pool._cursor = (pool._cursor + jump) % size
 
     def _settle(self, side: Side, key: str) -> None:
         """Catch up fully first if a transaction of ours on ``key`` was left in doubt.

@@ -119,8 +119,9 @@ class Session:
         self.lease = 0  # 0 = none granted (yet, or any more)
         self.renewed = 0.0
         self.fence_rev = 0
-        # A sync point's put got no answer: the fence may have moved under us.
-        self.fence_lost = False
+        # Every value this session writes to the fence starts with this:
+        # a fence found moved to such a value was moved by us.
+        self.own = f"{client_id}:{secrets.token_hex(6)}:"
         self.serial = 0
         self.retries = self.unknown = self.unknown_committed = 0
 
@@ -190,7 +191,7 @@ class Session:
             O(1).
         """
         self.serial += 1
-        return f"{self.client_id}:{self.serial}:{secrets.token_hex(4)}"
+        return f"{self.own}{self.serial}:{secrets.token_hex(4)}"
 
     def stamps(self, marker: str) -> list[dict[str, Any]]:
         """The puts a writing transaction adds: the marker, and the fence if unwritten.
@@ -221,23 +222,23 @@ class Session:
 
         Raises:
             StoreError: another client moved it: this client is fenced off
-                (a move by our own sync point whose answer was lost is taken
-                as ours).
+                (a move by a write of our own, whose answer was lost or which
+                arrived late, is taken as ours).
 
         Complexity:
             O(1).
         """
         found = int(kvs[0]["mod_revision"]) if kvs else 0
         if found == self.fence_rev:
-            self.fence_lost = False
             return True
         if found == 0:
             self.expired()
             return False
-        if self.fence_lost:
-            # Our own sync point moved it and its answer was lost; no write
-            # of ours is in flight (each was resolved), so take it as ours.
-            self.fence_rev, self.fence_lost = found, False
+        if decode_bytes(kvs[0].get("value", "")).decode(errors="replace").startswith(self.own):
+            # Our own write moved it: a sync point whose answer was lost, or
+            # a fence bump delivered late (after a later one, on another
+            # connection). Every write of ours was resolved: take it as ours.
+            self.fence_rev = found
             return False
         raise StoreError(
             f"the fence key {self.fence_key!r} was moved by another client (revision {found}, "
@@ -310,15 +311,10 @@ class Session:
         self.keep_lease()
         put = {
             "key": encode_key(self.fence_key),
-            "value": encode_key("sync"),
+            "value": encode_key(f"{self.own}sync"),
             "lease": str(self.lease),
         }
-        try:
-            answer = self.request("kv/put", put)
-        except StoreError:
-            self.fence_lost = True
-            raise
-        self.fence_rev, self.fence_lost = int(answer["header"]["revision"]), False
+        self.fence_rev = int(self.request("kv/put", put)["header"]["revision"])
         return self.fence_rev
 
     def revoke(self) -> None:

@@ -38,6 +38,8 @@ def main(endpoints: str, prefix: str, name: str, count: int, stop: str, fencing:
     except StoreUnavailableError as exc:
         say("unavailable", "open", name, str(exc))
         return
+    if stop != "-":
+        open(f"{stop}.{name}.ready", "w").close()
     with cluster:
         for i in range(count):
             if stop != "-" and os.path.exists(stop):

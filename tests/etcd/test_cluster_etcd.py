@@ -18,7 +18,7 @@ import dualstack_ipam
 from dualstack_ipam import ClusterConfig, StoreError
 from dualstack_ipam.durable.cluster import attach
 from dualstack_ipam.durable.urls import open_backend
-from dualstack_ipam.store import EtcdBackend, EtcdTLS
+from dualstack_ipam.store import Compare, EtcdBackend, EtcdTLS, Put
 from dualstack_ipam.store.etcd_server import EtcdServer
 from dualstack_ipam.store.etcd_transport import EtcdUnavailable, Transport
 
@@ -136,3 +136,33 @@ def test_an_unknown_outcome_leaves_the_key_in_doubt_and_it_is_re_read(
     assert sorted(cluster.nodes) == sorted(other.nodes) == ["node-a", "warm-up"]
     cluster.close()
     other.close()
+
+
+class LostPutTransport(Transport):
+    """A real transport whose plain puts commit but lose their answer while ``lose_puts``."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(EtcdBackend.parse_endpoints(endpoint), timeout=2.0)
+        self.lose_puts = False
+
+    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.lose_puts and path == "kv/put":
+            super().post(path, payload)
+            raise EtcdUnavailable("injected: the put's answer is lost")
+        return super().post(path, payload)
+
+
+def test_a_sync_point_whose_answer_was_lost_does_not_fence_the_client_off(
+    etcd: EtcdServer,
+) -> None:
+    transport = LostPutTransport(etcd.endpoint)
+    backend = EtcdBackend(etcd.endpoint, f"t/{uuid.uuid4().hex[:8]}", transport=transport)
+    assert backend.txn([Compare("a", 0)], [Put("a", b"1")]).succeeded  # the fence exists
+    transport.lose_puts = True
+    with pytest.raises(StoreError):
+        backend._session.sync_point()  # moved the fence; no answer
+    transport.lose_puts = False
+    # Before the fix: StoreError "fenced off" (it took its own move for another client's).
+    assert backend.txn([Compare("b", 0)], [Put("b", b"2")]).succeeded
+    assert not backend.txn([Compare("b", 0)], [Put("b", b"3")]).succeeded
+    backend.close()

@@ -94,6 +94,7 @@ def run(
     *,
     fencing: bool = True,
     rounds: int = MAX_ROUNDS,
+    ready: bool = True,
 ) -> Outcome:
     """4 workers on one new prefix while ``faults`` runs; then count what etcd holds."""
     prefix = f"f/{uuid.uuid4().hex[:8]}"
@@ -108,6 +109,12 @@ def run(
         )
         for n in range(4)
     ]
+    if ready:  # the faults hit allocating workers, not starting ones
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(w.poll() is None for w in workers):
+            if all(Path(f"{stop}.w{n}.ready").exists() for n in range(4)):
+                break
+            time.sleep(0.05)
     injected = faults(lambda: any(w.poll() is None for w in workers))
     time.sleep(1.0)  # some calls after the last fault, on a settled etcd
     stop.touch()
@@ -272,7 +279,7 @@ def test_start_with_etcd_down(folder: Path) -> None:
         return 1
 
     with server:
-        outcome = run(server.endpoint, folder, start_late)
+        outcome = run(server.endpoint, folder, start_late, ready=False)
     report("etcd down at start", outcome)
     check(outcome, 1)
 
