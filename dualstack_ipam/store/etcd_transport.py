@@ -12,6 +12,10 @@ needs to know which one it met:
   malformed or oversized transaction, a compacted revision, an unknown
   lease): nothing was written.
 
+Every client's ``requests`` session has ``trust_env = False``: requests to
+etcd never read proxy variables from ``os.environ``, which another thread
+may be changing while the watch thread sends a request.
+
 >>> encode_key("pools/a")
 'cG9vbHMvYQ=='
 >>> decode_bytes("cG9vbHMvYQ==")
@@ -157,6 +161,10 @@ class Transport:
             )
             for host, port in self.endpoints
         ]
+        for client in self._clients:
+            # requests would iterate os.environ for proxies on every call,
+            # racing threads that change the environment (KeyError).
+            client.session.trust_env = False
         self._current = 0
 
     @property
