@@ -38,7 +38,6 @@ from dualstack_ipam.store.etcd_session import (
     NOT_FOUND,
     Session,
     backoff_delay,
-    compare_op,
     store_error,
 )
 from dualstack_ipam.store.etcd_transport import (
@@ -50,11 +49,15 @@ from dualstack_ipam.store.etcd_transport import (
     encode_bytes,
     encode_key,
 )
+from dualstack_ipam.store.etcd_wire import (
+    compacted_error,
+    parse_endpoints,
+    stamped,
+    txn_payload,
+)
 from dualstack_ipam.store.records import (
     Change,
-    CompactedError,
     Compare,
-    Put,
     Record,
     TxnResult,
     Write,
@@ -180,13 +183,7 @@ class EtcdBackend:
         >>> EtcdBackend.parse_endpoints("a:1")
         (('a', 1),)
         """
-        found = []
-        for item in text.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise StoreError(f"bad etcd endpoint {item!r} in {text!r} (host:port)")
-            found.append((host.strip("[]"), int(port)))
-        return tuple(found)
+        return parse_endpoints(text)
 
     def __repr__(self) -> str:
         return f"EtcdBackend({self._transport.endpoint!r}, prefix={self.prefix!r})"
@@ -291,7 +288,7 @@ class EtcdBackend:
             for attempt in range(self._attempts):
                 if writes:
                     session.keep_lease()
-                payload, marker = self._payload(compares, writes)
+                payload, marker = txn_payload(self._kv, session, compares, writes)
                 try:
                     answer = self._transport.post("kv/txn", payload)
                 except EtcdUnavailable as exc:
@@ -314,7 +311,7 @@ class EtcdBackend:
                     raise store_error(exc) from None
                 revision = int(answer["header"]["revision"])
                 if answer.get("succeeded"):
-                    if marker is not None and session.fence_rev == 0 and _stamped(answer):
+                    if marker is not None and session.fence_rev == 0 and stamped(answer):
                         session.fence_rev = revision  # created with this transaction
                     return TxnResult(True, revision)
                 reads = [r.get("response_range", {}).get("kvs", ()) for r in answer["responses"]]
@@ -329,36 +326,6 @@ class EtcdBackend:
                 f"etcd transaction not committed after {self._attempts} attempts; "
                 "nothing was written"
             )
-
-    def _payload(
-        self, compares: Sequence[Compare], writes: Sequence[Write]
-    ) -> tuple[dict[str, Any], str | None]:
-        tests = [compare_op(encode_bytes(self._key(c.key)), c.revision) for c in compares]
-        reads = [{"request_range": {"key": encode_bytes(self._key(c.key))}} for c in compares]
-        if not writes:
-            return {"compare": tests, "success": [], "failure": reads}, None
-        session = self._session
-        marker = session.marker()
-        fence = encode_key(session.fence_key)
-        tests.append(compare_op(fence, session.fence_rev))
-        reads.append({"request_range": {"key": fence}})
-        effects: list[dict[str, Any]] = []
-        for write in writes:
-            key = encode_bytes(self._key(write.key))
-            if type(write) is Put:
-                effects.append({"request_put": {"key": key, "value": encode_bytes(write.value)}})
-            else:
-                effects.append({"request_delete_range": {"key": key}})
-        effects += session.stamps(marker)
-        if any(type(write) is Put for write in writes):
-            success = effects
-        else:
-            # Deletes of absent keys change nothing, so they must not write
-            # the marker (which would raise the revision): a nested
-            # transaction writes it only when some key exists.
-            absent = [compare_op(encode_bytes(self._key(w.key)), 0) for w in writes]
-            success = [{"request_txn": {"compare": absent, "success": [], "failure": effects}}]
-        return {"compare": tests, "success": success, "failure": reads}, marker
 
     # -- the change feed ----------------------------------------------------
 
@@ -383,18 +350,18 @@ class EtcdBackend:
         with self._lock:
             self._check_open()
             if after < self._compacted:
-                raise _compacted(after, self._compacted)
+                raise compacted_error(after, self._compacted)
             revision = self.revision()
             if after >= revision:
                 return [], revision
             feed = self._feed_from(after)
             if not feed.wait(revision, self._feed_wait):
                 if feed.compacted is not None:
-                    raise _compacted(after, feed.compacted)
+                    raise compacted_error(after, feed.compacted)
                 revision = self._session.sync_point()
                 if not feed.wait(revision, self._transport.timeout * self._attempts):
                     if feed.compacted is not None:
-                        raise _compacted(after, feed.compacted)
+                        raise compacted_error(after, feed.compacted)
                     raise StoreUnavailableError("etcd's watch did not deliver the change feed")
             return feed.since(after, revision), revision
 
@@ -426,12 +393,12 @@ class EtcdBackend:
         with self._lock:
             self._check_open()
             if after < self._compacted:
-                raise _compacted(after, self._compacted)
+                raise compacted_error(after, self._compacted)
             feed = self._feed_from(after)
             if reach > feed.seen:
                 feed.wait(reach, self._feed_wait)
             if feed.compacted is not None:
-                raise _compacted(after, feed.compacted)
+                raise compacted_error(after, feed.compacted)
             seen = max(feed.seen, after)
             return feed.since(after, seen), seen
 
@@ -499,20 +466,3 @@ class EtcdBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _stamped(answer: dict[str, Any]) -> bool:
-    """Whether a successful writing transaction wrote our marker and fence.
-
-    A delete-only one writes them only if its nested transaction found a key.
-    """
-    nested = answer.get("responses", [{}])[0].get("response_txn")
-    return nested is None or not nested.get("succeeded")
-
-
-def _compacted(after: int, compacted: int) -> CompactedError:
-    return CompactedError(
-        f"changes after revision {after!r} were compacted (kept after {compacted})",
-        after=after,
-        compacted=compacted,
-    )

@@ -1,0 +1,118 @@
+"""What the etcd backend puts on the wire and reads back from it.
+
+Pure functions between the backend's records and etcd's v3 JSON: the
+endpoint list, the body of a writing transaction (with the fence compare
+and the attempt's marker), and what an answer or a compaction means.
+
+>>> parse_endpoints("10.0.0.1:2379,[fd00::1]:2379")
+(('10.0.0.1', 2379), ('fd00::1', 2379))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dualstack_ipam.errors import StoreError
+from dualstack_ipam.store.etcd_session import Session, compare_op
+from dualstack_ipam.store.etcd_transport import encode_bytes, encode_key
+from dualstack_ipam.store.records import CompactedError, Compare, Put, Write
+
+__all__ = ["compacted_error", "parse_endpoints", "stamped", "txn_payload"]
+
+
+def parse_endpoints(text: str) -> tuple[tuple[str, int], ...]:
+    """``"host:port,host:port"`` as ``(host, port)`` pairs.
+
+    Raises:
+        StoreError: an empty list or a bad ``host:port``.
+
+    Complexity:
+        O(len(text)).
+
+    >>> parse_endpoints("a:1")
+    (('a', 1),)
+    """
+    found = []
+    for item in text.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise StoreError(f"bad etcd endpoint {item!r} in {text!r} (host:port)")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
+
+
+def txn_payload(
+    kv: bytes, session: Session | None, compares: Sequence[Compare], writes: Sequence[Write]
+) -> tuple[dict[str, Any], str | None]:
+    """The JSON body of one transaction, and the marker it writes (None if it reads only).
+
+    Args:
+        kv: the etcd key prefix of the records (``<prefix>/kv/``).
+        session: the fence and marker of this client; used only for writes.
+        compares: the caller's compares.
+        writes: the caller's writes.
+
+    Complexity:
+        O(c + w).
+
+    >>> txn_payload(b"kv/", None, [Compare("a", 0)], [])[0]["failure"]
+    [{'request_range': {'key': 'a3YvYQ=='}}]
+    """
+    tests = [compare_op(encode_bytes(kv + c.key.encode()), c.revision) for c in compares]
+    reads = [{"request_range": {"key": encode_bytes(kv + c.key.encode())}} for c in compares]
+    if not writes:
+        return {"compare": tests, "success": [], "failure": reads}, None
+    assert session is not None
+    marker = session.marker()
+    fence = encode_key(session.fence_key)
+    tests.append(compare_op(fence, session.fence_rev))
+    reads.append({"request_range": {"key": fence}})
+    effects: list[dict[str, Any]] = []
+    for write in writes:
+        key = encode_bytes(kv + write.key.encode())
+        if type(write) is Put:
+            effects.append({"request_put": {"key": key, "value": encode_bytes(write.value)}})
+        else:
+            effects.append({"request_delete_range": {"key": key}})
+    effects += session.stamps(marker)
+    if any(type(write) is Put for write in writes):
+        success = effects
+    else:
+        # Deletes of absent keys change nothing, so they must not write
+        # the marker (which would raise the revision): a nested
+        # transaction writes it only when some key exists.
+        absent = [compare_op(encode_bytes(kv + w.key.encode()), 0) for w in writes]
+        success = [{"request_txn": {"compare": absent, "success": [], "failure": effects}}]
+    return {"compare": tests, "success": success, "failure": reads}, marker
+
+
+def stamped(answer: dict[str, Any]) -> bool:
+    """Whether a successful writing transaction wrote our marker and fence.
+
+    A delete-only one writes them only if its nested transaction found a key.
+
+    Complexity:
+        O(1).
+
+    >>> stamped({"responses": [{"response_put": {}}]})
+    True
+    """
+    nested = answer.get("responses", [{}])[0].get("response_txn")
+    return nested is None or not nested.get("succeeded")
+
+
+def compacted_error(after: int, compacted: int) -> CompactedError:
+    """The error for changes after ``after`` when etcd kept only those after ``compacted``.
+
+    Complexity:
+        O(1).
+
+    >>> compacted_error(3, 7).compacted
+    7
+    """
+    return CompactedError(
+        f"changes after revision {after!r} were compacted (kept after {compacted})",
+        after=after,
+        compacted=compacted,
+    )
