@@ -33,7 +33,7 @@ from typing import Any
 
 from dualstack_ipam.errors import StoreError, StoreUnavailableError
 from dualstack_ipam.store.backend import TxnLimits, check_range, check_txn
-from dualstack_ipam.store.etcd_feed import Feed
+from dualstack_ipam.store.etcd_follow import Follower
 from dualstack_ipam.store.etcd_session import (
     NOT_FOUND,
     Session,
@@ -146,10 +146,21 @@ class EtcdBackend:
             lease_ttl=lease_ttl,
             resolve_timeout=resolve_timeout,
         )
-        self._attempts, self._feed_wait, self._watch_all = attempts, feed_wait, watch_all
+        self._attempts = attempts
+        start, end = b"\x00", b"\x00"  # etcd's "every key"
+        if not watch_all and self._space:
+            start, end = self._space, prefix_end(self._space) or b"\x00"
+        self._follower = Follower(
+            self._transport,
+            self._session,
+            start,
+            end,
+            self._user_key,
+            feed_wait=feed_wait,
+            attempts=attempts,
+        )
         self._lock = threading.RLock()
         self._compacted = 0
-        self._feed: Feed | None = None
         self._closed = False
 
     @property
@@ -354,16 +365,7 @@ class EtcdBackend:
             revision = self.revision()
             if after >= revision:
                 return [], revision
-            feed = self._feed_from(after)
-            if not feed.wait(revision, self._feed_wait):
-                if feed.compacted is not None:
-                    raise compacted_error(after, feed.compacted)
-                revision = self._session.sync_point()
-                if not feed.wait(revision, self._transport.timeout * self._attempts):
-                    if feed.compacted is not None:
-                        raise compacted_error(after, feed.compacted)
-                    raise StoreUnavailableError("etcd's watch did not deliver the change feed")
-            return feed.since(after, revision), revision
+            return self._follower.complete(after, revision)
 
     def watched(self, after: int, *, reach: int = 0) -> tuple[list[Change], int]:
         """The changes the watch has delivered after ``after``, without a round trip.
@@ -394,24 +396,7 @@ class EtcdBackend:
             self._check_open()
             if after < self._compacted:
                 raise compacted_error(after, self._compacted)
-            feed = self._feed_from(after)
-            if reach > feed.seen:
-                feed.wait(reach, self._feed_wait)
-            if feed.compacted is not None:
-                raise compacted_error(after, feed.compacted)
-            seen = max(feed.seen, after)
-            return feed.since(after, seen), seen
-
-    def _feed_from(self, after: int) -> Feed:
-        feed = self._feed
-        if feed is None or feed.compacted is not None or after < feed.after:
-            if feed is not None:
-                feed.close()
-            start, end = b"\x00", b"\x00"  # etcd's "every key"
-            if not self._watch_all and self._space:
-                start, end = self._space, prefix_end(self._space) or b"\x00"
-            feed = self._feed = Feed(self._transport, start, end, self._user_key, after)
-        return feed
+            return self._follower.delivered(after, reach)
 
     def compact(self, revision: int) -> None:
         """Compact etcd's history up to ``revision`` (every prefix of that etcd).
@@ -451,8 +436,7 @@ class EtcdBackend:
             if self._closed:
                 return
             self._closed = True
-            if self._feed is not None:
-                self._feed.close()
+            self._follower.close()
             self._session.revoke()
             self._transport.close()
 
