@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 from dualstack_ipam.errors import StoreError, StoreUnavailableError
 from dualstack_ipam.store.backend import TxnLimits, check_range, check_txn
+from dualstack_ipam.store.etcd_commit import commit
 from dualstack_ipam.store.etcd_follow import Follower
 from dualstack_ipam.store.etcd_session import (
-    NOT_FOUND,
     Session,
-    backoff_delay,
     store_error,
 )
 from dualstack_ipam.store.etcd_transport import (
@@ -52,8 +50,6 @@ from dualstack_ipam.store.etcd_transport import (
 from dualstack_ipam.store.etcd_wire import (
     compacted_error,
     parse_endpoints,
-    stamped,
-    txn_payload,
 )
 from dualstack_ipam.store.records import (
     Change,
@@ -295,47 +291,15 @@ class EtcdBackend:
         check_txn(compares, writes, self.limits)
         with self._lock:
             self._check_open()
-            session = self._session
-            for attempt in range(self._attempts):
-                if writes:
-                    session.keep_lease()
-                payload, marker = txn_payload(self._kv, session, compares, writes)
-                try:
-                    answer = self._transport.post("kv/txn", payload)
-                except EtcdUnavailable as exc:
-                    if marker is not None and not self.FENCING:
-                        raise StoreUnavailableError(
-                            f"etcd did not answer a transaction ({exc}); fencing is off, so "
-                            "it is assumed not written"
-                        ) from None
-                    committed = None if marker is None else session.resolve(marker, exc)
-                    if committed is not None:
-                        return TxnResult(True, committed)
-                    session.retries += 1
-                    time.sleep(backoff_delay(attempt))
-                    continue
-                except EtcdRequestError as exc:
-                    if exc.code == NOT_FOUND and writes:  # our lease expired between renewals
-                        session.expired()
-                        session.retries += 1
-                        continue
-                    raise store_error(exc) from None
-                revision = int(answer["header"]["revision"])
-                if answer.get("succeeded"):
-                    if marker is not None and session.fence_rev == 0 and stamped(answer):
-                        session.fence_rev = revision  # created with this transaction
-                    return TxnResult(True, revision)
-                reads = [r.get("response_range", {}).get("kvs", ()) for r in answer["responses"]]
-                if not writes or session.check_fence(reads[len(compares)]):
-                    current = {
-                        c.key: self._record(kvs[0]) if kvs else None
-                        for c, kvs in zip(compares, reads, strict=False)
-                    }
-                    return TxnResult(False, revision, current)
-                session.retries += 1
-            raise StoreUnavailableError(
-                f"etcd transaction not committed after {self._attempts} attempts; "
-                "nothing was written"
+            return commit(
+                self._transport,
+                self._session,
+                self._kv,
+                self._record,
+                compares,
+                writes,
+                attempts=self._attempts,
+                fencing=self.FENCING,
             )
 
     # -- the change feed ----------------------------------------------------
