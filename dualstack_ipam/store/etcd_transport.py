@@ -126,6 +126,9 @@ class Transport:
 
     Complexity:
         O(len(endpoints)) to build.
+
+    >>> Transport([("127.0.0.1", 2379)], timeout=1.0)._clients[0].session.trust_env
+    False
     """
 
     def __init__(
