@@ -17,6 +17,7 @@ so a command that touches nodes never reads the Services.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from random import Random
 from types import TracebackType
@@ -24,6 +25,7 @@ from typing import Any
 
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.durable import documents
+from dualstack_ipam.durable.growth import journal_forecast, read_window
 from dualstack_ipam.durable.journal import JournalEntry, decode_entry
 from dualstack_ipam.durable.layout import JOURNAL_PREFIX, SideLayout
 from dualstack_ipam.durable.opening import DEFAULT_SETTINGS, FORMAT, attach, open
@@ -33,6 +35,7 @@ from dualstack_ipam.errors import (
     FamilyNotConfiguredError,
     InvalidConfigError,
 )
+from dualstack_ipam.forecast import Forecast
 from dualstack_ipam.store import Backend, Delete
 
 __all__ = ["FORMAT", "Cluster", "attach", "open"]
@@ -268,6 +271,41 @@ node_mask_ipv4=24, node_mask_ipv6=64)
                 self._backend.txn([], [Delete(key) for key in old[first : first + batch]])
             self._backend.compact(min(since, self._backend.revision()))
         return len(old)
+
+    def forecast(
+        self, *, window: datetime.timedelta = datetime.timedelta(days=7), now: Any = None
+    ) -> Forecast:
+        """When each range runs out at the net growth per day the journal shows over ``window``.
+
+        The model, and how growth is measured (young or compacted journals,
+        under an hour of history, shrinking ranges): ``docs/maps.md``.
+
+        Args:
+            window: how far back from ``now`` to measure (a positive ``timedelta``).
+            now: the window's end and the day to count from (an aware
+                ``datetime``); None is the current time in UTC.
+
+        Returns:
+            The same :class:`~dualstack_ipam.Forecast` as ``ClusterConfig.forecast``.
+
+        Raises:
+            InvalidConfigError: ``window`` or ``now`` is not as above.
+            StoreError: the store is closed, or a journal record is corrupt.
+
+        Complexity:
+            O(j log j) for the j journal entries kept (read sorted, replayed in O(j)).
+
+        >>> import dualstack_ipam
+        >>> from dualstack_ipam import ClusterConfig
+        >>> cluster = dualstack_ipam.open("memory://", ClusterConfig("10.244.0.0/16"))
+        >>> cluster.forecast().get("IPv4", "node_cidrs").when
+        'never'
+        """
+        start, end = read_window(window, now)
+        used: list[Any] = [self.nodes]
+        if self._config.service_families:
+            used.append(self.services)
+        return journal_forecast(self._config, self.journal(), used, start=start, now=end)
 
     # ------------------------------------------------------------ documents
 
