@@ -11,6 +11,8 @@ The rate is that growth divided by the measured span: the window, or from
 the oldest entry in it when the journal starts later (a young cluster, or a
 compacted journal). Under one hour of history every rate is 0 ("not enough
 history"); a negative growth is 0 too (a shrinking range never runs out).
+An ``import`` entry (a backup written into the store) sets a key's state
+without counting as growth.
 A key whose earlier entries were compacted away counts as holding nothing
 before its first entry kept, so its release is not counted: after
 compaction growth can be overstated, never understated (the date is early,
@@ -138,7 +140,11 @@ def measure(
             before[where] = after[where] = entry.addresses
             earlier = True
             continue
-        before.setdefault(where, ())
+        if entry.op == "import":
+            # A restored backup: state that existed elsewhere, not growth.
+            before[where] = entry.addresses
+        else:
+            before.setdefault(where, ())
         after[where] = entry.addresses
         oldest = entry.time if oldest is None else min(oldest, entry.time)
         replayed += 1

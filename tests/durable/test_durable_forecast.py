@@ -128,6 +128,18 @@ def test_compacted_journal_measures_what_is_kept(opener: Any) -> None:
     assert cluster.forecast(now=now).get("IPv4", "node_cidrs").rate == 2.0
 
 
+def test_import_is_not_growth(opener: Any) -> None:
+    source = opener()
+    for name in "abc":
+        source.nodes.allocate(name)
+    cluster = opener()
+    cluster.import_(source.export())
+    cluster.nodes.allocate("d")
+    now = entries(cluster)[0].time + timedelta(days=1)
+    entry = cluster.forecast(now=now).get("IPv4", "node_cidrs")
+    assert (entry.used, entry.rate) == (4, 1.0)
+
+
 @pytest.mark.parametrize(
     ("window", "now"),
     [
