@@ -17,35 +17,16 @@ import netaddr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+# One strategy of drifted holdings for every reconcile property (its pools
+# take their first 8 addresses: these pools have exactly 8).
+from test_reconcile import holdings
+
 from dualstack_ipam import ClusterConfig, NodeCIDRAllocator, ServiceIPAllocator
 
 NODE_POOLS = ([f"10.0.{i}.0/24" for i in range(8)], [f"fd00:0:0:{i:x}::/64" for i in range(8)])
 NODE_OUTSIDE = ["10.1.0.0/24", "fd00:0:0:7::/80"]
 SERVICE_POOLS = ([f"10.96.0.{i}" for i in range(1, 9)], [f"fd00::{i:x}" for i in range(1, 9)])
 SERVICE_OUTSIDE = ["10.97.0.1", "fd00::1:0"]
-KEYS = [f"ns/k{i}" for i in range(6)]
-
-
-def holdings(
-    pools: tuple[list[str], list[str]], outside: list[str] | None
-) -> st.SearchStrategy[dict[str, list[str]]]:
-    """key -> at most one address per family (addresses may repeat across keys)."""
-    extra = outside or ["", ""]
-
-    @st.composite
-    def draw(draw: st.DrawFn) -> dict[str, list[str]]:
-        result: dict[str, list[str]] = {}
-        for key in draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=6)):
-            picked = []
-            for family_pool, out in zip(pools, extra, strict=True):
-                value = draw(st.none() | st.sampled_from(family_pool + ([out] if out else [])))
-                if value is not None:
-                    picked.append(value)
-            if picked:
-                result[key] = draw(st.permutations(picked))
-        return result
-
-    return draw()
 
 
 def converge(
