@@ -47,6 +47,7 @@ MUTATING = {
         "reconcile",
         "reserve",
         "unreserve",
+        "add_range",
     ),
     "services": (
         "allocate",
@@ -58,11 +59,13 @@ MUTATING = {
         "reconcile",
         "reserve",
         "unreserve",
+        "add_range",
     ),
 }
 """The public methods that change state: made durable one transaction each,
 composed of such transactions (``reconcile``), or refused for now
-(``reserve`` / ``unreserve``: reservation records come with a later change)."""
+(``reserve`` / ``unreserve`` / ``add_range``: their records come with a
+later change)."""
 
 READING = (
     "__contains__",
@@ -74,6 +77,7 @@ READING = (
     "owner_of",
     "reserved",
     "reservations",
+    "ranges",
     "snapshot",
     "stats",
     "by_family",
@@ -81,7 +85,7 @@ READING = (
 )
 """The public methods that read the cache's changing state: they catch up first."""
 
-FIXED = ("capacity", "config", "strategy", "restore", "ranges")
+FIXED = ("capacity", "config", "strategy", "restore")
 """Public names that read what never changes (``restore`` is refused)."""
 
 
@@ -122,6 +126,7 @@ class _Durable:
     snapshot = _reading("snapshot")
     reserved = _reading("reserved")
     reservations = _reading("reservations")
+    ranges = _reading("ranges")
     stats = _reading("stats")
     __len__ = _reading("__len__")
     __iter__ = _reading("__iter__")
@@ -220,6 +225,21 @@ class _Durable:
         raise InvalidConfigError(
             f"unreserve({range!r}) is not supported on a durable store yet (issue 11); "
             "reserve on a plain allocator"
+        )
+
+    def add_range(self, cidr: Any) -> NoReturn:
+        """Refused for now: added ranges are not stored yet.
+
+        Raises:
+            InvalidConfigError: always (range records come with a later
+                change, issue 11).
+
+        Complexity:
+            O(1).
+        """
+        raise InvalidConfigError(
+            f"add_range({cidr!r}) is not supported on a durable store yet (issue 11); "
+            "add the range on a plain allocator"
         )
 
     @classmethod
@@ -343,6 +363,7 @@ class DurableNodes(_Durable, NodeCIDRAllocator):
     reconcile = _Durable.reconcile
     reserve = _Durable.reserve
     unreserve = _Durable.unreserve
+    add_range = _Durable.add_range
 
 
 class DurableServices(_Durable, ServiceIPAllocator):
@@ -371,6 +392,7 @@ class DurableServices(_Durable, ServiceIPAllocator):
     reconcile = _Durable.reconcile
     reserve = _Durable.reserve
     unreserve = _Durable.unreserve
+    add_range = _Durable.add_range
 
     def _mutate(self, key: str, op: Callable[[], R], journal_op: str) -> R:
         return self._sync.mutate("services", key, op, journal_op)

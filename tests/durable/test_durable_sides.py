@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from dualstack_ipam import NodeCIDRAllocator, ServiceIPAllocator
+import dualstack_ipam
+from dualstack_ipam import ClusterConfig, NodeCIDRAllocator, ServiceIPAllocator
 from dualstack_ipam.durable.sides import (
     FIXED,
     MUTATING,
@@ -20,6 +21,7 @@ from dualstack_ipam.durable.sides import (
     DurableServices,
     _Durable,
 )
+from dualstack_ipam.errors import InvalidConfigError
 
 DUNDERS = ("__contains__", "__iter__", "__len__")
 
@@ -41,3 +43,14 @@ def test_every_public_method_is_classified(plain: type, durable: type, side: str
         assert name in vars(durable), name
     for name in names & set(READING):
         assert name in own, name
+
+
+def test_add_range_is_refused_on_a_durable_cluster_and_changes_nothing() -> None:
+    config = ClusterConfig("10.244.0.0/16", "10.96.0.0/24")
+    with dualstack_ipam.open("memory://", config) as cluster:
+        for side in (cluster.nodes, cluster.services):
+            before = side.ranges("IPv4")
+            with pytest.raises(InvalidConfigError, match=r"10\.245\.0\.0/16"):
+                side.add_range("10.245.0.0/16")
+            assert side.ranges("IPv4") == before
+        assert list(cluster.journal()) == []
