@@ -9,6 +9,8 @@ key                                     value
 ``owner/svc/<key>``                     the Service key's slots, primary first
 ``alloc/<pool>/<hex slot>``             the owner key (one record per address)
 ``journal/<writer>/<hex seq>``          one JSON journal entry
+``leak/<tag>/<key>``                    how many repairing reconciles in a row saw
+                                        the key leaked (decimal text)
 ======================================  ==========================================
 
 A slot is a subnet index (node pools ``n4``/``n6``) or an address's offset
@@ -19,6 +21,13 @@ valid node name or Service key). An owner record carries everything that
 makes its key exactly what it was: the allocators keep nothing else per key.
 Every transaction that changes a key writes its owner record, its alloc
 records and a journal entry together.
+
+Leak counts (``leak/``) belong to ``reconcile``: read whole at the start of
+each call and written back (changed counts only) in one small transaction
+per call, in batches within the store's limit; no cache follows them, so two
+CLI runs accumulate them. Concurrent repairing reconciles: the last one's
+counts win (they only delay or hasten a release by one sighting, and the
+release itself is a compared transaction).
 
 >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
 >>> layout = SideLayout.for_nodes(NodeCIDRAllocator(ClusterConfig("10.244.0.0/16")))
@@ -43,11 +52,12 @@ if TYPE_CHECKING:
     from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
     from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-__all__ = ["CONFIG_KEY", "JOURNAL_PREFIX", "OWNER_PREFIX", "SideLayout"]
+__all__ = ["CONFIG_KEY", "JOURNAL_PREFIX", "LEAK_PREFIX", "OWNER_PREFIX", "SideLayout"]
 
 CONFIG_KEY = "config"
 OWNER_PREFIX = "owner/"
 JOURNAL_PREFIX = "journal/"
+LEAK_PREFIX = "leak/"
 _WIDTH = {IPFamily.IPv4: 8, IPFamily.IPv6: 32}
 _DIGIT = {IPFamily.IPv4: "4", IPFamily.IPv6: "6"}
 _HEX = re.compile("[0-9a-f]+").fullmatch
@@ -64,7 +74,16 @@ class SideLayout:
         read: parses one text of a key back into an address.
     """
 
-    __slots__ = ("_by_name", "_pools", "alloc_prefixes", "kind", "prefix", "read", "text")
+    __slots__ = (
+        "_by_name",
+        "_pools",
+        "alloc_prefixes",
+        "kind",
+        "leak_prefix",
+        "prefix",
+        "read",
+        "text",
+    )
 
     def __init__(
         self,
@@ -75,6 +94,7 @@ class SideLayout:
         read: Callable[[str, str], Address],
     ) -> None:
         self.kind, self.prefix = kind, f"{OWNER_PREFIX}{tag}/"
+        self.leak_prefix = f"{LEAK_PREFIX}{tag}/"
         self._pools = pools
         self._by_name = {
             f"{name}/": (family, base, size) for family, (name, base, size) in pools.items()
@@ -123,6 +143,22 @@ class SideLayout:
             O(len(key)).
         """
         return unquote(owner_key[len(self.prefix) :], errors="surrogatepass")
+
+    def leak_key(self, key: str) -> str:
+        """The leak count record's key of ``key``.
+
+        Complexity:
+            O(len(key)).
+        """
+        return self.leak_prefix + self.owner_key(key)[len(self.prefix) :]
+
+    def key_of_leak(self, leak_key: str) -> str:
+        """The node name or Service key of a leak count record's key.
+
+        Complexity:
+            O(len(key)).
+        """
+        return unquote(leak_key[len(self.leak_prefix) :], errors="surrogatepass")
 
     def _slot(self, address: Address) -> str:
         family, value = address

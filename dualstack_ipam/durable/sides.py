@@ -26,6 +26,7 @@ from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.node_objects import read_node
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.durable.documents import check_store
+from dualstack_ipam.durable.leaks import read_counts, write_counts
 from dualstack_ipam.durable.sync import Sync
 from dualstack_ipam.errors import InvalidConfigError
 from dualstack_ipam.net import IPFamily
@@ -118,6 +119,7 @@ class _Durable:
     __slots__ = ()
     _sync: Sync
     _side: str
+    _leak_counts: dict[str, int]  # the plain allocator's slot
 
     owner_of = _reading("owner_of")
     used = _reading("used")
@@ -179,9 +181,10 @@ class _Durable:
         The repair is composed of this side's own durable ``release`` and
         ``occupy`` (one transaction per key changed), so a crash part-way
         leaves a consistent store that the next ``reconcile`` finishes. The
-        leak counts are kept in this process only for now (api-durable.md
-        wants them in the store, so that separate CLI runs accumulate them:
-        not done yet, issue 11): a new process starts counting from zero.
+        leak counts live in the store (``leak/`` records, see
+        :mod:`~dualstack_ipam.durable.leaks`): read at the start of the call,
+        the changed ones written back at its end, so separate processes and
+        CLI runs accumulate them. A call that raises writes no counts.
 
         Raises:
             InvalidConfigError, AddressFormatError: as the plain method.
@@ -189,14 +192,21 @@ class _Durable:
                 keys repaired before it stay repaired).
 
         Complexity:
-            As the plain method, plus one transaction per key repaired.
+            As the plain method, plus one transaction per key repaired, one
+            read of the k counted keys and O(k / batch) transactions.
         """
         with self._sync.lock:
             self._sync.catch_up()
             self._sync.fill(self._sync.sides[self._side])
-            return super().reconcile(  # type: ignore[misc]
+            layout = self._sync.sides[self._side].layout
+            stored = read_counts(self._sync.backend, layout)
+            self._leak_counts.clear()
+            self._leak_counts.update(stored)
+            report = super().reconcile(  # type: ignore[misc]
                 observed, repair=repair, leak_grace=leak_grace
             )
+            write_counts(self._sync.backend, layout, stored, self._leak_counts)
+            return report
 
     def reserve(self, range: Any, reason: str = "") -> NoReturn:
         """Refused for now: reservations are not stored yet.
