@@ -23,6 +23,7 @@ from dualstack_ipam.errors import (
 from dualstack_ipam.net import IPFamily, Net, make_network, parse_network, split_cidrs
 from dualstack_ipam.owners import Address, KeyedAllocator, check_key
 from dualstack_ipam.owners.controls import AllocatorControls, reservation_at
+from dualstack_ipam.pools.multi import MultiSubnetPool, ranges_of
 from dualstack_ipam.pools.subnets import SubnetPool
 
 __all__ = ["NodeClaims"]
@@ -31,8 +32,9 @@ __all__ = ["NodeClaims"]
 class NodeClaims(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
     """``occupy`` and ``by_family`` of :class:`~dualstack_ipam.NodeCIDRAllocator` (a mixin).
 
-    A subclass has ``_pools`` (family -> :class:`SubnetPool`, in
-    ``config.families`` order) and ``_reserved`` (family -> the ``[first,
+    A subclass has ``_pools`` (family -> :class:`SubnetPool`, or a
+    :class:`~dualstack_ipam.pools.multi.MultiSubnetPool` once a range was
+    added; in ``config.families`` order), ``_pool_slot`` and ``_reserved`` (family -> the ``[first,
     stop)`` subnet indices set aside for the Service range), besides what
     its bases need.
 
@@ -43,8 +45,11 @@ class NodeClaims(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
     """
 
     __slots__ = ()
-    _pools: dict[IPFamily, SubnetPool]
+    _pools: dict[IPFamily, SubnetPool | MultiSubnetPool]
     _reserved: dict[IPFamily, tuple[int, int]]
+
+    def _pool_slot(self, address: Address) -> tuple[SubnetPool, int]:
+        raise NotImplementedError
 
     def _cidrs(self, held: dict[IPFamily, int]) -> tuple[netaddr.IPNetwork, ...]:
         return tuple(self._build((f, held[f])) for f in self._pools if f in held)
@@ -74,7 +79,8 @@ class NodeClaims(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
         try:
             return pool.index_of(value)
         except NotInRangeError:
-            message = f"{where} is not inside the cluster CIDR {pool.cidr}"
+            accepted = ", ".join(map(str, ranges_of(pool)))
+            message = f"{where} is not inside the cluster CIDR {accepted}"
             raise NotInRangeError(message, value=value, pool_cidr=pool.cidr) from None
 
     def _claims(self, node: str, nets: list[Net]) -> list[Address]:
@@ -91,7 +97,7 @@ class NodeClaims(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
                 raise AlreadyAllocatedError(f"node {node!r}: {message}", value=cidr)
             # Checked before any pool is touched: a reserved CIDR must fail the
             # call before another was occupied (giving one back would cool it).
-            reason = reservation_at(self._pools[family], index)
+            reason = reservation_at(*self._pool_slot((family, index)))
             if reason is not None:
                 message = f"node {node!r}: pod CIDR {cidr} is reserved ({reason!r})"
                 raise AlreadyAllocatedError(message, value=cidr)

@@ -5,6 +5,12 @@ state (:meth:`~dualstack_ipam.pools.base.BasePool.capture`: the bitmap's
 buffer or run lists, C-level copies) and the owner map (one ``dict`` copy).
 Sorting the nodes, building CIDR text and encoding the pools happen after
 the lock is released, so allocating threads wait only for the copies.
+
+A family grown with ``add_range`` writes its first pool under ``pools`` as
+before and the added ones, in the order added, under ``added``, at snapshot
+version 2 (:func:`~dualstack_ipam.pools.multi.stamp_grown`); a snapshot
+without added ranges is version 1, byte for byte what earlier releases
+wrote, and both restore.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError
 from dualstack_ipam.net import IPFamily, parse_network
 from dualstack_ipam.pools.marks import check_cooldown
+from dualstack_ipam.pools.multi import grow, open_grown, parts_of, stamp_grown
 from dualstack_ipam.pools.subnets import SubnetPool
-from dualstack_ipam.snapshot import envelope, open_envelope, read_int
+from dualstack_ipam.snapshot import envelope, read_int
 
 if TYPE_CHECKING:
     from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
@@ -39,14 +46,15 @@ def snapshot(alloc: NodeCIDRAllocator) -> dict[str, Any]:
     {'a': ['10.244.0.0/24']}
     """
     with alloc._lock:
-        finish = [pool.capture() for pool in alloc._pools.values()]
+        finish = [parts_of(pool)[0].capture() for pool in alloc._pools.values()]
+        added = [part.capture() for pool in alloc._pools.values() for part in parts_of(pool)[1:]]
         held = alloc._table.held_copy()
         pools = dict(alloc._pools)  # subnet_at computes; it reads no changing state
 
     def text(address: tuple[IPFamily, int]) -> str:
         return str(pools[address[0]].subnet_at(address[1]))
 
-    return envelope(
+    data = envelope(
         KIND,
         len(held),
         config=alloc.config.to_dict(),
@@ -54,6 +62,7 @@ def snapshot(alloc: NodeCIDRAllocator) -> dict[str, Any]:
         pools=[build() for build in finish],
         nodes={node: [text(a) for a in held[node]] for node in sorted(held)},
     )
+    return stamp_grown(data, [build() for build in added])
 
 
 def restore(
@@ -82,7 +91,7 @@ def restore(
     (IPNetwork('10.244.0.0/24'),)
     """
     check_cooldown(cooldown, clock)
-    fields = open_envelope(data, KIND, ["config", "strategy", "pools", "nodes"])
+    fields, added = open_grown(data, KIND, ["config", "strategy", "pools", "nodes"])
     config = ClusterConfig.from_dict(fields["config"])
     try:
         alloc = cls(config, strategy=fields["strategy"], cooldown=cooldown, clock=clock)
@@ -97,6 +106,8 @@ def restore(
         raise SnapshotError(f"{KIND} snapshot field 'nodes' must be a mapping")
     for family, pool_data in zip(config.families, pools, strict=True):
         _load_pool(alloc, family, pool_data, cooldown, clock)
+    for pool_data in added:
+        _load_added(alloc, pool_data, cooldown, clock)
     alloc._uncounted = {}  # restored pools count from their restored state
     alloc._load_owners(KIND, nodes, alloc._read_cidr, in_family_order=True)
     used = read_int(fields["used"], "used")
@@ -146,3 +157,18 @@ def _load_pool(
         message = f"the {family} subnets set aside for the Service range {service}"
         raise SnapshotError(f"{KIND} snapshot: {message} are not all allocated")
     alloc._pools[family] = pool
+
+
+def _load_added(
+    alloc: NodeCIDRAllocator, data: Any, cooldown: float, clock: Callable[[], float] | None
+) -> None:
+    """Add a range from the snapshot's ``added`` list, checked as ``add_range`` checks it."""
+    part = SubnetPool.restore(data, cooldown=cooldown, clock=clock)
+    try:
+        pool = alloc._new_range_pool(part.cidr)
+    except InvalidConfigError as exc:
+        raise SnapshotError(f"{KIND} snapshot: added range: {exc}") from None
+    if (part.prefixlen, part.strategy) != (pool.prefixlen, alloc.strategy):
+        message = f"added pool {part!r} does not match the configuration ({pool!r})"
+        raise SnapshotError(f"{KIND} snapshot: {message}")
+    alloc._pools[part.family] = grow(pool, part)

@@ -12,6 +12,12 @@ indices. Service ranges that overlap a cluster CIDR are occupied at
 construction, as kube-controller-manager does at start-up, and are never
 handed out nor released.
 
+:meth:`NodeCIDRAllocator.add_range` grows a family with another cluster
+CIDR (carved at the family's node mask): the family's pool becomes a
+:class:`~dualstack_ipam.pools.multi.MultiSubnetPool`, which numbers subnets
+across its ranges in the order they were added, so the first range keeps
+its numbers and the Service set-aside its span.
+
 >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16,fc00::/24"))
 >>> alloc.allocate("node-a")
 (IPNetwork('10.244.0.0/24'), IPNetwork('fc00::/64'))
@@ -39,6 +45,7 @@ from dualstack_ipam.errors import (
 from dualstack_ipam.net import IPFamily, make_address, make_network, parse_network
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.owners.controls import AllocatorControls
+from dualstack_ipam.pools.multi import MultiSubnetPool, grow, parts_of, ranges_of, sibling
 from dualstack_ipam.pools.subnets import SubnetPool
 
 __all__ = ["NodeCIDRAllocator"]
@@ -82,7 +89,7 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
         "_table",
         "_uncounted",
     )
-    _pools: dict[IPFamily, SubnetPool]
+    _pools: dict[IPFamily, SubnetPool | MultiSubnetPool]
 
     def __init__(
         self,
@@ -97,7 +104,7 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
                 f"config must be a ClusterConfig, got {type(config).__name__}", value=config
             )
         self._config = config
-        self._pools: dict[IPFamily, SubnetPool] = {
+        self._pools: dict[IPFamily, SubnetPool | MultiSubnetPool] = {
             family: SubnetPool(
                 config.cluster_cidr(family),
                 config.node_mask(family),
@@ -111,6 +118,7 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
         # family -> [first, stop) subnet indices set aside for the Service range.
         self._reserved: dict[IPFamily, tuple[int, int]] = {}
         for family, pool in self._pools.items():
+            assert isinstance(pool, SubnetPool)  # nothing is added yet
             if family in config.service_families:
                 service = config.service_cidr(family)
                 if pool.cidr.first <= service.last and service.first <= pool.cidr.last:
@@ -144,7 +152,7 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
 
     # ------------------------------------------------------------ helpers
 
-    def _pool(self, family: Any) -> SubnetPool:
+    def _pool(self, family: Any) -> SubnetPool | MultiSubnetPool:
         return self._pools[self._table.family(family)]
 
     def _build(self, address: Address) -> netaddr.IPNetwork:
@@ -160,6 +168,8 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
         pool, index = self._pools[address[0]], address[1]
         if not 0 <= index < pool.capacity:
             raise NotInRangeError(f"subnet {index} is outside {pool.cidr}", pool_cidr=pool.cidr)
+        if isinstance(pool, MultiSubnetPool):
+            return pool.locate(index)
         return pool, index
 
     # ------------------------------------------------------------ public
@@ -197,9 +207,10 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
                 cooling = pool.cooling if pool.cooldown else 0
                 if pool.free - cooling <= 0:
                     note = f" ({cooling} released CIDRs are cooling down)" if cooling else ""
+                    accepted = ", ".join(map(str, ranges_of(pool)))
                     raise PoolExhaustedError(
                         "CIDR allocation failed; there are no remaining CIDRs left to allocate "
-                        f"in the accepted range {pool.cidr} (node {node!r}){note}",
+                        f"in the accepted range {accepted} (node {node!r}){note}",
                         pool_cidr=pool.cidr,
                     )
             if missing:
@@ -293,6 +304,103 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
         """
         return node_objects.allocate_node(self, node)
 
+    # ------------------------------------------------------------ ranges
+
+    def add_range(self, cidr: Any) -> netaddr.IPNetwork:
+        """Grow a family with another cluster CIDR (a Kubernetes ClusterCIDR); return it.
+
+        The new range is carved at the family's node mask and handed out
+        after the ranges before it (:meth:`allocate` fills the ranges in the
+        order they were added, the configuration's first); everything else
+        (``occupy``, ``owner_of``, ``release``, ``reserve``, ``reconcile``,
+        counts, snapshots) covers every range. Host bits are dropped. The
+        range must not overlap a range of its family nor the family's
+        Service range: the configuration's cluster CIDR keeps its Service
+        set-aside as it was, and a range added later is refused rather than
+        partly set aside. :attr:`config` is unchanged. All or nothing.
+
+        Args:
+            cidr: the network to add (anything
+                :func:`~dualstack_ipam.net.parse_network` accepts).
+
+        Returns:
+            The network added, canonical.
+
+        Raises:
+            AddressFormatError: ``cidr`` does not parse.
+            InvalidConfigError: a family the cluster has no cluster CIDR of,
+                a prefix longer than the family's node mask, or overlap with
+                a range of the family or with its Service range (the message
+                quotes ``cidr`` and names what it overlaps).
+
+        Complexity:
+            O(k log k) for k ranges of the family, plus the new pool's
+            construction (O(1) above 2**24 subnets, else its bytes, zeroed
+            in C).
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/23", node_mask_ipv4=24))
+        >>> alloc.add_range("10.245.0.0/24"), alloc.ranges("IPv4")
+        (IPNetwork('10.245.0.0/24'), [IPNetwork('10.244.0.0/23'), IPNetwork('10.245.0.0/24')])
+        >>> [alloc.allocate(n)[0] for n in ("a", "b", "c")], alloc.capacity("IPv4")
+        ([IPNetwork('10.244.0.0/24'), IPNetwork('10.244.1.0/24'), IPNetwork('10.245.0.0/24')], 3)
+        >>> alloc.add_range("10.244.1.0/24")
+        Traceback (most recent call last):
+        ...
+        dualstack_ipam.errors.InvalidConfigError: cannot add the cluster CIDR '10.244.1.0/24': \
+it overlaps the IPv4 cluster CIDR 10.244.0.0/23
+        """
+        value = make_network(*parse_network(cidr))
+        with self._counting(), self._lock:
+            pool = self._new_range_pool(value, cidr)
+            self._pools[pool.family] = grow(pool, sibling(pool, value))
+        return value
+
+    def _new_range_pool(
+        self, value: netaddr.IPNetwork, cidr: Any = None
+    ) -> SubnetPool | MultiSubnetPool:
+        """The pool ``value`` (canonical) would be added to; the error if it cannot be."""
+        net = parse_network(value)
+        pool = self._pools.get(net.family)
+        where = f"cannot add the cluster CIDR {str(value) if cidr is None else cidr!r}"
+        if pool is None:
+            have = ", ".join(map(str, self._pools)) or "none"
+            raise InvalidConfigError(
+                f"{where}: the cluster has no {net.family} cluster CIDR (families: {have}); "
+                "add_range grows a family the cluster has",
+                value=value,
+            )
+        mask = pool.prefixlen
+        if net.prefixlen > mask:
+            raise InvalidConfigError(
+                f"{where}: mask size of cluster CIDR must be less than or equal to "
+                f"--node-cidr-mask-size configured for CIDR family ({mask})",
+                value=value,
+            )
+        taken = [(f"{net.family} cluster CIDR", other) for other in ranges_of(pool)]
+        if net.family in self._config.service_families:
+            service = self._config.service_cidr(net.family)
+            taken.append((f"{net.family} Service range", service))
+        for what, other in taken:
+            if other.first <= value.last and value.first <= other.last:
+                raise InvalidConfigError(f"{where}: it overlaps the {what} {other}", value=value)
+        return pool
+
+    def ranges(self, family: IPFamily | str) -> list[netaddr.IPNetwork]:
+        """The cluster CIDRs of ``family``: the configuration's, then those added, in order.
+
+        Raises:
+            FamilyNotConfiguredError: the cluster has no cluster CIDR of that family.
+
+        Complexity:
+            O(k) for k ranges of the family.
+
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.add_range("10.250.0.0/16"); alloc.ranges("IPv4")
+        [IPNetwork('10.244.0.0/16'), IPNetwork('10.250.0.0/16')]
+        """
+        with self._lock:
+            return list(ranges_of(self._pool(family)))
+
     def _set_aside(self, family: IPFamily) -> int:
         span = self._reserved.get(family)
         return 0 if span is None else span[1] - span[0]
@@ -381,7 +489,17 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
                 assert not any(self._is_reserved(*a) for a in held), node
                 assert [f for f, _ in held] == [f for f in self._pools if f in dict(held)], node
             for family, pool in self._pools.items():
+                first, *added = parts_of(pool)
                 assert pool.strategy == self._strategy
-                assert pool.capacity - self._set_aside(family) == self._config.node_capacity(family)
+                assert first.cidr == self._config.cluster_cidr(family)
+                assert first.capacity - self._set_aside(family) == self._config.node_capacity(
+                    family
+                )
+                assert pool.capacity == sum(part.capacity for part in parts_of(pool))
+                assert all(part.prefixlen == first.prefixlen for part in added)
                 if family in self._reserved:
-                    assert pool.is_allocated(self._config.service_cidr(family))
+                    assert first.is_allocated(self._config.service_cidr(family))
+                if family in self._config.service_families:
+                    service = self._config.service_cidr(family)
+                    assert not any(p.cidr.first <= service.last <= p.cidr.last for p in added)
+                    assert not any(service.first <= p.cidr.first <= service.last for p in added)
