@@ -349,8 +349,8 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
         dualstack_ipam.errors.InvalidConfigError: cannot add the cluster CIDR '10.244.1.0/24': \
 it overlaps the IPv4 cluster CIDR 10.244.0.0/23
         """
-        value = make_network(*parse_network(cidr))
         with self._counting(), self._lock:
+            value = make_network(*parse_network(cidr))
             pool = self._new_range_pool(value, cidr)
             self._pools[pool.family] = grow(pool, sibling(pool, value))
         return value

@@ -731,7 +731,7 @@ def open_grown(data: Any, kind: str, keys: Sequence[str]) -> tuple[Mapping[str, 
                     f"got {added!r}"
                 )
             return open_envelope({**data, "version": FORMAT_VERSION}, kind, keys), added
-        if "added" in data:
+        if data["version"] == FORMAT_VERSION and "added" in data:
             raise SnapshotError(
                 f"{kind} snapshot of version {data['version']} cannot carry 'added' ranges"
             )
