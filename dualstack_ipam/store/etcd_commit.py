@@ -64,6 +64,8 @@ def commit(
             session.keep_lease()
         payload, marker = txn_payload(kv, session, compares, writes)
         try:
+            # A write is sent to one endpoint only (Transport.post): after
+            # no answer its outcome is resolved, never guessed from a copy.
             answer = transport.post("kv/txn", payload)
         except EtcdUnavailable as exc:
             if marker is not None and not fencing:

@@ -36,6 +36,7 @@ __all__ = [
     "EtcdTLS",
     "EtcdUnavailable",
     "Transport",
+    "checked_write",
     "decode_bytes",
     "encode_bytes",
     "encode_key",
@@ -194,7 +195,10 @@ class Transport:
 
         Each endpoint is tried once; a request that fails on all of them
         raises. The caller retries (with backoff) and, for a write, resolves
-        the outcome first.
+        the outcome first. A checked write (:func:`checked_write`) is sent
+        once: after no answer it may have committed on that endpoint, and
+        a copy sent to the next one would fail its compares and report a
+        conflict for a write that applied; the next request goes there.
 
         Args:
             path: the gateway path (``kv/txn``, ``kv/range``...).
@@ -213,6 +217,7 @@ class Transport:
         from etcd3gw import exceptions
 
         last = ""
+        resend = not checked_write(path, payload)
         for _ in range(len(self._clients)):
             client = self._clients[self._current]
             try:
@@ -233,6 +238,8 @@ class Transport:
             except ValueError as exc:  # a body that is not JSON: a proxy, not etcd
                 last = f"{self.endpoint}: {exc}"
             self._current = (self._current + 1) % len(self._clients)
+            if not resend:
+                break
         raise EtcdUnavailable(last)
 
     def close(self) -> None:
@@ -243,6 +250,23 @@ class Transport:
         """
         for client in self._clients:
             client.session.close()
+
+
+def checked_write(path: str, payload: dict[str, Any]) -> bool:
+    """Whether a request is a checked write: a transaction with writes and a failure branch.
+
+    Its outcome must be resolved after no answer, never learnt from a
+    second copy (the fence bump that resolves it has no failure branch).
+
+    Complexity:
+        O(1).
+
+    >>> checked_write("kv/txn", {"compare": [], "success": [{}], "failure": []})
+    True
+    >>> checked_write("kv/txn", {"compare": [], "success": [{}]})
+    False
+    """
+    return path == "kv/txn" and bool(payload.get("success")) and "failure" in payload
 
 
 def _error_of(text: str | None) -> tuple[int, str]:
