@@ -91,7 +91,9 @@ class Follower:
             O(k log k) for k changes held.
         """
         feed = self._feed_from(after)
-        if reach > feed.seen:
+        # A caller already past ``reach`` (nobody wrote between its commits)
+        # need not wait for the watch to bring its own commit back.
+        if reach > max(feed.seen, after):
             feed.wait(reach, self._feed_wait)
         if feed.compacted is not None:
             raise compacted_error(after, feed.compacted)
