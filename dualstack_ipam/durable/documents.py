@@ -6,7 +6,12 @@ A document is JSON-ready data::
      "config": ClusterConfig.to_dict(), "node_strategy": "next-fit",
      "service_strategy": "random", "cooldown": 0,
      "nodes": {"node-1": ["10.244.0.0/24", "fc00::/64"], ...},
-     "services": {"default/web": ["10.96.0.17"], ...} or null}
+     "services": {"default/web": ["10.96.0.17"], ...} or null,
+     "reservations": {"nodes": [["10.244.8.0/22", "racks"], ...],
+                      "services": [["10.96.0.200-10.96.0.209", ""], ...]}}
+
+``reservations`` may be absent (none); a side without a Service range has
+no ``services`` entry in it.
 
 Importing checks the whole document in scratch allocators before writing
 anything, then writes it in batches that fit the store's transaction limit.
@@ -17,10 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.durable.journal import JournalEntry, encode_entry
-from dualstack_ipam.durable.layout import OWNER_PREFIX, SideLayout
+from dualstack_ipam.durable.layout import OWNER_PREFIX, RESV_PREFIX, SideLayout
+from dualstack_ipam.durable.reserved import block_runs, decode_block, encode_block
 from dualstack_ipam.durable.sync import Side, Sync
 from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError, StoreError
 from dualstack_ipam.owners import Address, KeyedAllocator
@@ -49,6 +57,10 @@ _DEFAULT_BATCH = 500  # keys per transaction when the store sets no limit
 
 def _dump(alloc: KeyedAllocator[Any]) -> dict[str, list[str]]:
     return {key: [str(item) for item in held] for key, held in alloc.items()}
+
+
+def _reservations(alloc: Any) -> list[list[str]]:
+    return [[str(space), reason] for space, reason in alloc.reservations()]
 
 
 def document(
@@ -83,6 +95,10 @@ def document(
         **{name: settings[name] for name in _SETTINGS},
         "nodes": _dump(nodes),
         "services": None if services is None else _dump(services),
+        "reservations": {
+            "nodes": _reservations(nodes),
+            **({} if services is None else {"services": _reservations(services)}),
+        },
     }
 
 
@@ -154,7 +170,35 @@ def _read_document(doc: Any, config: ClusterConfig) -> dict[str, Any]:
             f"the document's config {doc['config']!r} is not the store's {config.to_dict()!r}",
             value=doc["config"],
         )
-    return {"nodes": doc["nodes"], "services": doc["services"]}
+    reservations = doc.get("reservations", {})
+    if not isinstance(reservations, Mapping) or not set(reservations) <= {"nodes", "services"}:
+        raise SnapshotError(
+            f"the document's reservations must map nodes / services to lists, "
+            f"got {reservations!r:.60}"
+        )
+    return {"nodes": doc["nodes"], "services": doc["services"], "reservations": reservations}
+
+
+def _reserve(scratch: Any, entries: Any, what: str) -> list[tuple[str, str]]:
+    """Apply a document's reservations of one side to its scratch allocator."""
+    if not isinstance(entries, list):
+        raise SnapshotError(
+            f"the document's {what} reservations must be a list, got {entries!r:.60}"
+        )
+    done = []
+    for item in entries:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(part, str) for part in item)
+        ):
+            raise SnapshotError(f"a {what} reservation must be [range, reason], got {item!r:.60}")
+        try:
+            scratch.reserve(item[0], item[1])
+        except IPAMError as exc:
+            raise SnapshotError(f"the document's {what} reservation {item[0]!r}: {exc}") from None
+        done.append((item[0], item[1]))
+    return done
 
 
 def _states(
@@ -194,7 +238,8 @@ def import_document(
         O(n) for n keys.
     """
     parts = _read_document(doc, config)
-    planned = []
+    items: list[tuple[list[Compare], list[Write]]] = []
+    keys: list[tuple[SideLayout, str, tuple[Address, ...]]] = []
     for name, side in sides.items():
         layout = sync.sides[name].layout
         strategy = getattr(side, "strategy", "random")
@@ -204,55 +249,72 @@ def import_document(
             else ServiceIPAllocator(config, strategy="sequential")
         )
         for key, state in _states(scratch, layout, parts[name], name):
-            planned.append((layout, key, state))
+            keys.append((layout, key, state))
+        reserved = _reserve(scratch, parts["reservations"].get(name, []), name)
+        for block, runs in block_runs(scratch, layout).items():
+            items.append(([Compare(block, 0)], [Put(block, encode_block(runs, pending=False))]))
+        for text, reason in reserved:
+            entry = sync.entry("import", "reservation", text, (text,))
+            entry = attrs.evolve(entry, data={"side": name, "range": text, "reason": reason})
+            items.append(([], [Put(sync.journal_key(), encode_entry(entry))]))
     if parts["services"] and "services" not in sides:
         raise SnapshotError("the document lists Services, but the cluster has no Service range")
+    if parts["reservations"].get("services") and "services" not in sides:
+        raise SnapshotError("the document reserves Service space, but the cluster has no range")
+    for layout, key, state in keys:
+        owner = layout.owner_key(key)
+        compares = [Compare(owner, 0), *(Compare(layout.alloc_key(a), 0) for a in state)]
+        value = key.encode("utf-8", "surrogatepass")
+        entry = sync.entry("import", layout.kind, key, tuple(map(layout.text, state)))
+        writes: list[Write] = [
+            Put(owner, layout.encode(state)),
+            *(Put(layout.alloc_key(a), value) for a in state),
+            Put(sync.journal_key(), encode_entry(entry)),
+        ]
+        items.append((compares, writes))
     with sync.lock:
-        if sync.backend.get_prefix(OWNER_PREFIX, limit=1):
-            raise StoreError("import needs an empty store, and this one holds keys already")
-        limits = sync.backend.limits
-        done, size = 0, 0
-        batch_compares: list[Compare] = []
-        batch_writes: list[Write] = []
-        batch: list[tuple[list[Compare], list[Write]]] = []
-
-        def flush() -> None:
-            nonlocal done, batch_compares, batch_writes, size
-            if batch_writes:
-                if not sync.backend.txn(batch_compares, batch_writes).succeeded:
-                    raise StoreError(
-                        f"another writer wrote to the store during the import; {done} keys "
-                        "were imported before it"
-                    )
-                done += len(batch)
-            batch.clear()
-            batch_compares, batch_writes, size = [], [], 0
-
-        for layout, key, state in planned:
-            owner = layout.owner_key(key)
-            compares = [Compare(owner, 0), *(Compare(layout.alloc_key(a), 0) for a in state)]
-            value = key.encode("utf-8", "surrogatepass")
-            entry = sync.entry("import", layout.kind, key, tuple(map(layout.text, state)))
-            writes: list[Write] = [
-                Put(owner, layout.encode(state)),
-                *(Put(layout.alloc_key(a), value) for a in state),
-                Put(sync.journal_key(), encode_entry(entry)),
-            ]
-            cost = sum(len(c.key) for c in compares) + sum(
-                len(w.key) + len(w.value) for w in writes if isinstance(w, Put)
-            )
-            most = limits.max_ops or _DEFAULT_BATCH * 4
-            full = len(batch_writes) + len(writes) > most or (
-                limits.max_bytes is not None and size + cost > limits.max_bytes
-            )
-            if full:
-                flush()
-            batch.append((compares, writes))
-            batch_compares.extend(compares)
-            batch_writes.extend(writes)
-            size += cost
-        flush()
+        for prefix in (OWNER_PREFIX, RESV_PREFIX):
+            if sync.backend.get_prefix(prefix, limit=1):
+                raise StoreError("import needs an empty store, and this one holds keys already")
+        _write_batches(sync, items)
         sync.catch_up()
+    return len(keys)
+
+
+def _write_batches(sync: Sync, items: list[tuple[list[Compare], list[Write]]]) -> int:
+    """Write ``items`` in transactions within the store's limit; how many were written."""
+    limits = sync.backend.limits
+    most = limits.max_ops or _DEFAULT_BATCH * 4
+    done, size = 0, 0
+    batch_compares: list[Compare] = []
+    batch_writes: list[Write] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal done, batch_compares, batch_writes, size, count
+        if batch_writes:
+            if not sync.backend.txn(batch_compares, batch_writes).succeeded:
+                raise StoreError(
+                    f"another writer wrote to the store during the import; {done} records "
+                    "were imported before it"
+                )
+            done += count
+        batch_compares, batch_writes, size, count = [], [], 0, 0
+
+    for compares, writes in items:
+        cost = sum(len(c.key) for c in compares) + sum(
+            len(w.key) + len(w.value) for w in writes if isinstance(w, Put)
+        )
+        full = len(batch_writes) + len(writes) > most or (
+            limits.max_bytes is not None and size + cost > limits.max_bytes
+        )
+        if full:
+            flush()
+        batch_compares.extend(compares)
+        batch_writes.extend(writes)
+        size += cost
+        count += 1
+    flush()
     return done
 
 
@@ -285,6 +347,9 @@ def replay(entries: Iterable[JournalEntry], cluster: Cluster) -> int:
     """
     changed = 0
     for entry in entries:
+        if entry.kind == "reservation":
+            changed += _replay_reservation(entry, cluster)
+            continue
         if entry.kind == "node":
             name, alloc = "nodes", cluster.nodes
         elif entry.kind == "service":
@@ -297,6 +362,28 @@ def replay(entries: Iterable[JournalEntry], cluster: Cluster) -> int:
         cluster._sync.mutate(name, entry.key, _setter(alloc, entry.key, state), entry.op)
         changed += differs
     return changed
+
+
+def _replay_reservation(entry: JournalEntry, cluster: Cluster) -> bool:
+    """Reserve or unreserve as ``entry`` did (an ``import`` entry reserves); whether it changed."""
+    data = entry.data
+    name, text, reason = data.get("side"), data.get("range"), data.get("reason", "")
+    if (
+        name not in ("nodes", "services")
+        or not isinstance(text, str)
+        or not isinstance(reason, str)
+    ):
+        raise SnapshotError(
+            f"journal entry {entry.revision}: a reservation entry needs data with side "
+            f"(nodes or services), range and reason, got {data!r:.80}"
+        )
+    alloc: Any = cluster.nodes if name == "nodes" else cluster.services
+    before = alloc.reservations()
+    if entry.op == "unreserve":
+        alloc.unreserve(text)
+    else:
+        alloc.reserve(text, reason)
+    return bool(alloc.reservations() != before)
 
 
 def _setter(alloc: KeyedAllocator[Any], key: str, state: tuple[Address, ...]) -> Any:
@@ -322,6 +409,21 @@ def check_store(sync: Sync) -> None:
                     owner = record.value.decode("utf-8", "surrogatepass")
                     assert owner == claimed.pop(record.key), record
         assert not claimed, f"owner records claim absent alloc records: {claimed}"
+        for side in sync.sides.values():
+            _check_blocks(sync, side)
+
+
+def _check_blocks(sync: Sync, side: Side) -> None:
+    """The side's laid reservations are its block records', which it knows at their revision."""
+    stored = {}
+    for prefix in side.layout.resv_prefixes:
+        for record in sync.backend.get_prefix(prefix):
+            assert side.blocks.get(record.key) == (record.revision, record.value), record.key
+            runs = decode_block(record.value, record.key)[0]
+            if runs:
+                stored[record.key] = runs
+    assert side.laid, "reservations not laid after a catch-up"
+    assert block_runs(side.cache, side.layout) == stored
 
 
 def _check_side(sync: Sync, side: Side, claimed: dict[str, str]) -> None:

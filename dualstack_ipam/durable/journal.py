@@ -36,11 +36,11 @@ OPS = (
     "repair",
     "import",
 )
-"""Every ``op`` an entry may carry (api-durable.md); this wave writes the first four
-and ``import``."""
+"""Every ``op`` an entry may carry (api-durable.md); ``add-range`` and ``repair``
+are not written yet (a repair is written as the ``release`` / ``occupy`` it is made of)."""
 
 KINDS = ("node", "service", "reservation", "range")
-"""Every ``kind`` an entry may carry; this wave writes ``node`` and ``service``."""
+"""Every ``kind`` an entry may carry; ``range`` is not written yet."""
 
 
 @attrs.frozen
@@ -52,13 +52,17 @@ class JournalEntry:
         time: when it was committed (UTC, as the writer's clock read it).
         actor: who made it (``user@host:pid`` by default).
         op: ``allocate``, ``occupy``, ``update``, ``release``, ``import``, ...
-        kind: ``node`` or ``service`` (``reservation``, ``range`` later).
-        key: the node name or Service key.
+        kind: ``node``, ``service`` or ``reservation`` (``range`` later).
+        key: the node name or Service key; for a reservation, the range
+            as canonical text (``10.96.0.0/28``, ``10.96.0.1-10.96.0.9``).
         addresses: the key's addresses after the change, as text (CIDRs for
             nodes, IPs for Services), in the allocator's order; empty after
-            a release.
-        data: what replay needs beyond the addresses: nothing for nodes and
-            Services (the allocators keep nothing else per key), so ``{}``.
+            a release. A reservation's: its range after ``reserve``, empty
+            after ``unreserve``.
+        data: what replay needs beyond the addresses: ``{}`` for nodes and
+            Services (the allocators keep nothing else per key); for a
+            reservation ``side`` (``nodes`` / ``services``), ``range`` and,
+            for ``reserve`` and ``import``, ``reason``.
     """
 
     revision: int

@@ -11,6 +11,8 @@ key                                     value
 ``journal/<writer>/<hex seq>``          one JSON journal entry
 ``leak/<tag>/<key>``                    how many repairing reconciles in a row saw
                                         the key leaked (decimal text)
+``resv/<pool>/<hex block>``             JSON: the reserved runs of one block of a
+                                        pool's slots, and a ``pending`` flag
 ======================================  ==========================================
 
 A slot is a subnet index (node pools ``n4``/``n6``) or an address's offset
@@ -21,6 +23,29 @@ valid node name or Service key). An owner record carries everything that
 makes its key exactly what it was: the allocators keep nothing else per key.
 Every transaction that changes a key writes its owner record, its alloc
 records and a journal entry together.
+
+Reservations (``resv/``): each pool's slots are cut into at most
+``2**BLOCK_BITS`` (16) aligned blocks of equal size, fixed by the config;
+a block's record lists the reserved runs inside it as ``[start, stop,
+reason]`` in the pool's slots (the alloc records' numbering), so a
+reservation spanning blocks is a piece per block, joined again in the
+cache. A block without reservations has no record, or one with no runs.
+An allocation compares the block record of every slot it takes at the
+revision its cache knows (absent: 0), so a reservation committed after the
+cache last looked fails it; it never writes it, unless the block is
+``pending`` (below), so allocations never contend on it. Reserving new slots
+is three transactions: (1) mark the blocks ``pending`` (compared), (2) read
+the store's alloc records inside the new runs (one bounded read per run),
+(3) write the new runs, ``pending`` cleared, compared at the revisions of
+(1), with the journal entry. While a block is pending, every allocation in
+it rewrites the block record, so an allocation committed after (2) read
+fails (3); one committed before (2) is what (2) finds, and the reservation
+fails with ``AlreadyAllocatedError``. A span of any size costs at most one
+record per block: no compare per slot, and no per-pool record that every
+allocation compares or writes. Unreserving and changing only reasons is
+one transaction (freeing space races with nothing). A pending flag left by
+a crash only makes allocations in that block write its record until the
+next reservation change of the block clears it.
 
 Leak counts (``leak/``) belong to ``reconcile``: read whole at the start of
 each call and written back (changed counts only) in one small transaction
@@ -41,7 +66,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from dualstack_ipam.errors import StoreError
@@ -52,12 +77,23 @@ if TYPE_CHECKING:
     from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
     from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-__all__ = ["CONFIG_KEY", "JOURNAL_PREFIX", "LEAK_PREFIX", "OWNER_PREFIX", "SideLayout"]
+__all__ = [
+    "BLOCK_BITS",
+    "CONFIG_KEY",
+    "JOURNAL_PREFIX",
+    "LEAK_PREFIX",
+    "OWNER_PREFIX",
+    "RESV_PREFIX",
+    "SideLayout",
+]
 
 CONFIG_KEY = "config"
 OWNER_PREFIX = "owner/"
 JOURNAL_PREFIX = "journal/"
 LEAK_PREFIX = "leak/"
+RESV_PREFIX = "resv/"
+BLOCK_BITS = 4
+"""A pool has at most ``2**BLOCK_BITS`` reservation blocks (part of the format)."""
 _WIDTH = {IPFamily.IPv4: 8, IPFamily.IPv6: 32}
 _DIGIT = {IPFamily.IPv4: "4", IPFamily.IPv6: "6"}
 _HEX = re.compile("[0-9a-f]+").fullmatch
@@ -72,16 +108,21 @@ class SideLayout:
         pools: family -> (pool name, first slot's value, number of slots).
         text: the text of one address (a CIDR or an IP).
         read: parses one text of a key back into an address.
+        slots: family -> (the address value of the pool's slot 0, its number
+            of slots): the pool's own numbering, which reservations use
+            (a Service pool's slot 0 is its range's first usable address).
     """
 
     __slots__ = (
         "_by_name",
         "_pools",
+        "_slots",
         "alloc_prefixes",
         "kind",
         "leak_prefix",
         "prefix",
         "read",
+        "resv_prefixes",
         "text",
     )
 
@@ -92,14 +133,17 @@ class SideLayout:
         pools: dict[IPFamily, tuple[str, int, int]],
         text: Callable[[Address], str],
         read: Callable[[str, str], Address],
+        slots: dict[IPFamily, tuple[int, int]],
     ) -> None:
         self.kind, self.prefix = kind, f"{OWNER_PREFIX}{tag}/"
+        self._slots = slots
         self.leak_prefix = f"{LEAK_PREFIX}{tag}/"
         self._pools = pools
         self._by_name = {
             f"{name}/": (family, base, size) for family, (name, base, size) in pools.items()
         }
         self.alloc_prefixes = tuple(f"alloc/{name}" for name in self._by_name)
+        self.resv_prefixes = tuple(f"{RESV_PREFIX}{name}" for name in self._by_name)
         self.text, self.read = text, read
 
     @classmethod
@@ -113,7 +157,8 @@ class SideLayout:
             family: (f"n{_DIGIT[family]}", 0, alloc._pools[family].capacity)
             for family in alloc.config.families
         }
-        return cls("node", "node", pools, lambda a: str(alloc._build(a)), alloc._read_cidr)
+        slots = {family: (0, size) for family, (_, _, size) in pools.items()}
+        return cls("node", "node", pools, lambda a: str(alloc._build(a)), alloc._read_cidr, slots)
 
     @classmethod
     def for_services(cls, alloc: ServiceIPAllocator) -> SideLayout:
@@ -122,11 +167,14 @@ class SideLayout:
         Complexity:
             O(1).
         """
-        pools = {}
+        pools, slots = {}, {}
         for family in alloc.config.service_families:
             cidr = alloc.config.service_cidr(family)
             pools[family] = (f"s{_DIGIT[family]}", int(cidr.first), cidr.size)
-        return cls("service", "svc", pools, lambda a: str(alloc._build(a)), alloc._read_address)
+            pool: Any = alloc._pools[family]  # one range: a durable side does not grow yet
+            slots[family] = (pool._base, pool.capacity)
+        text = lambda a: str(alloc._build(a))  # noqa: E731
+        return cls("service", "svc", pools, text, alloc._read_address, slots)
 
     def owner_key(self, key: str) -> str:
         """The owner record's key of ``key``.
@@ -202,3 +250,82 @@ class SideLayout:
         except (ValueError, KeyError, UnicodeDecodeError):
             raise StoreError(f"corrupt owner record {where!r}: {value!r:.80}") from None
         return tuple(state)
+
+    # ------------------------------------------------------------ reservations
+
+    def families(self) -> tuple[IPFamily, ...]:
+        """The families this side has pools of.
+
+        Complexity:
+            O(1).
+        """
+        return tuple(self._pools)
+
+    def pool_alloc_prefix(self, family: IPFamily) -> str:
+        """The prefix of a pool's alloc records (``alloc/<pool>/``).
+
+        Complexity:
+            O(1).
+        """
+        return f"alloc/{self._pools[family][0]}/"
+
+    def _block_size(self, family: IPFamily) -> int:
+        size = self._slots[family][1]
+        return 1 << max(0, (size - 1).bit_length() - BLOCK_BITS)
+
+    def address_of(self, family: IPFamily, slot: int) -> Address:
+        """The address (as alloc records number it) of a pool's slot.
+
+        Complexity:
+            O(1).
+        """
+        return family, self._slots[family][0] + slot
+
+    def blocks(self, family: IPFamily) -> list[tuple[str, int, int]]:
+        """Every reservation block of a pool: ``(record key, first slot, stop slot)``.
+
+        Complexity:
+            O(2**BLOCK_BITS).
+
+        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+        >>> layout = SideLayout.for_nodes(NodeCIDRAllocator(ClusterConfig("10.0.0.0/16")))
+        >>> layout.blocks(IPFamily.IPv4)[:2]
+        [('resv/n4/0', 0, 16), ('resv/n4/1', 16, 32)]
+        """
+        name, size = self._pools[family][0], self._slots[family][1]
+        step = self._block_size(family)
+        return [
+            (f"{RESV_PREFIX}{name}/{start // step:x}", start, min(start + step, size))
+            for start in range(0, size, step)
+        ]
+
+    def block_key(self, address: Address) -> str:
+        """The reservation block record's key of one address (a slot of a pool).
+
+        Complexity:
+            O(1).
+        """
+        family, value = address
+        name, base = self._pools[family][0], self._slots[family][0]
+        return f"{RESV_PREFIX}{name}/{(value - base) // self._block_size(family):x}"
+
+    def block_of(self, key: str) -> tuple[IPFamily, int, int]:
+        """The family and slots ``[start, stop)`` of a block record's key.
+
+        Raises:
+            StoreError: a key that is not one of this side's blocks.
+
+        Complexity:
+            O(1).
+        """
+        try:
+            name, digits = key[len(RESV_PREFIX) :].split("/")
+            family = self._by_name[f"{name}/"][0]
+            size = self._slots[family][1]
+            step = self._block_size(family)
+            start = int(digits, 16) * step
+            if not _HEX(digits) or start >= size:
+                raise ValueError(digits)
+        except (ValueError, KeyError):
+            raise StoreError(f"corrupt reservation record key {key!r}") from None
+        return family, start, min(start + step, size)

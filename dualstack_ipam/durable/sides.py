@@ -27,6 +27,7 @@ from dualstack_ipam.cluster.node_objects import read_node
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.durable.documents import check_store
 from dualstack_ipam.durable.leaks import read_counts, write_counts
+from dualstack_ipam.durable.reserving import change_reservations
 from dualstack_ipam.durable.sync import Sync
 from dualstack_ipam.errors import InvalidConfigError
 from dualstack_ipam.net import IPFamily
@@ -65,8 +66,7 @@ MUTATING = {
 }
 """The public methods that change state: made durable one transaction each,
 composed of such transactions (``reconcile``), or refused for now
-(``reserve`` / ``unreserve`` / ``add_range``: their records come with a
-later change)."""
+(``add_range``: its records come with a later change)."""
 
 READING = (
     "__contains__",
@@ -208,33 +208,46 @@ class _Durable:
             write_counts(self._sync.backend, layout, stored, self._leak_counts)
             return report
 
-    def reserve(self, range: Any, reason: str = "") -> NoReturn:
-        """Refused for now: reservations are not stored yet.
+    def reserve(self, range: Any, reason: str = "") -> int:
+        """As the plain allocator's ``reserve``, stored as reservation block records.
+
+        One journal entry (``kind`` ``reservation``, ``op`` ``reserve``,
+        ``data`` the side, the canonical range and the reason). Other
+        processes follow it through the change feed; an allocation of a
+        reserved slot fails even from a stale cache, and a reservation over
+        a slot another process just allocated raises ``AlreadyAllocatedError``
+        (see :mod:`~dualstack_ipam.durable.reserving`).
 
         Raises:
-            InvalidConfigError: always (reservation records come with a
-                later change, issue 11).
+            AddressFormatError, InvalidConfigError, FamilyNotConfiguredError,
+                NotInRangeError, AlreadyAllocatedError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
 
         Complexity:
-            O(1).
+            As the plain method, plus a catch-up, a read of the side if it
+            was partial, and 1 transaction (only reasons change) or 3 and
+            one read per new run.
         """
-        raise InvalidConfigError(
-            f"reserve({range!r}) is not supported on a durable store yet (issue 11); "
-            "reserve on a plain allocator"
+        plain = super().reserve  # type: ignore[misc]
+        return change_reservations(
+            self._sync, self._side, lambda: plain(range, reason), "reserve", range, reason
         )
 
-    def unreserve(self, range: Any) -> NoReturn:
-        """Refused for now: reservations are not stored yet.
+    def unreserve(self, range: Any) -> int:
+        """As the plain allocator's ``unreserve``, in one transaction with its journal entry.
 
         Raises:
-            InvalidConfigError: always (see :meth:`reserve`).
+            AddressFormatError, InvalidConfigError, FamilyNotConfiguredError,
+                NotInRangeError: as the plain method.
+            StoreUnavailableError: the store could not be written (nothing changed).
 
         Complexity:
-            O(1).
+            As the plain method, plus a catch-up and one transaction of at
+            most 16 records per pool.
         """
-        raise InvalidConfigError(
-            f"unreserve({range!r}) is not supported on a durable store yet (issue 11); "
-            "reserve on a plain allocator"
+        plain = super().unreserve  # type: ignore[misc]
+        return change_reservations(
+            self._sync, self._side, lambda: plain(range), "unreserve", range, ""
         )
 
     def add_range(self, cidr: Any) -> NoReturn:

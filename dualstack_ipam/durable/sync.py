@@ -55,8 +55,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
+from dualstack_ipam.durable import reserved
 from dualstack_ipam.durable.journal import JournalEntry, encode_entry
-from dualstack_ipam.durable.layout import JOURNAL_PREFIX, OWNER_PREFIX, SideLayout
+from dualstack_ipam.durable.layout import JOURNAL_PREFIX, OWNER_PREFIX, RESV_PREFIX, SideLayout
 from dualstack_ipam.errors import IPAMError, StoreError, StoreUnavailableError
 from dualstack_ipam.owners import Address
 from dualstack_ipam.store import Backend, Change, CompactedError, Compare, Delete, Put, Write
@@ -110,15 +111,20 @@ class Side:
         known: None when the cache holds the whole side; else the side is
             *partial* (a short command's): the keys whose owner record the
             cache has read or followed since it opened.
+        blocks: reservation block record key -> (revision, value), every
+            one the side knows (:mod:`~dualstack_ipam.durable.reserved`).
+        laid: whether the blocks' runs are on the pools' reservations now.
     """
 
-    __slots__ = ("cache", "gone", "known", "layout", "revs")
+    __slots__ = ("blocks", "cache", "gone", "known", "laid", "layout", "revs")
 
     def __init__(self, cache: KeyedAllocator[object], layout: SideLayout) -> None:
         self.cache, self.layout = cache, layout
         self.revs: dict[str, int] = {}
         self.gone: dict[str, int] = {}
         self.known: set[str] | None = None
+        self.blocks: dict[str, tuple[int, bytes]] = {}
+        self.laid = True
 
 
 class Sync:
@@ -156,6 +162,9 @@ class Sync:
             revision = self.backend.revision()
             if not self.sides:
                 self.seen = revision
+            # The reservations are read whole even by a partial side: a
+            # handful of records, which every transaction taking slots compares.
+            reserved.read_blocks(self.backend, side)
             if partial:
                 side.known = set()
                 self.sides[name] = side
@@ -177,6 +186,7 @@ class Sync:
         revision = self.backend.revision()
         for side in self.sides.values():
             layout = side.layout
+            reserved.read_blocks(self.backend, side)
             records = self.backend.get_prefix(layout.prefix)
             # The table, not the durable side: its iteration would catch up.
             targets: dict[str, State] = dict.fromkeys(list(side.cache._table), None)
@@ -199,6 +209,7 @@ class Sync:
             if side.known is None:
                 return
             self.catch_up()
+            reserved.lift_all(side)  # laid again once the owners are current
             layout = side.layout
             records = self.backend.get_prefix(layout.prefix)
             # Keys the cache holds but the read does not were deleted since
@@ -270,6 +281,7 @@ class Sync:
             self._follow(changes)
             self.seen = max(self.seen, revision)
             for side in self.sides.values():
+                reserved.lay_all(side)
                 # Our own deletes newer than the feed's revision are still to
                 # come back from it: keep them, or the older put of the same
                 # key would be applied again when it arrives.
@@ -288,11 +300,16 @@ class Sync:
     def _follow(self, changes: Iterable[Change]) -> None:
         last: dict[str, Change] = {}
         for change in changes:
-            if change.key.startswith(OWNER_PREFIX):
+            if change.key.startswith((OWNER_PREFIX, RESV_PREFIX)):
                 last[change.key] = change
         if not last:
             return
         for side in self.sides.values():
+            blocks = reserved.note(side, last)
+            if side.laid:
+                # Lifted before the owners change and laid after, so a slot
+                # can move between a key and a reservation in one batch.
+                reserved.lift(side, blocks)
             layout, targets = side.layout, dict[str, State]()
             for store_key, change in last.items():
                 if not store_key.startswith(layout.prefix):
@@ -309,6 +326,8 @@ class Sync:
                 if side.known is not None:
                     side.known.add(key)
             self._apply(side, targets)
+            if side.laid:
+                reserved.lay(side, blocks)
 
     def _apply(self, side: Side, targets: dict[str, State]) -> None:
         """Make the cache's keys hold ``targets``: shrink every key first, then grow.
@@ -403,11 +422,14 @@ class Sync:
         old, new = before or (), after or ()
         compares = [Compare(owner_key, side.revs.get(key, 0))]
         writes: list[Write] = [Put(owner_key, layout.encode(new)) if new else Delete(owner_key)]
-        for address in new:
-            if address not in old:
-                compares.append(Compare(layout.alloc_key(address), 0))
-                writes.append(Put(layout.alloc_key(address), key.encode("utf-8", "surrogatepass")))
+        taken = [address for address in new if address not in old]
+        for address in taken:
+            compares.append(Compare(layout.alloc_key(address), 0))
+            writes.append(Put(layout.alloc_key(address), key.encode("utf-8", "surrogatepass")))
         writes.extend(Delete(layout.alloc_key(a)) for a in old if a not in new)
+        guards, rewrites = reserved.guard(side, taken)
+        compares += guards
+        writes += rewrites
         journal_key = self.journal_key()
         entry = self.entry(op, layout.kind, key, tuple(map(layout.text, new)))
         writes.append(Put(journal_key, encode_entry(entry)))
@@ -441,6 +463,9 @@ class Sync:
             return False
         if side.known is not None:
             side.known.add(key)
+        for write in rewrites:
+            assert isinstance(write, Put)
+            side.blocks[write.key] = (revision, write.value)
         self._own = max(self._own, revision)
         if revision == self.seen + 1:
             self.seen = revision  # nobody else wrote in between: no need to read our change back

@@ -190,8 +190,11 @@ def test_replay_reproduces_every_key() -> None:
     assert [(e.op, e.key) for e in copy_.journal()] == [(e.op, e.key) for e in cluster.journal()]
     replay(cluster.journal(), copy_)  # again: the intermediate states come and go
     assert copy_.export()["services"] == cluster.export()["services"]
-    odd = JournalEntry(1, datetime.now(UTC), "x", "reserve", "reservation", "r", ())
+    odd = JournalEntry(1, datetime.now(UTC), "x", "reserve", "bogus", "r", ())
     with pytest.raises(SnapshotError, match="unknown kind"):
+        replay([odd], copy_)
+    odd = JournalEntry(1, datetime.now(UTC), "x", "reserve", "reservation", "r", ())
+    with pytest.raises(SnapshotError, match="needs data with side"):
         replay([odd], copy_)
 
 

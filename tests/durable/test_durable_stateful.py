@@ -29,6 +29,11 @@ CONFIG = ClusterConfig(
 NODES = st.sampled_from([f"n{i}" for i in range(12)])
 NAMES = st.sampled_from([f"s{i}" for i in range(10)])
 POLICIES = st.sampled_from([None, "SingleStack", "PreferDualStack", "RequireDualStack"])
+SIDES = st.sampled_from(["nodes", "services"])
+# Node subnets (the Service set-aside is 10.0.0.32/28) and Service addresses, both families.
+NODE_SPANS = ["10.0.0.0/26", "10.0.0.64/27", "fd00::/122", "fd00::20-fd00::3f"]
+SPANS = st.sampled_from([*NODE_SPANS, "10.0.0.36-10.0.0.40", "10.0.0.40/30", "fd00:1::4/126"])
+REASONS = st.sampled_from(["", "racks", "gateways"])
 
 
 def outcome(call: Any) -> Any:
@@ -122,15 +127,28 @@ class DurableMachine(RuleBasedStateMachine):
             lambda: self.services.allocate(key, ip=f"10.0.0.{ip}"),
         )
 
+    @rule(side=SIDES, span=SPANS, reason=REASONS)
+    def reserve(self, side: str, span: str, reason: str) -> None:
+        durable, plain = getattr(self.cluster, side), getattr(self, side)
+        self.same(lambda: durable.reserve(span, reason), lambda: plain.reserve(span, reason))
+
+    @rule(side=SIDES, span=SPANS)
+    def unreserve(self, side: str, span: str) -> None:
+        durable, plain = getattr(self.cluster, side), getattr(self, side)
+        self.same(lambda: durable.unreserve(span), lambda: plain.unreserve(span))
+
     @rule()
     def restart(self) -> None:
         # A new process: same store, a fresh cache (its rng continues the model's).
         self.cluster.close()
         rng = random.Random()
-        rng.setstate(next(iter(self.services._pools.values()))._rng.getstate())
+        pool: Any = next(iter(self.services._pools.values()))
+        rng.setstate(pool._rng.getstate())
         self.cluster = dualstack_ipam.open(self.url, rng=rng)
         # The next-fit cursor is per process: align the model's with a fresh one.
         fresh = NodeCIDRAllocator(CONFIG)
+        for space, reason in self.nodes.reservations():
+            fresh.reserve(space, reason)
         for name, held in self.nodes.items():
             fresh.occupy(name, [str(c) for c in held])
         self.nodes = fresh
@@ -143,6 +161,8 @@ class DurableMachine(RuleBasedStateMachine):
             self.follower = dualstack_ipam.open(self.url)
         assert self.follower.nodes.items() == self.nodes.items()
         assert self.follower.services.items() == self.services.items()
+        assert self.follower.nodes.reservations() == self.nodes.reservations()
+        assert self.follower.services.reservations() == self.services.reservations()
 
     @rule()
     def journal_replays(self) -> None:
@@ -150,6 +170,8 @@ class DurableMachine(RuleBasedStateMachine):
         replay(self.cluster.journal(), copy)
         assert copy.nodes.items() == self.nodes.items()
         assert copy.services.items() == self.services.items()
+        assert copy.nodes.reservations() == self.nodes.reservations()
+        assert copy.services.reservations() == self.services.reservations()
 
     @invariant()
     def agrees(self) -> None:
@@ -158,6 +180,8 @@ class DurableMachine(RuleBasedStateMachine):
         for family in ("IPv4", "IPv6"):
             assert self.cluster.nodes.used(family) == self.nodes.used(family)
             assert self.cluster.services.free(family) == self.services.free(family)
+            assert self.cluster.nodes.reserved(family) == self.nodes.reserved(family)
+        assert self.cluster.services.reservations() == self.services.reservations()
         self.cluster._check_invariants()
 
 
