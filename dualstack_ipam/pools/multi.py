@@ -30,7 +30,9 @@ Kubernetes), reservations and cooldown. What it adds is dispatch:
 
 A durable store maps slots per range through :attr:`MultiPool.parts` and
 :attr:`MultiPool.offsets`; :func:`parts_of` and :func:`ranges_of` read a
-plain pool and a composite alike.
+plain pool and a composite alike. The allocators' snapshots keep a grown
+family's first pool where it always was and list the added ones under
+``added`` (:func:`stamp_grown`, :func:`open_grown`, :func:`read_added`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ __all__ = [
     "open_grown",
     "parts_of",
     "ranges_of",
+    "read_added",
     "sibling",
     "stamp_grown",
 ]
@@ -736,3 +739,34 @@ def open_grown(data: Any, kind: str, keys: Sequence[str]) -> tuple[Mapping[str, 
                 f"{kind} snapshot of version {data['version']} cannot carry 'added' ranges"
             )
     return open_envelope(data, kind, keys), []
+
+
+def read_added(data: Mapping[str, Any], kind: str, since: int) -> list[Any]:
+    """The ``added`` pool snapshots of an opened allocator snapshot (``[]`` if absent).
+
+    For a class whose version ``since`` (and later) may carry added ranges
+    besides other changes, so that the key's presence, not the version,
+    says whether a family grew.
+
+    Raises:
+        SnapshotError: ``added`` in a version before ``since``, or not a
+            non-empty list.
+
+    Complexity:
+        O(1).
+
+    >>> read_added({"version": 2, "added": [{}]}, "X", 2), read_added({"version": 1}, "X", 2)
+    ([{}], [])
+    """
+    if "added" not in data:
+        return []
+    added = data["added"]
+    if data["version"] < since:
+        raise SnapshotError(
+            f"{kind} snapshot of version {data['version']} cannot carry 'added' ranges"
+        )
+    if not isinstance(added, list) or not added:
+        raise SnapshotError(
+            f"{kind} snapshot field 'added' must be a non-empty list, got {added!r}"
+        )
+    return added
