@@ -6,7 +6,9 @@ flag or the state. The commands in :mod:`dualstack_ipam.cli.commands` choose
 what to show; this module decides how it looks, so that every command
 lays out a cluster, a node or a count the same way.
 
-PyYAML is imported only by :func:`manifests_yaml`, when it runs.
+PyYAML is imported only by :func:`manifests_yaml`, when it runs; it prints
+through :func:`dualstack_ipam.cli.yaml_text.dump` (libyaml's emitter when
+PyYAML has it, the same text either way).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dualstack_ipam import service_key
+from dualstack_ipam.cli.yaml_text import dump
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.net import IPFamily, usable_span
 from dualstack_ipam.snapshot import write_int
@@ -274,17 +277,28 @@ def _summary(manifest: Mapping[str, Any]) -> str:
     return ", ".join(f"{ip} ({family})" for ip, family in zip(ips, ip_families, strict=False))
 
 
-def manifests_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
+def manifests_yaml(manifests: Sequence[Mapping[str, Any]], *, libyaml: bool | None = None) -> str:
     """The manifests as YAML documents, each headed by a comment with its cluster IPs.
+
+    Printed by libyaml's emitter when PyYAML has it (``libyaml`` None), else
+    by PyYAML's pure one (``libyaml=False`` forces it): the same text
+    either way (see :mod:`dualstack_ipam.cli.yaml_text`). Long strings are
+    not folded.
 
     Complexity:
         O(total size of the manifests).
-    """
-    import yaml
 
+    >>> print(manifests_yaml([{"metadata": {"name": "a"}, "spec": {"clusterIPs": ["None"]}}]))
+    # default/a: headless: no cluster IP
+    metadata:
+      name: a
+    spec:
+      clusterIPs:
+      - None
+    """
     parts = []
     for manifest in manifests:
         key = service_key(manifest)
-        body = yaml.safe_dump(dict(manifest), sort_keys=False, default_flow_style=False)
+        body = dump(dict(manifest), libyaml=libyaml)
         parts.append(f"# {key}: {_summary(manifest)}\n{body}")
     return "---\n".join(parts).rstrip("\n")
