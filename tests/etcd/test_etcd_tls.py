@@ -12,12 +12,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
 import dualstack_ipam
-from dualstack_ipam import ClusterConfig, StoreUnavailableError
+from dualstack_ipam import ClusterConfig, StoreError, StoreUnavailableError
 from dualstack_ipam.durable.cluster import attach
 from dualstack_ipam.store import Compare, Put
 from dualstack_ipam.store.etcd import EtcdBackend, EtcdTLS
@@ -155,3 +156,42 @@ def test_plain_http_to_a_tls_port_is_refused(server: EtcdServer) -> None:
     backend = EtcdBackend(server.endpoint, "tls/h", timeout=2.0, attempts=2)
     with backend, pytest.raises(StoreUnavailableError, match="closed connection"):
         backend.get("k")
+
+
+def test_etcd_role_auth_is_refused_through_the_gateway(certs: Certs, server: EtcdServer) -> None:
+    """etcd's JSON gateway does not take a certificate's CN as the user.
+
+    With etcd's authentication enabled, a request with a named client
+    certificate is refused (etcd-io/etcd#10392): the backend's access
+    control is ``--client-cert-auth`` alone (see docs/etcd.md).
+    """
+    import base64
+
+    import requests
+
+    def admin(path: str, body: dict[str, Any]) -> None:
+        answer = requests.post(
+            f"{server.url}/v3/{path}",
+            json=body,
+            verify=certs.ca,
+            cert=(str(certs.client.cert), str(certs.client.key)),
+            timeout=5,
+        )
+        assert answer.status_code == 200, answer.text
+
+    prefix = base64.b64encode(b"ipam/").decode()
+    admin("auth/user/add", {"name": "root", "password": "secret"})
+    admin("auth/user/grant", {"user": "root", "role": "root"})
+    admin("auth/role/add", {"name": "ipam"})
+    perm = {
+        "permType": "READWRITE",
+        "key": prefix,
+        "range_end": base64.b64encode(b"ipam0").decode(),
+    }
+    admin("auth/role/grant", {"name": "ipam", "perm": perm})
+    admin("auth/user/add", {"name": "ipam", "options": {"no_password": True}})
+    admin("auth/user/grant", {"user": "ipam", "role": "ipam"})
+    admin("auth/enable", {})
+    backend = EtcdBackend(server.endpoint, "ipam", tls=certs.client, timeout=2.0)
+    with backend, pytest.raises(StoreError, match="CommonName"):
+        backend.txn([Compare("k", 0)], [Put("k", b"v")])
