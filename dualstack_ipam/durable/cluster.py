@@ -66,7 +66,7 @@ class Cluster:
         self._settings = settings
         self._config: ClusterConfig = settings["config"]
         self._rng = rng
-        self._sync = Sync(backend, actor)
+        self._sync = Sync(backend, actor, cooldown=settings["cooldown"], clock=settings["clock"])
         self._nodes: DurableNodes | None = None
         self._services: DurableServices | None = None
         self._closed = False

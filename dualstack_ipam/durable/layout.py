@@ -13,6 +13,8 @@ key                                     value
                                         the key leaked (decimal text)
 ``resv/<pool>/<hex block>``             JSON: the reserved runs of one block of a
                                         pool's slots, and a ``pending`` flag
+``cool/<pool>/<hex slot>``              with a cooldown: when the slot was last
+                                        released (``time.time`` seconds, text)
 ======================================  ==========================================
 
 A slot is a subnet index (node pools ``n4``/``n6``) or an address's offset
@@ -47,6 +49,11 @@ one transaction (freeing space races with nothing). A pending flag left by
 a crash only makes allocations in that block write its record until the
 next reservation change of the block clears it.
 
+Release times (``cool/``, only with a cooldown): written by the transaction
+that frees the slot, compared by every transaction that takes it (absent,
+or at the known revision and deleted), so no process hands a cooling slot
+out, however stale its cache (:mod:`~dualstack_ipam.durable.cooling`).
+
 Leak counts (``leak/``) belong to ``reconcile``: read whole at the start of
 each call and written back (changed counts only) in one small transaction
 per call, in batches within the store's limit; no cache follows them, so two
@@ -80,6 +87,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOCK_BITS",
     "CONFIG_KEY",
+    "COOL_PREFIX",
     "JOURNAL_PREFIX",
     "LEAK_PREFIX",
     "OWNER_PREFIX",
@@ -92,6 +100,7 @@ OWNER_PREFIX = "owner/"
 JOURNAL_PREFIX = "journal/"
 LEAK_PREFIX = "leak/"
 RESV_PREFIX = "resv/"
+COOL_PREFIX = "cool/"
 BLOCK_BITS = 4
 """A pool has at most ``2**BLOCK_BITS`` reservation blocks (part of the format)."""
 _WIDTH = {IPFamily.IPv4: 8, IPFamily.IPv6: 32}
@@ -118,6 +127,7 @@ class SideLayout:
         "_pools",
         "_slots",
         "alloc_prefixes",
+        "cool_prefixes",
         "kind",
         "leak_prefix",
         "prefix",
@@ -144,6 +154,7 @@ class SideLayout:
         }
         self.alloc_prefixes = tuple(f"alloc/{name}" for name in self._by_name)
         self.resv_prefixes = tuple(f"{RESV_PREFIX}{name}" for name in self._by_name)
+        self.cool_prefixes = tuple(f"{COOL_PREFIX}{name}" for name in self._by_name)
         self.text, self.read = text, read
 
     @classmethod
@@ -220,6 +231,41 @@ class SideLayout:
             O(1).
         """
         return "alloc/" + self._slot(address)
+
+    def cool_key(self, address: Address) -> str:
+        """The release time record's key of one address.
+
+        Complexity:
+            O(1).
+        """
+        return COOL_PREFIX + self._slot(address)
+
+    def address_of_cool(self, key: str) -> Address:
+        """The address a release time record's key names.
+
+        Raises:
+            StoreError: a key that is not one of this side's.
+
+        Complexity:
+            O(1).
+        """
+        name, digits = key[len(COOL_PREFIX) : len(COOL_PREFIX) + 3], key[len(COOL_PREFIX) + 3 :]
+        try:
+            family, base, size = self._by_name[name]
+            slot = int(digits, 16)
+            if len(digits) != _WIDTH[family] or not _HEX(digits) or slot >= size:
+                raise ValueError(digits)
+        except (ValueError, KeyError):
+            raise StoreError(f"corrupt release time record key {key!r}") from None
+        return family, base + slot
+
+    def pool_slot(self, address: Address) -> int:
+        """The pool's own slot of an address (as reservations and cooling number them).
+
+        Complexity:
+            O(1).
+        """
+        return address[1] - self._slots[address[0]][0]
 
     def encode(self, state: tuple[Address, ...]) -> bytes:
         """An owner record's value: the key's slots in the allocator's order.

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import socket
+from collections.abc import Callable
 from random import Random
 from typing import TYPE_CHECKING, Any
 
@@ -70,11 +72,9 @@ def _settings(node_strategy: Any, service_strategy: Any, cooldown: Any) -> dict[
             raise InvalidConfigError(
                 f"cooldown must be a number of seconds >= 0, got {cooldown!r}", value=cooldown
             )
-        if cooldown != 0:
+        if not math.isfinite(cooldown):
             raise InvalidConfigError(
-                f"cooldown={cooldown!r}: a release cooldown is not supported yet (issue 11); "
-                "only 0 is",
-                value=cooldown,
+                f"cooldown must be a finite number of seconds, got {cooldown!r}", value=cooldown
             )
         given["cooldown"] = cooldown
     return given
@@ -119,6 +119,7 @@ def open(  # the name follows shelve.open / dbm.open (api-durable.md)
     node_strategy: str | None = None,
     service_strategy: str | None = None,
     cooldown: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Cluster:
     """Open (or create) the durable cluster stored at ``url``.
 
@@ -131,8 +132,13 @@ def open(  # the name follows shelve.open / dbm.open (api-durable.md)
         rng: seeds this process's random picks of Service IPs.
         node_strategy: ``"next-fit"`` (default at creation) or ``"lowest"``.
         service_strategy: ``"random"`` (default at creation) or ``"sequential"``.
-        cooldown: the release cooldown in seconds; only 0 (the default) is
-            supported before issue 11.
+        cooldown: the release cooldown in seconds (0 at creation if not
+            given): a released address or CIDR is not handed out again by a
+            dynamic pick, by any process, before it passes. Each release
+            stores its time, read from ``clock``.
+        clock: seconds since the epoch, for the release times (default
+            ``time.time``; every process on one store must share a clock,
+            as they share the wall clock).
 
     Returns:
         The :class:`Cluster`; close it (or use ``with``).
@@ -153,7 +159,7 @@ def open(  # the name follows shelve.open / dbm.open (api-durable.md)
     dualstack_ipam.errors.InvalidConfigError: the store 'memory://' is empty: creating it \
 needs a config
     """
-    _check_arguments(config, actor, rng)  # before the file is created
+    _check_arguments(config, actor, rng, clock)  # before the file is created
     _settings(node_strategy, service_strategy, cooldown)
     return attach(
         open_backend(url),
@@ -164,16 +170,19 @@ needs a config
         node_strategy=node_strategy,
         service_strategy=service_strategy,
         cooldown=cooldown,
+        clock=clock,
     )
 
 
-def _check_arguments(config: Any, actor: Any, rng: Any) -> None:
+def _check_arguments(config: Any, actor: Any, rng: Any, clock: Any = None) -> None:
     if config is not None and not isinstance(config, ClusterConfig):
         raise InvalidConfigError(f"config must be a ClusterConfig, got {config!r}", value=config)
     if actor is not None and (not isinstance(actor, str) or not actor):
         raise InvalidConfigError(f"actor must be a non-empty str, got {actor!r}", value=actor)
     if rng is not None and not isinstance(rng, Random):
         raise InvalidConfigError(f"rng must be a random.Random, got {rng!r}", value=rng)
+    if clock is not None and not callable(clock):
+        raise InvalidConfigError(f"clock must be a callable, got {clock!r}", value=clock)
 
 
 def attach(
@@ -186,6 +195,7 @@ def attach(
     node_strategy: str | None = None,
     service_strategy: str | None = None,
     cooldown: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Cluster:
     """:func:`open` on a backend already opened (``url`` only names it in messages).
 
@@ -204,7 +214,7 @@ def attach(
     (IPNetwork('10.0.0.0/24'),)
     """
     try:
-        _check_arguments(config, actor, rng)
+        _check_arguments(config, actor, rng, clock)
         given = _settings(node_strategy, service_strategy, cooldown)
         record = backend.get(CONFIG_KEY)
         if record is None:
@@ -226,6 +236,7 @@ def attach(
                 )
         if config is not None:
             stored["config"] = config  # equal; the caller's own object reads as theirs
+        stored["clock"] = clock  # this process's, not stored
     except BaseException:
         backend.close()
         raise

@@ -301,7 +301,7 @@ class DurableNodes(_Durable, NodeCIDRAllocator):
     _side = "nodes"
 
     def __init__(self, sync: Sync, config: ClusterConfig, *, strategy: str) -> None:
-        super().__init__(config, strategy=strategy)
+        super().__init__(config, strategy=strategy, cooldown=sync.cooldown, clock=sync.clock)
         self._sync = sync
         self._lock = sync.lock
 
@@ -404,7 +404,9 @@ class DurableServices(_Durable, ServiceIPAllocator):
     def __init__(
         self, sync: Sync, config: ClusterConfig, *, strategy: str, rng: Random | None
     ) -> None:
-        super().__init__(config, strategy=strategy, rng=rng)
+        super().__init__(
+            config, strategy=strategy, rng=rng, cooldown=sync.cooldown, clock=sync.clock
+        )
         self._sync = sync
         self._lock = sync.lock
 

@@ -55,9 +55,15 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from dualstack_ipam.durable import reserved
+from dualstack_ipam.durable import cooling, reserved
 from dualstack_ipam.durable.journal import JournalEntry, encode_entry
-from dualstack_ipam.durable.layout import JOURNAL_PREFIX, OWNER_PREFIX, RESV_PREFIX, SideLayout
+from dualstack_ipam.durable.layout import (
+    COOL_PREFIX,
+    JOURNAL_PREFIX,
+    OWNER_PREFIX,
+    RESV_PREFIX,
+    SideLayout,
+)
 from dualstack_ipam.errors import IPAMError, StoreError, StoreUnavailableError
 from dualstack_ipam.owners import Address
 from dualstack_ipam.store import Backend, Change, CompactedError, Compare, Delete, Put, Write
@@ -114,9 +120,11 @@ class Side:
         blocks: reservation block record key -> (revision, value), every
             one the side knows (:mod:`~dualstack_ipam.durable.reserved`).
         laid: whether the blocks' runs are on the pools' reservations now.
+        cools: release time record key -> its revision, those the side
+            knows (only with a cooldown; :mod:`~dualstack_ipam.durable.cooling`).
     """
 
-    __slots__ = ("blocks", "cache", "gone", "known", "laid", "layout", "revs")
+    __slots__ = ("blocks", "cache", "cools", "gone", "known", "laid", "layout", "revs")
 
     def __init__(self, cache: KeyedAllocator[object], layout: SideLayout) -> None:
         self.cache, self.layout = cache, layout
@@ -125,6 +133,7 @@ class Side:
         self.known: set[str] | None = None
         self.blocks: dict[str, tuple[int, bytes]] = {}
         self.laid = True
+        self.cools: dict[str, int] = {}
 
 
 class Sync:
@@ -133,10 +142,21 @@ class Sync:
     Args:
         backend: the store.
         actor: who the journal says mutates.
+        cooldown: the cluster's release cooldown in seconds (0: none).
+        clock: seconds since the epoch (``time.time`` if None): the
+            release times stored, and the caches' cooldowns.
     """
 
-    def __init__(self, backend: Backend, actor: str) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        actor: str,
+        *,
+        cooldown: float = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.backend, self.actor = backend, actor
+        self.cooldown, self.clock = cooldown, clock or time.time
         self.lock = threading.RLock()
         self.sides: dict[str, Side] = {}
         self.seen = 0
@@ -180,6 +200,8 @@ class Sync:
             side.revs = {key: r.revision for (key, _), r in zip(states, records, strict=True)}
             self.sides[name] = side
             self.catch_up()
+            if self.cooldown:
+                cooling.read_cools(self.backend, side, self.cooldown)
 
     def _reload(self) -> None:
         """Re-read every loaded side whole (the change feed was compacted)."""
@@ -197,6 +219,8 @@ class Sync:
                 revs[key] = record.revision
             self._apply(side, targets)
             side.revs, side.gone, side.known = revs, {}, None
+            if self.cooldown:
+                cooling.read_cools(self.backend, side, self.cooldown)
         self.seen = revision
 
     def fill(self, side: Side) -> None:
@@ -228,6 +252,8 @@ class Sync:
             self._apply(side, targets)
             side.known = None
             self.catch_up()  # what changed while reading
+            if self.cooldown:
+                cooling.read_cools(self.backend, side, self.cooldown)
 
     def ensure(self, side: Side, key: str, *, again: bool = False) -> None:
         """Make a partial side's cache hold ``key``'s current owner record.
@@ -300,11 +326,17 @@ class Sync:
     def _follow(self, changes: Iterable[Change]) -> None:
         last: dict[str, Change] = {}
         for change in changes:
-            if change.key.startswith((OWNER_PREFIX, RESV_PREFIX)):
+            if change.key.startswith((OWNER_PREFIX, RESV_PREFIX, COOL_PREFIX)):
                 last[change.key] = change
         if not last:
             return
         for side in self.sides.values():
+            for store_key, change in last.items():
+                if store_key.startswith(side.layout.cool_prefixes):
+                    if change.value is None:
+                        side.cools.pop(store_key, None)
+                    elif change.revision > side.cools.get(store_key, 0):
+                        side.cools[store_key] = change.revision
             blocks = reserved.note(side, last)
             if side.laid:
                 # Lifted before the owners change and laid after, so a slot
@@ -342,7 +374,10 @@ class Sync:
                 if held != (target or ()):
                     changed.append((key, target))
                     cache._set_key_state(key, tuple(a for a in held if a in (target or ())))
-            cache._load_states((key, target or ()) for key, target in changed)
+            # One key at a time: the bulk path of an empty table takes a
+            # cooling slot for "allocated for something else".
+            for key, target in changed:
+                cache._set_key_state(key, target or ())
         except IPAMError as exc:
             # Only a cache that diverged from the store gets here (a bug, or a
             # store written by something else): say so rather than guess.
@@ -430,6 +465,12 @@ class Sync:
         guards, rewrites = reserved.guard(side, taken)
         compares += guards
         writes += rewrites
+        stamps: list[Write] = []
+        if self.cooldown:
+            freed = [a for a in old if a not in new]
+            guards, stamps = cooling.guard(side, taken, freed, self.clock())
+            compares += guards
+            writes += stamps
         journal_key = self.journal_key()
         entry = self.entry(op, layout.kind, key, tuple(map(layout.text, new)))
         writes.append(Put(journal_key, encode_entry(entry)))
@@ -453,6 +494,8 @@ class Sync:
             succeeded, revision = True, record.revision
         if not succeeded:
             side.cache._set_key_state(key, before)
+            if self.cooldown:
+                cooling.learn(side, result.current, self.cooldown)
             if side.known is not None:
                 # A partial cache learns who holds what it probed; the
                 # feed would not tell it (that was allocated before it opened).
@@ -466,6 +509,7 @@ class Sync:
         for write in rewrites:
             assert isinstance(write, Put)
             side.blocks[write.key] = (revision, write.value)
+        cooling.settle(side, stamps, revision)
         self._own = max(self._own, revision)
         if revision == self.seen + 1:
             self.seen = revision  # nobody else wrote in between: no need to read our change back
