@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from dualstack_ipam.durable.reserved import within
 from dualstack_ipam.errors import StoreError
 from dualstack_ipam.owners import Address
 from dualstack_ipam.store import Compare, Delete, Put, Record, Write
@@ -53,15 +54,15 @@ def _time(record: Record) -> float:
 
 def _mark(side: Side, address: Address, released: float, cooldown: float) -> None:
     """Mark ``address`` cooling in the cache until ``released + cooldown``, if it is free."""
-    pool: Any = side.cache._pools[address[0]]  # type: ignore[attr-defined]
-    slot = side.layout.pool_slot(address)
-    due = released + cooldown
-    if slot in pool._bitmap or due <= pool._clock():
-        return  # taken, reserved or cooling already; or its cooldown has passed
-    pool._cooling.paint(slot, slot + 1, due)
-    pool._mark(slot, slot + 1)
-    pool._queue.append((due, slot, slot + 1))
-    pool._plain = False
+    at = side.layout.pool_slot(address)
+    for pool, _, slot, _ in within(side.cache, address[0], at, at + 1):
+        due = released + cooldown
+        if slot in pool._bitmap or due <= pool._clock():
+            return  # taken, reserved or cooling already; or its cooldown has passed
+        pool._cooling.paint(slot, slot + 1, due)
+        pool._mark(slot, slot + 1)
+        pool._queue.append((due, slot, slot + 1))
+        pool._plain = False
 
 
 def read_cools(backend: Any, side: Side, cooldown: float) -> None:

@@ -23,13 +23,14 @@ calls this module:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from dualstack_ipam.durable.layout import SideLayout
 from dualstack_ipam.errors import StoreError
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners import Address
+from dualstack_ipam.pools.multi import parts_of
 from dualstack_ipam.store import Compare, Put, Write
 
 if TYPE_CHECKING:
@@ -47,9 +48,11 @@ __all__ = [
     "lift_all",
     "note",
     "stored_runs",
+    "within",
 ]
 
 Runs = list[tuple[int, int, str]]
+Piece = tuple[Any, int, int, int]
 
 
 def encode_block(runs: Runs, *, pending: bool) -> bytes:
@@ -92,8 +95,23 @@ def stored_runs(side: Side, key: str) -> Runs:
     return [] if known is None else decode_block(known[1], key)[0]
 
 
-def _pool(side: Side, family: IPFamily) -> Any:
-    return side.cache._pools[family]  # type: ignore[attr-defined]
+def within(cache: Any, family: IPFamily, start: int, stop: int) -> Iterator[Piece]:
+    """The pools holding the family's slots ``[start, stop)``: ``(pool, offset, lo, hi)``.
+
+    A family that grew (``add_range``) is a composite whose parts number
+    their own slots from 0; ``offset`` is where a part starts in the
+    family's numbering, ``[lo, hi)`` the part's own slots in the span.
+
+    Complexity:
+        O(k) for k ranges of the family.
+    """
+    pool = cache._pools[family]
+    parts = parts_of(pool)
+    offsets = pool.offsets if len(parts) > 1 else (0,)
+    for part, offset in zip(parts, offsets, strict=True):
+        lo, hi = max(start - offset, 0), min(stop - offset, part.capacity)
+        if lo < hi:
+            yield part, offset, lo, hi
 
 
 def block_runs(cache: Any, layout: SideLayout) -> dict[str, Runs]:
@@ -104,10 +122,11 @@ def block_runs(cache: Any, layout: SideLayout) -> dict[str, Runs]:
     """
     result: dict[str, Runs] = {}
     for family in layout.families():
-        spans = cache._pools[family]._reserved
         for key, start, stop in layout.blocks(family):
             runs = [
-                (max(a, start), min(b, stop), why) for a, b, why in spans.overlapping(start, stop)
+                (offset + max(a, lo), offset + min(b, hi), why)
+                for part, offset, lo, hi in within(cache, family, start, stop)
+                for a, b, why in part._reserved.overlapping(lo, hi)
             ]
             if runs:
                 result[key] = runs
@@ -126,10 +145,10 @@ def lift(side: Side, keys: Iterable[str]) -> None:
     """
     for key in keys:
         family, start, stop = side.layout.block_of(key)
-        pool = _pool(side, family)
-        for first, end, _ in pool._reserved.remove(start, stop):
-            pool._unmark(first, end)
-        _refresh_plain(pool)
+        for pool, _, lo, hi in within(side.cache, family, start, stop):
+            for first, end, _ in pool._reserved.remove(lo, hi):
+                pool._unmark(first, end)
+            _refresh_plain(pool)
 
 
 def lay(side: Side, keys: Iterable[str]) -> None:
@@ -144,18 +163,18 @@ def lay(side: Side, keys: Iterable[str]) -> None:
     """
     for key in keys:
         family = side.layout.block_of(key)[0]
-        pool = _pool(side, family)
-        for first, end, why in stored_runs(side, key):
-            taken = pool._first_allocated(first, end)
-            if taken >= 0:
-                raise StoreError(
-                    f"the {side.layout.kind} cache cannot follow the store: the reservation "
-                    f"record {key!r} covers {pool._describe(taken)}, which a key holds"
-                )
-            pool._cooling.remove(first, end)
-            pool._reserved.paint(first, end, why)
-            pool._mark(first, end)
-        _refresh_plain(pool)
+        for start, stop, why in stored_runs(side, key):
+            for pool, _, first, end in within(side.cache, family, start, stop):
+                taken = pool._first_allocated(first, end)
+                if taken >= 0:
+                    raise StoreError(
+                        f"the {side.layout.kind} cache cannot follow the store: the reservation "
+                        f"record {key!r} covers {pool._describe(taken)}, which a key holds"
+                    )
+                pool._cooling.remove(first, end)
+                pool._reserved.paint(first, end, why)
+                pool._mark(first, end)
+                _refresh_plain(pool)
 
 
 def lift_all(side: Side) -> None:

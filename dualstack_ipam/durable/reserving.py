@@ -40,12 +40,13 @@ from dualstack_ipam.durable.reserved import (
 from dualstack_ipam.durable.sync import ATTEMPTS, Side, Sync, backoff
 from dualstack_ipam.errors import StoreError, StoreUnavailableError
 from dualstack_ipam.net import IPFamily
+from dualstack_ipam.pools.multi import parts_of
 from dualstack_ipam.pools.ranges import parse_range, range_text
 from dualstack_ipam.store import Compare, Put, Write
 
 __all__ = ["change_reservations"]
 
-Cooling = dict[IPFamily, list[tuple[int, int, float]]]
+Cooling = list[tuple[Any, list[tuple[int, int, float]]]]
 
 
 def change_reservations(
@@ -108,16 +109,15 @@ def change_reservations(
 
 def _cooling(side: Side) -> Cooling:
     pools = side.cache._pools  # type: ignore[attr-defined]
-    return {f: list(pool._cooling) for f, pool in pools.items() if pool._cooldown}
+    parts = [part for pool in pools.values() for part in parts_of(pool)]
+    return [(part, list(part._cooling)) for part in parts if part._cooldown]
 
 
 def _undo(side: Side, changed: dict[str, Runs], cooling: Cooling) -> None:
     """Give the cache back the stored runs of ``changed``, and the cooling the call ended."""
     lift(side, changed)
     lay(side, changed)
-    pools = side.cache._pools  # type: ignore[attr-defined]
-    for family, runs in cooling.items():
-        pool = pools[family]
+    for pool, runs in cooling:
         for first, end, due in runs:
             for start, stop in _minus([(first, end)], list(pool._cooling.overlapping(first, end))):
                 pool._cooling.paint(start, stop, due)
