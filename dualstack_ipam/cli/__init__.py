@@ -4,7 +4,10 @@ shared options in :mod:`.options`), the commands in :mod:`.commands`,
 and forecasts in :mod:`.maps`, manifests read in :mod:`.manifests`, tables
 and JSON in :mod:`.render`, exit codes and error lines in
 :mod:`.reporting`, the store a command works on in :mod:`.store`, and
-``export``, ``import``, ``log`` and ``migrate`` in :mod:`.store_commands`.
+``export``, ``import``, ``log`` and ``migrate`` in :mod:`.store_commands`,
+``reconcile`` in :mod:`.reconcile_command` (the truth it reads in
+:mod:`.truth`), progress bars in :mod:`.progress`, YAML out in
+:mod:`.yaml_text`.
 
 Scripts import the commands from here: ``from dualstack_ipam.cli import main``.
 """
@@ -32,6 +35,7 @@ from dualstack_ipam.cli.app import (
     run_log,
     run_migrate,
     run_plan,
+    run_reconcile,
     run_release_node,
     run_release_service,
     run_show,
@@ -60,6 +64,7 @@ __all__ = [
     "run_log",
     "run_migrate",
     "run_plan",
+    "run_reconcile",
     "run_release_node",
     "run_release_service",
     "run_show",

@@ -13,13 +13,15 @@ Usage (see ``docs/cli.md`` for every command, flag and exit code)::
     dualstack-ipam release-service -f service.yaml | NAMESPACE/NAME
     dualstack-ipam show [--json] [--svg FILE] [--html FILE] [--forecast]
     dualstack-ipam export [--output FILE] | import FILE | log [--since N] | migrate
+    dualstack-ipam reconcile -f TRUTH [--repair] [--leak-grace N]  # kubectl get -o yaml
 
 Exit codes: 0 done; 1 refused by the current state (a range exhausted, an
 address or CIDR taken, a manifest asking for a taken cluster IP); 2 bad
 input (flags, manifests, a corrupt, foreign or unreadable store file, a
 Service command on a cluster without a Service range, output that cannot
 be written when nothing was changed); 3 the change was saved but its
-output could not be written (a closed pipe, a full disk); 5 the store was
+output could not be written (a closed pipe, a full disk); 4 ``reconcile``
+found differences that remain after the call; 5 the store was
 unavailable (locked by another process past the busy timeout). 1, 2 and 5
 mean nothing changed. Errors are one line on stderr, ``dualstack-ipam: error: ...``,
 never a traceback (:mod:`~dualstack_ipam.cli.reporting`).
@@ -87,6 +89,7 @@ from dualstack_ipam.cli.options import (
     rate_options,
     store_options,
 )
+from dualstack_ipam.cli.reconcile_command import add_reconcile_command, run_reconcile
 from dualstack_ipam.cli.render import format_table
 from dualstack_ipam.cli.reporting import emit, guarded
 from dualstack_ipam.cli.service_commands import run_allocate_service, run_release_service
@@ -122,6 +125,7 @@ __all__ = [
     "run_log",
     "run_migrate",
     "run_plan",
+    "run_reconcile",
     "run_release_node",
     "run_release_service",
     "run_show",
@@ -361,13 +365,15 @@ def build_cli() -> click.Group:
 
         Exit codes: 0 done, 1 refused by the current state (exhausted, taken),
         2 bad input, 3 the change was saved but its output could not be written,
-        5 the store was unavailable. 1, 2 and 5 mean nothing changed.
+        4 reconcile found differences that remain, 5 the store was unavailable.
+        1, 2 and 5 mean nothing changed.
         """
 
     _add_cluster_commands(cli)
     _add_node_commands(cli)
     _add_service_commands(cli)
     add_store_commands(cli)
+    add_reconcile_command(cli)
     return cli
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from dualstack_ipam.cli.ground import CLIError
 
-__all__ = ["load_manifests", "parse_manifests", "read_source"]
+__all__ = ["load_manifests", "parse_documents", "parse_manifests", "read_source"]
 
 _INT_TAG = "tag:yaml.org,2002:int"
 
@@ -94,6 +94,27 @@ def _parse_yaml(text: str, source: str) -> list[Any]:
         raise _not_data(source, exc) from None
 
 
+def parse_documents(text: str, source: str) -> list[Any]:
+    """The documents in ``text`` as they are: YAML documents, or JSON (a list: its items).
+
+    Unlike :func:`parse_manifests`, a ``kind: List`` document is kept whole
+    and empty documents stay (as None), so that a caller can name each one.
+
+    Raises:
+        CLIError: ``text`` does not parse as YAML or JSON data (exit 2).
+
+    Complexity:
+        O(len(text)).
+
+    >>> parse_documents("kind: List\\nitems: []\\n---\\n", "stdin")
+    [{'kind': 'List', 'items': []}, None]
+    """
+    docs = _parse_json(text, source) if text.lstrip().startswith(("{", "[")) else None
+    if docs is None:
+        docs = _parse_yaml(text, source)
+    return docs
+
+
 def parse_manifests(text: str, source: str) -> list[Any]:
     """The Service manifests in ``text``: YAML documents, or JSON.
 
@@ -127,11 +148,8 @@ def parse_manifests(text: str, source: str) -> list[Any]:
     ...
     dualstack_ipam.cli.ground.CLIError: stdin: not YAML or JSON data: invalid literal ... 'abc'
     """
-    docs = _parse_json(text, source) if text.lstrip().startswith(("{", "[")) else None
-    if docs is None:
-        docs = _parse_yaml(text, source)
     manifests: list[Any] = []
-    for doc in docs:
+    for doc in parse_documents(text, source):
         if isinstance(doc, Mapping) and doc.get("kind") == "List":
             items = doc.get("items")
             manifests.extend(items if isinstance(items, list) else [items])

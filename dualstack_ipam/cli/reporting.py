@@ -3,8 +3,9 @@
 The exit codes (``docs/cli.md``): 0 done; 1 refused by the current state;
 2 bad input, or an error of the environment (an unreadable file, output
 that cannot be written) while nothing was changed; 3 the change was saved
-but its output could not be written; 5 the store was unavailable; 70 a
-bug of ours; 130 interrupted. Exits 1, 2 and 5 always mean that nothing
+but its output could not be written; 4 ``reconcile`` found differences
+that remain after the call; 5 the store was unavailable; 70 a bug of
+ours; 130 interrupted. Exits 1, 2 and 5 always mean that nothing
 changed: a command's change is one store transaction (or, for several
 Services, undone on failure: see :mod:`dualstack_ipam.cli.service_commands`)
 and its text is rendered right after it, so writing the text is the only
@@ -31,10 +32,14 @@ from typing import Any
 from dualstack_ipam.cli.ground import PROG, CLIError, exit_code_for
 from dualstack_ipam.errors import IPAMError
 
-__all__ = ["EXIT_INTERNAL", "EXIT_OUTPUT_LOST", "emit", "guarded"]
+__all__ = ["EXIT_DIFFERENCES", "EXIT_INTERNAL", "EXIT_OUTPUT_LOST", "emit", "guarded"]
 
 EXIT_OUTPUT_LOST = 3
 """The change was saved, but the command's output could not be written."""
+
+EXIT_DIFFERENCES = 4
+"""``reconcile``: the store and the truth still differ after the call (its
+report was printed; without ``--repair`` nothing was changed)."""
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not the user's input
 """A bug in dualstack-ipam (reported on one line too)."""

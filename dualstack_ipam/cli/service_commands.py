@@ -13,8 +13,10 @@ and their number against the backend's transaction limit — then allocated
 one by one; if the store refuses one (an address another Service holds, a
 full range), the Services this call created are released again before the
 command fails. A process killed in the middle of that can leave the
-documents allocated before the kill (each one whole). PyYAML is imported
-only when a manifest is read or printed.
+documents allocated before the kill (each one whole). Hundreds of
+documents show a progress bar on stderr when it is a terminal
+(:mod:`~dualstack_ipam.cli.progress`). PyYAML is imported only when a
+manifest is read or printed.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from dualstack_ipam import service_key
 from dualstack_ipam.cli.ground import PROG, CLIError, Output, exit_code_for
 from dualstack_ipam.cli.manifests import load_manifests
+from dualstack_ipam.cli.progress import progress
 from dualstack_ipam.cli.render import format_table, manifests_yaml, to_json
-from dualstack_ipam.cli.store import Target, on_store, target
+from dualstack_ipam.cli.store import Target, on_store, runs, target
 from dualstack_ipam.errors import FamilyNotConfiguredError, IPAMError
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
@@ -152,10 +155,12 @@ def run_allocate_service(
                 ) from exc
             if held is None and services.get(key) is not None:
                 created.append(key)
+            advance(1)
         text = to_json(results) if as_json else manifests_yaml(results)
         return text, bool(created)
 
-    text, changed = on_store(where, act)
+    with progress(len(documents) * runs(where), "allocate-service") as advance:
+        text, changed = on_store(where, act)
     return Output(text, saved=where.shown if changed else None)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "exists",
     "on_store",
     "open_store",
+    "runs",
     "target",
 ]
 
@@ -126,6 +127,24 @@ def exists(where: Target) -> bool | None:
     if where.path is None:
         return None
     return check_path(where.path)[1]
+
+
+def runs(where: Target) -> int:
+    """How many times :func:`on_store` runs its action: 2 for a missing SQLite store, else 1.
+
+    A missing store is tried on an in-memory store first (progress bars
+    count both runs).
+
+    Raises:
+        InvalidConfigError, StoreError: as :func:`target`.
+
+    Complexity:
+        O(1) system calls.
+
+    >>> runs(target(None, "memory://"))
+    1
+    """
+    return 2 if exists(where) is False else 1
 
 
 def _legacy_guard(where: Target) -> None:

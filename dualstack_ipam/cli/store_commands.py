@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from dualstack_ipam.cli.ground import CLIError, Output
 from dualstack_ipam.cli.options import json_option, store_options
+from dualstack_ipam.cli.progress import progress
 from dualstack_ipam.cli.render import format_table, to_json
 from dualstack_ipam.cli.reporting import emit
-from dualstack_ipam.cli.store import Target, exists, on_store, target
+from dualstack_ipam.cli.store import Target, exists, on_store, runs, target
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import IPAMError, SnapshotError
 
@@ -145,7 +146,9 @@ def run_import(
     The document is what ``export`` writes, or the JSON state file of
     dualstack-ipam before the store. The store gets the document's cluster.
     It is imported into an in-memory store first, so a document that does
-    not import creates no file.
+    not import creates no file. A document of hundreds of records shows a
+    progress bar on stderr when it is a terminal (it moves once per
+    import: the library imports a document in one call).
 
     Raises:
         CLIError: the store exists, or ``source`` is unreadable or not an
@@ -177,6 +180,7 @@ def run_import(
     def act(cluster: Cluster) -> tuple[tuple[int, int], bool]:
         cluster.import_(document)
         services = len(cluster.services) if config.service_cidrs else 0
+        advance(records)
         return (len(cluster.nodes), services), True
 
     settings = {
@@ -184,7 +188,9 @@ def run_import(
         for name in ("node_strategy", "service_strategy")
         if isinstance(document.get(name), str)
     }
-    (nodes, services), _ = on_store(where, act, create=config, settings=settings, guard=False)
+    records = sum(len(document.get(name) or ()) for name in ("nodes", "services"))
+    with progress(records * runs(where), "import") as advance:
+        (nodes, services), _ = on_store(where, act, create=config, settings=settings, guard=False)
     if as_json:
         text = to_json({"state": where.shown, "nodes": nodes, "services": services})
     else:
