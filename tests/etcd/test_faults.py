@@ -16,11 +16,14 @@ A call that raised ``StoreUnavailableError`` must have changed nothing, so
 what the workers were told is exactly what etcd must hold. Every worker
 must finish (exit 0): any other exception fails the run.
 
-Scale: the issue asks for 4 x 2,000 allocations. On 2 cores that also run
-etcd, 4 x 2,000 rounds take about 60 s per run, and there are 7 runs: the
-basic run does 4 x ``ROUNDS`` rounds (each round a node and a Service,
-every fifth a release: 2.2 mutations), and the fault runs go on until their
-fault schedule has finished (a stop file), at most 4 x 2,000 rounds.
+Scale: the issue asks for 4 processes x 2,000 allocations. A round is
+two allocations (a dual-stack node and a dual-stack Service) and every
+fifth a node release, so ``ROUNDS`` = 1,000 rounds per worker are 2,000
+allocations, 2,200 calls (8,800 per run). The run without faults and the
+leader-kill run do all of them (the faults hit the start of the run, the
+rest runs on the healed cluster); the other fault runs stop one second
+after their fault schedule has finished (a stop file), at most
+``ROUNDS`` rounds, to keep CI time (see docs/etcd.md for the figures).
 """
 
 from __future__ import annotations
@@ -45,10 +48,10 @@ from dualstack_ipam.store import EtcdBackend
 from dualstack_ipam.store.etcd_server import EtcdServer, etcd_binary, start_cluster
 
 WORKER = str(Path(__file__).with_name("fault_worker.py"))
-ROUNDS = 300
-"""Rounds per worker of the run without faults (see the module notes)."""
-MAX_ROUNDS = 2000
-"""Rounds per worker at most while a fault schedule runs."""
+ROUNDS = 1000
+"""Rounds per worker: 2,000 allocations (see the module notes)."""
+CALLS = 4 * (ROUNDS * 2 + ROUNDS // 5)
+"""Calls of a run whose workers do every round."""
 
 Running = Callable[[], bool]
 
@@ -93,22 +96,28 @@ def run(
     faults: Callable[[Running], int],
     *,
     fencing: bool = True,
-    rounds: int = MAX_ROUNDS,
+    rounds: int = ROUNDS,
     ready: bool = True,
+    finish: bool = False,
 ) -> Outcome:
-    """4 workers on one new prefix while ``faults`` runs; then count what etcd holds."""
+    """4 workers on one new prefix while ``faults`` runs; then count what etcd holds.
+
+    The workers stop one second after ``faults`` returns, or with ``finish``
+    once they have done all ``rounds``.
+    """
     prefix = f"f/{uuid.uuid4().hex[:8]}"
     stop = folder / f"stop-{prefix[2:]}"
     extra = [] if fencing else ["nofence"]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, WORKER, endpoints, prefix, f"w{n}", str(rounds), str(stop), *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
+    # Files, not pipes: a worker's 2,200 lines would fill a pipe that is
+    # read only at the end, and block the worker (a hang, seen).
+    logs = [
+        (folder / f"{prefix[2:]}.w{n}.out", folder / f"{prefix[2:]}.w{n}.err") for n in range(4)
     ]
+    workers = []
+    for n, (out, err) in enumerate(logs):
+        with out.open("w") as stdout, err.open("w") as stderr:
+            command = [sys.executable, WORKER, endpoints, prefix, f"w{n}", str(rounds), str(stop)]
+            workers.append(subprocess.Popen([*command, *extra], stdout=stdout, stderr=stderr))
     if ready:  # the faults hit allocating workers, not starting ones
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(w.poll() is None for w in workers):
@@ -116,15 +125,16 @@ def run(
                 break
             time.sleep(0.05)
     injected = faults(lambda: any(w.poll() is None for w in workers))
-    time.sleep(1.0)  # some calls after the last fault, on a settled etcd
-    stop.touch()
+    if not finish:
+        time.sleep(1.0)  # some calls after the last fault, on a settled etcd
+        stop.touch()
     acknowledged: dict[tuple[str, str], list[str]] = {}
     answered = unavailable = 0
     reasons: Counter[str] = Counter()
-    for worker in workers:
-        out, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err[-3000:]
-        for line in out.splitlines():
+    for worker, (out, err) in zip(workers, logs, strict=True):
+        worker.wait(timeout=300)
+        assert worker.returncode == 0, err.read_text()[-3000:]
+        for line in out.read_text().splitlines():
             kind, key, addresses, *why = json.loads(line)
             if kind == "unavailable":
                 unavailable += 1
@@ -218,11 +228,11 @@ def test_four_processes_without_faults(server: EtcdServer, folder: Path) -> None
             time.sleep(0.1)
         return 0
 
-    outcome = run(server.endpoint, folder, idle, rounds=ROUNDS)
+    outcome = run(server.endpoint, folder, idle, finish=True)
     report("no faults", outcome)
     check(outcome, 0)
     assert outcome.unavailable == 0
-    assert outcome.acknowledged == 4 * (ROUNDS * 2 + ROUNDS // 5)
+    assert outcome.acknowledged == CALLS
 
 
 def test_sigkill_a_single_server_five_times(server: EtcdServer, folder: Path) -> None:
@@ -303,6 +313,7 @@ def test_kill_the_leader_of_three_twice(members: list[EtcdServer], folder: Path)
             member.wait_healthy()
         return done
 
-    outcome = run(endpoints, folder, kill_leaders)
+    outcome = run(endpoints, folder, kill_leaders, finish=True)
     report("3 members, leader killed x2", outcome)
     check(outcome, 2)
+    assert outcome.acknowledged + outcome.unavailable == CALLS  # every worker finished
