@@ -6,7 +6,8 @@ and JSON in :mod:`.render`, exit codes and error lines in
 :mod:`.reporting`, the store a command works on in :mod:`.store`, and
 ``export``, ``import``, ``log`` and ``migrate`` in :mod:`.store_commands`,
 ``reconcile`` in :mod:`.reconcile_command` (the truth it reads in
-:mod:`.truth`), progress bars in :mod:`.progress`, YAML out in
+:mod:`.truth`), ``reserve``, ``unreserve``, ``add-range`` and ``stats`` in
+:mod:`.space_commands`, progress bars in :mod:`.progress`, YAML out in
 :mod:`.yaml_text`.
 
 Scripts import the commands from here: ``from dualstack_ipam.cli import main``.
@@ -26,6 +27,7 @@ from dualstack_ipam.cli.app import (
     format_table,
     main,
     parse_manifests,
+    run_add_range,
     run_allocate_node,
     run_allocate_service,
     run_demo,
@@ -38,7 +40,10 @@ from dualstack_ipam.cli.app import (
     run_reconcile,
     run_release_node,
     run_release_service,
+    run_reserve,
     run_show,
+    run_stats,
+    run_unreserve,
 )
 
 __all__ = [
@@ -55,6 +60,7 @@ __all__ = [
     "format_table",
     "main",
     "parse_manifests",
+    "run_add_range",
     "run_allocate_node",
     "run_allocate_service",
     "run_demo",
@@ -67,5 +73,8 @@ __all__ = [
     "run_reconcile",
     "run_release_node",
     "run_release_service",
+    "run_reserve",
     "run_show",
+    "run_stats",
+    "run_unreserve",
 ]

@@ -14,6 +14,8 @@ Usage (see ``docs/cli.md`` for every command, flag and exit code)::
     dualstack-ipam show [--json] [--svg FILE] [--html FILE] [--forecast]
     dualstack-ipam export [--output FILE] | import FILE | log [--since N] | migrate
     dualstack-ipam reconcile -f TRUTH [--repair] [--leak-grace N]  # kubectl get -o yaml
+    dualstack-ipam reserve RANGE [--reason TEXT] | unreserve RANGE | add-range CIDR [--service]
+    dualstack-ipam stats [--json]
 
 Exit codes: 0 done; 1 refused by the current state (a range exhausted, an
 address or CIDR taken, a manifest asking for a taken cluster IP); 2 bad
@@ -94,6 +96,13 @@ from dualstack_ipam.cli.render import format_table
 from dualstack_ipam.cli.reporting import emit, guarded
 from dualstack_ipam.cli.service_commands import run_allocate_service, run_release_service
 from dualstack_ipam.cli.show import run_show
+from dualstack_ipam.cli.space_commands import (
+    add_space_commands,
+    run_add_range,
+    run_reserve,
+    run_stats,
+    run_unreserve,
+)
 from dualstack_ipam.cli.store_commands import (
     add_store_commands,
     run_export,
@@ -116,6 +125,7 @@ __all__ = [
     "format_table",
     "main",
     "parse_manifests",
+    "run_add_range",
     "run_allocate_node",
     "run_allocate_service",
     "run_demo",
@@ -128,7 +138,10 @@ __all__ = [
     "run_reconcile",
     "run_release_node",
     "run_release_service",
+    "run_reserve",
     "run_show",
+    "run_stats",
+    "run_unreserve",
 ]
 
 # ------------------------------------------------------------------ click
@@ -374,6 +387,7 @@ def build_cli() -> click.Group:
     _add_service_commands(cli)
     add_store_commands(cli)
     add_reconcile_command(cli)
+    add_space_commands(cli)
     return cli
 
 
