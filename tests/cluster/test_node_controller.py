@@ -285,11 +285,10 @@ def test_durable_node_operations(make: Backends) -> None:
     assert list(alloc) == ["n1"]
     assert alloc.stats()["IPv4"]["used"] == 1
     assert alloc.ranges("IPv6") == [netaddr.IPNetwork("fc00::/48")]
-    if make.durable:
-        with pytest.raises(InvalidConfigError, match="not supported on a durable store yet"):
-            alloc.reserve("10.244.100.0/24")
-        with pytest.raises(InvalidConfigError, match="not supported on a durable store yet"):
-            alloc.unreserve("10.244.100.0/24")
+    # Reservations are stored on a durable cluster too.
+    assert alloc.reserve("10.244.100.0/24", "racks") == 1
+    assert alloc.reservations() == [(netaddr.IPNetwork("10.244.100.0/24"), "racks")]
+    assert alloc.unreserve("10.244.100.0/24") == 1
     alloc._check_invariants()
 
 

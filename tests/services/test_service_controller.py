@@ -237,9 +237,12 @@ def test_durable_service_operations(make: Backends) -> None:
     assert list(alloc) == ["ns/db"]
     assert alloc.stats()["IPv6"]["used"] == 0
     assert alloc.reserved("IPv4") == 0
-    if make.durable:
-        with pytest.raises(InvalidConfigError, match="not supported on a durable store yet"):
-            alloc.reserve("10.96.0.100")
+    # Reservations are stored on a durable cluster too.
+    assert alloc.reserve("10.96.0.100", "appliance") == 1
+    assert alloc.reserved("IPv4") == 1
+    with pytest.raises(AlreadyAllocatedError, match="appliance"):
+        alloc.occupy("ns/x", "10.96.0.100")
+    assert alloc.unreserve("10.96.0.100") == 1
     alloc._check_invariants()
 
 
