@@ -8,10 +8,12 @@ A document is JSON-ready data::
      "nodes": {"node-1": ["10.244.0.0/24", "fc00::/64"], ...},
      "services": {"default/web": ["10.96.0.17"], ...} or null,
      "reservations": {"nodes": [["10.244.8.0/22", "racks"], ...],
-                      "services": [["10.96.0.200-10.96.0.209", ""], ...]}}
+                      "services": [["10.96.0.200-10.96.0.209", ""], ...]},
+     "ranges": {"nodes": ["10.250.0.0/16", ...]}}
 
-``reservations`` may be absent (none); a side without a Service range has
-no ``services`` entry in it.
+``reservations`` and ``ranges`` (the ranges added to the node families,
+each family's in the order added) may be absent (none); a side without a
+Service range has no ``services`` entry in ``reservations``.
 
 Importing checks the whole document in scratch allocators before writing
 anything, then writes it in batches that fit the store's transaction limit.
@@ -27,10 +29,11 @@ import attrs
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.durable.journal import JournalEntry, encode_entry
-from dualstack_ipam.durable.layout import OWNER_PREFIX, RESV_PREFIX, SideLayout
+from dualstack_ipam.durable.layout import OWNER_PREFIX, RANGE_PREFIX, RESV_PREFIX, SideLayout
 from dualstack_ipam.durable.reserved import block_runs, decode_block, encode_block
 from dualstack_ipam.durable.sync import Side, Sync
 from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError, StoreError
+from dualstack_ipam.net import make_network, parse_network
 from dualstack_ipam.owners import Address, KeyedAllocator
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 from dualstack_ipam.store import Compare, Put, Write
@@ -99,7 +102,12 @@ def document(
             "nodes": _reservations(nodes),
             **({} if services is None else {"services": _reservations(services)}),
         },
+        "ranges": {"nodes": _added(nodes)},
     }
+
+
+def _added(alloc: Any) -> list[str]:
+    return [str(cidr) for family in alloc.config.families for cidr in alloc.ranges(family)[1:]]
 
 
 def document_from_state_file(data: Any) -> dict[str, Any]:
@@ -176,7 +184,22 @@ def _read_document(doc: Any, config: ClusterConfig) -> dict[str, Any]:
             f"the document's reservations must map nodes / services to lists, "
             f"got {reservations!r:.60}"
         )
-    return {"nodes": doc["nodes"], "services": doc["services"], "reservations": reservations}
+    ranges = doc.get("ranges", {})
+    if (
+        not isinstance(ranges, Mapping)
+        or not set(ranges) <= {"nodes"}
+        or not isinstance(ranges.get("nodes", []), list)
+        or not all(isinstance(text, str) for text in ranges.get("nodes", []))
+    ):
+        raise SnapshotError(
+            f"the document's ranges must be {{'nodes': [CIDR, ...]}}, got {ranges!r:.60}"
+        )
+    return {
+        "nodes": doc["nodes"],
+        "services": doc["services"],
+        "reservations": reservations,
+        "ranges": ranges.get("nodes", []),
+    }
 
 
 def _reserve(scratch: Any, entries: Any, what: str) -> list[tuple[str, str]]:
@@ -241,13 +264,17 @@ def import_document(
     items: list[tuple[list[Compare], list[Write]]] = []
     keys: list[tuple[SideLayout, str, tuple[Address, ...]]] = []
     for name, side in sides.items():
-        layout = sync.sides[name].layout
         strategy = getattr(side, "strategy", "random")
-        scratch: KeyedAllocator[Any] = (
+        scratch: Any = (
             NodeCIDRAllocator(config, strategy=strategy)
             if name == "nodes"
             else ServiceIPAllocator(config, strategy="sequential")
         )
+        # The scratch's own layout, grown with it: the cluster's follows the
+        # range records once they are written.
+        layout = (SideLayout.for_nodes if name == "nodes" else SideLayout.for_services)(scratch)
+        if name == "nodes":
+            items += _grow(sync, scratch, layout, parts["ranges"])
         for key, state in _states(scratch, layout, parts[name], name):
             keys.append((layout, key, state))
         reserved = _reserve(scratch, parts["reservations"].get(name, []), name)
@@ -273,12 +300,35 @@ def import_document(
         ]
         items.append((compares, writes))
     with sync.lock:
-        for prefix in (OWNER_PREFIX, RESV_PREFIX):
+        for prefix in (OWNER_PREFIX, RESV_PREFIX, RANGE_PREFIX):
             if sync.backend.get_prefix(prefix, limit=1):
                 raise StoreError("import needs an empty store, and this one holds keys already")
         _write_batches(sync, items)
         sync.catch_up()
     return len(keys)
+
+
+def _grow(
+    sync: Sync, scratch: Any, layout: SideLayout, texts: list[str]
+) -> list[tuple[list[Compare], list[Write]]]:
+    """Add a document's node ranges to the scratch allocator; their records and entries."""
+    items: list[tuple[list[Compare], list[Write]]] = []
+    for text in texts:
+        try:
+            value = scratch.add_range(text)
+        except IPAMError as exc:
+            raise SnapshotError(f"the document's node range {text!r}: {exc}") from None
+        family = parse_network(value).family
+        key = layout.range_key(family, len(scratch.ranges(family)) - 1)
+        entry = sync.entry("import", "range", str(value), (str(value),))
+        entry = attrs.evolve(entry, data={"side": "nodes"})
+        writes: list[Write] = [Put(key, str(value).encode())]
+        writes.append(Put(sync.journal_key(), encode_entry(entry)))
+        items.append(([Compare(key, 0)], writes))
+    # The layout numbers the new ranges' slots (alloc keys, reservation blocks).
+    for family in scratch.config.families:
+        layout.grow(family, scratch._pools[family].capacity)
+    return items
 
 
 def _write_batches(sync: Sync, items: list[tuple[list[Compare], list[Write]]]) -> int:
@@ -350,6 +400,9 @@ def replay(entries: Iterable[JournalEntry], cluster: Cluster) -> int:
         if entry.kind == "reservation":
             changed += _replay_reservation(entry, cluster)
             continue
+        if entry.kind == "range":
+            changed += _replay_range(entry, cluster)
+            continue
         if entry.kind == "node":
             name, alloc = "nodes", cluster.nodes
         elif entry.kind == "service":
@@ -386,6 +439,20 @@ def _replay_reservation(entry: JournalEntry, cluster: Cluster) -> bool:
     return bool(alloc.reservations() != before)
 
 
+def _replay_range(entry: JournalEntry, cluster: Cluster) -> bool:
+    """Add the range ``entry`` added, unless the cluster has it; whether it did."""
+    if entry.data.get("side") != "nodes":
+        raise SnapshotError(
+            f"journal entry {entry.revision}: a range entry needs data side 'nodes', "
+            f"got {entry.data!r:.80}"
+        )
+    value = parse_network(entry.key)
+    if make_network(*value) in cluster.nodes.ranges(value.family):
+        return False
+    cluster.nodes.add_range(entry.key)
+    return True
+
+
 def _setter(alloc: KeyedAllocator[Any], key: str, state: tuple[Address, ...]) -> Any:
     return lambda: alloc._set_key_state(key, state)
 
@@ -411,6 +478,8 @@ def check_store(sync: Sync) -> None:
         assert not claimed, f"owner records claim absent alloc records: {claimed}"
         for side in sync.sides.values():
             _check_blocks(sync, side)
+            stored = {r.key: r.revision for r in sync.backend.get_prefix(side.layout.range_prefix)}
+            assert side.ranges == stored, (side.ranges, stored)
 
 
 def _check_blocks(sync: Sync, side: Side) -> None:

@@ -15,6 +15,8 @@ key                                     value
                                         pool's slots, and a ``pending`` flag
 ``cool/<pool>/<hex slot>``              with a cooldown: when the slot was last
                                         released (``time.time`` seconds, text)
+``range/<tag>/<4|6>/<hex n>``           the n-th range added to a family
+                                        (``add_range``), as CIDR text
 ======================================  ==========================================
 
 A slot is a subnet index (node pools ``n4``/``n6``) or an address's offset
@@ -48,6 +50,15 @@ allocation compares or writes. Unreserving and changing only reasons is
 one transaction (freeing space races with nothing). A pending flag left by
 a crash only makes allocations in that block write its record until the
 next reservation change of the block clears it.
+
+Added ranges (``range/``): ``n`` counts from 1 in the order the ranges were
+added, so create-if-absent on the next ``n`` orders concurrent additions.
+A grown node family numbers its subnets across its ranges in that order
+(the first range keeps its numbers), so alloc and owner records of an
+added range are ``n4/<index>`` as before, with indices past the first
+range's; reservation blocks keep the first range's block size and go on
+numbering past it (a block may span two ranges; a run never does).
+Services cannot grow on a durable cluster yet.
 
 Release times (``cool/``, only with a cooldown): written by the transaction
 that frees the slot, compared by every transaction that takes it (absent,
@@ -91,6 +102,7 @@ __all__ = [
     "JOURNAL_PREFIX",
     "LEAK_PREFIX",
     "OWNER_PREFIX",
+    "RANGE_PREFIX",
     "RESV_PREFIX",
     "SideLayout",
 ]
@@ -101,6 +113,7 @@ JOURNAL_PREFIX = "journal/"
 LEAK_PREFIX = "leak/"
 RESV_PREFIX = "resv/"
 COOL_PREFIX = "cool/"
+RANGE_PREFIX = "range/"
 BLOCK_BITS = 4
 """A pool has at most ``2**BLOCK_BITS`` reservation blocks (part of the format)."""
 _WIDTH = {IPFamily.IPv4: 8, IPFamily.IPv6: 32}
@@ -125,12 +138,14 @@ class SideLayout:
     __slots__ = (
         "_by_name",
         "_pools",
+        "_sizes",
         "_slots",
         "alloc_prefixes",
         "cool_prefixes",
         "kind",
         "leak_prefix",
         "prefix",
+        "range_prefix",
         "read",
         "resv_prefixes",
         "text",
@@ -146,7 +161,9 @@ class SideLayout:
         slots: dict[IPFamily, tuple[int, int]],
     ) -> None:
         self.kind, self.prefix = kind, f"{OWNER_PREFIX}{tag}/"
+        self.range_prefix = f"{RANGE_PREFIX}{tag}/"
         self._slots = slots
+        self._sizes = {family: size for family, (_, size) in slots.items()}
         self.leak_prefix = f"{LEAK_PREFIX}{tag}/"
         self._pools = pools
         self._by_name = {
@@ -315,6 +332,30 @@ class SideLayout:
         """
         return f"alloc/{self._pools[family][0]}/"
 
+    def grow(self, family: IPFamily, capacity: int) -> None:
+        """A node family grew (``add_range``): its slots now number ``capacity``.
+
+        Complexity:
+            O(1).
+        """
+        name, base, _ = self._pools[family]
+        self._pools[family] = (name, base, capacity)
+        self._by_name[f"{name}/"] = (family, base, capacity)
+        self._sizes[family] = capacity
+
+    def range_key(self, family: IPFamily, n: int) -> str:
+        """The record key of the ``n``-th range added to ``family`` (from 1).
+
+        Complexity:
+            O(1).
+
+        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+        >>> layout = SideLayout.for_nodes(NodeCIDRAllocator(ClusterConfig("10.0.0.0/16")))
+        >>> layout.range_key(IPFamily.IPv4, 1)
+        'range/node/4/0001'
+        """
+        return f"{self.range_prefix}{_DIGIT[family]}/{n:04x}"
+
     def _block_size(self, family: IPFamily) -> int:
         size = self._slots[family][1]
         return 1 << max(0, (size - 1).bit_length() - BLOCK_BITS)
@@ -338,7 +379,7 @@ class SideLayout:
         >>> layout.blocks(IPFamily.IPv4)[:2]
         [('resv/n4/0', 0, 16), ('resv/n4/1', 16, 32)]
         """
-        name, size = self._pools[family][0], self._slots[family][1]
+        name, size = self._pools[family][0], self._sizes[family]
         step = self._block_size(family)
         return [
             (f"{RESV_PREFIX}{name}/{start // step:x}", start, min(start + step, size))
@@ -367,7 +408,7 @@ class SideLayout:
         try:
             name, digits = key[len(RESV_PREFIX) :].split("/")
             family = self._by_name[f"{name}/"][0]
-            size = self._slots[family][1]
+            size = self._sizes[family]
             step = self._block_size(family)
             start = int(digits, 16) * step
             if not _HEX(digits) or start >= size:

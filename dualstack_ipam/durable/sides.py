@@ -25,6 +25,7 @@ import netaddr
 from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.node_objects import read_node
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
+from dualstack_ipam.durable import growing
 from dualstack_ipam.durable.documents import check_store
 from dualstack_ipam.durable.leaks import read_counts, write_counts
 from dualstack_ipam.durable.reserving import change_reservations
@@ -66,7 +67,7 @@ MUTATING = {
 }
 """The public methods that change state: made durable one transaction each,
 composed of such transactions (``reconcile``), or refused for now
-(``add_range``: its records come with a later change)."""
+(``services.add_range``: a grown Service family is not stored yet)."""
 
 READING = (
     "__contains__",
@@ -251,18 +252,17 @@ class _Durable:
         )
 
     def add_range(self, cidr: Any) -> NoReturn:
-        """Refused for now: added ranges are not stored yet.
+        """Refused for now on a Service side: a Service range is not stored as added yet.
 
         Raises:
-            InvalidConfigError: always (range records come with a later
-                change, issue 11).
+            InvalidConfigError: always (``Cluster.nodes.add_range`` is durable).
 
         Complexity:
             O(1).
         """
         raise InvalidConfigError(
-            f"add_range({cidr!r}) is not supported on a durable store yet (issue 11); "
-            "add the range on a plain allocator"
+            f"add_range({cidr!r}) is not supported on a durable cluster's Services yet "
+            "(issue 11); grow a plain ServiceIPAllocator"
         )
 
     @classmethod
@@ -386,7 +386,28 @@ class DurableNodes(_Durable, NodeCIDRAllocator):
     reconcile = _Durable.reconcile
     reserve = _Durable.reserve
     unreserve = _Durable.unreserve
-    add_range = _Durable.add_range
+
+    def add_range(self, cidr: Any) -> netaddr.IPNetwork:
+        """As :meth:`NodeCIDRAllocator.add_range`, stored as a range record.
+
+        One transaction with its journal entry (``kind`` ``range``, ``op``
+        ``add-range``); other processes follow it through the change feed
+        and allocate from it too (see :mod:`~dualstack_ipam.durable.growing`).
+
+        Raises:
+            AddressFormatError, InvalidConfigError: as the plain method (also
+                when a range another process added first overlaps ``cidr``).
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus a catch-up and one transaction.
+
+        >>> import dualstack_ipam
+        >>> with dualstack_ipam.open("memory://", ClusterConfig("10.244.0.0/16")) as cluster:
+        ...     cluster.nodes.add_range("10.250.0.0/16"), cluster.nodes.capacity("IPv4")
+        (IPNetwork('10.250.0.0/16'), 512)
+        """
+        return growing.add_range(self._sync, "nodes", cidr)
 
 
 class DurableServices(_Durable, ServiceIPAllocator):

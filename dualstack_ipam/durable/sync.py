@@ -55,12 +55,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from dualstack_ipam.durable import cooling, reserved
+from dualstack_ipam.durable import cooling, growing, reserved
 from dualstack_ipam.durable.journal import JournalEntry, encode_entry
 from dualstack_ipam.durable.layout import (
     COOL_PREFIX,
     JOURNAL_PREFIX,
     OWNER_PREFIX,
+    RANGE_PREFIX,
     RESV_PREFIX,
     SideLayout,
 )
@@ -122,9 +123,11 @@ class Side:
         laid: whether the blocks' runs are on the pools' reservations now.
         cools: release time record key -> its revision, those the side
             knows (only with a cooldown; :mod:`~dualstack_ipam.durable.cooling`).
+        ranges: added range record key -> its revision, those applied
+            (:mod:`~dualstack_ipam.durable.growing`).
     """
 
-    __slots__ = ("blocks", "cache", "cools", "gone", "known", "laid", "layout", "revs")
+    __slots__ = ("blocks", "cache", "cools", "gone", "known", "laid", "layout", "ranges", "revs")
 
     def __init__(self, cache: KeyedAllocator[object], layout: SideLayout) -> None:
         self.cache, self.layout = cache, layout
@@ -134,6 +137,7 @@ class Side:
         self.blocks: dict[str, tuple[int, bytes]] = {}
         self.laid = True
         self.cools: dict[str, int] = {}
+        self.ranges: dict[str, int] = {}
 
 
 class Sync:
@@ -182,8 +186,10 @@ class Sync:
             revision = self.backend.revision()
             if not self.sides:
                 self.seen = revision
-            # The reservations are read whole even by a partial side: a
+            # Added ranges first (the records below may name their slots);
+            # the reservations are read whole even by a partial side: a
             # handful of records, which every transaction taking slots compares.
+            growing.read_ranges(self.backend, side)
             reserved.read_blocks(self.backend, side)
             if partial:
                 side.known = set()
@@ -208,6 +214,7 @@ class Sync:
         revision = self.backend.revision()
         for side in self.sides.values():
             layout = side.layout
+            growing.read_ranges(self.backend, side)
             reserved.read_blocks(self.backend, side)
             records = self.backend.get_prefix(layout.prefix)
             # The table, not the durable side: its iteration would catch up.
@@ -326,11 +333,19 @@ class Sync:
     def _follow(self, changes: Iterable[Change]) -> None:
         last: dict[str, Change] = {}
         for change in changes:
-            if change.key.startswith((OWNER_PREFIX, RESV_PREFIX, COOL_PREFIX)):
+            if change.key.startswith((OWNER_PREFIX, RESV_PREFIX, COOL_PREFIX, RANGE_PREFIX)):
                 last[change.key] = change
         if not last:
             return
         for side in self.sides.values():
+            growing.apply_ranges(
+                side,
+                [
+                    (key, change.revision, change.value)
+                    for key, change in last.items()
+                    if key.startswith(side.layout.range_prefix) and change.value is not None
+                ],
+            )
             for store_key, change in last.items():
                 if store_key.startswith(side.layout.cool_prefixes):
                     if change.value is None:

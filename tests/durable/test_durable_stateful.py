@@ -34,6 +34,7 @@ SIDES = st.sampled_from(["nodes", "services"])
 NODE_SPANS = ["10.0.0.0/26", "10.0.0.64/27", "fd00::/122", "fd00::20-fd00::3f"]
 SPANS = st.sampled_from([*NODE_SPANS, "10.0.0.36-10.0.0.40", "10.0.0.40/30", "fd00:1::4/126"])
 REASONS = st.sampled_from(["", "racks", "gateways"])
+GROWTH = st.sampled_from(["10.0.1.0/28", "10.0.2.0/27", "fd00::1:0/124", "fd00::2:0/123"])
 
 
 def outcome(call: Any) -> Any:
@@ -137,6 +138,10 @@ class DurableMachine(RuleBasedStateMachine):
         durable, plain = getattr(self.cluster, side), getattr(self, side)
         self.same(lambda: durable.unreserve(span), lambda: plain.unreserve(span))
 
+    @rule(cidr=GROWTH)
+    def add_range(self, cidr: str) -> None:
+        self.same(lambda: self.cluster.nodes.add_range(cidr), lambda: self.nodes.add_range(cidr))
+
     @rule()
     def restart(self) -> None:
         # A new process: same store, a fresh cache (its rng continues the model's).
@@ -147,6 +152,9 @@ class DurableMachine(RuleBasedStateMachine):
         self.cluster = dualstack_ipam.open(self.url, rng=rng)
         # The next-fit cursor is per process: align the model's with a fresh one.
         fresh = NodeCIDRAllocator(CONFIG)
+        for family in ("IPv4", "IPv6"):
+            for cidr in self.nodes.ranges(family)[1:]:
+                fresh.add_range(cidr)
         for space, reason in self.nodes.reservations():
             fresh.reserve(space, reason)
         for name, held in self.nodes.items():
@@ -171,6 +179,7 @@ class DurableMachine(RuleBasedStateMachine):
         assert copy.nodes.items() == self.nodes.items()
         assert copy.services.items() == self.services.items()
         assert copy.nodes.reservations() == self.nodes.reservations()
+        assert copy.nodes.ranges("IPv6") == self.nodes.ranges("IPv6")
         assert copy.services.reservations() == self.services.reservations()
 
     @invariant()
