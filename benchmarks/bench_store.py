@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import json
 import os
 import random
@@ -221,7 +222,9 @@ def measure_pause(services: ServiceIPAllocator, snapshots: int) -> dict[str, Any
     sleep as long as the last snapshot took (a *quiet window*), with short
     random sleeps between: the quiet windows see the same machine load, so
     they show what the machine alone costs (other processes, the GIL's
-    switch interval) beside what the snapshot costs.
+    switch interval) beside what the snapshot costs. The garbage
+    collector's passes over the whole measurement are counted by
+    generation, with the longest full one.
     """
 
     # Flat arrays of floats, not millions of tuples: the garbage collector
@@ -243,10 +246,27 @@ def measure_pause(services: ServiceIPAllocator, snapshots: int) -> dict[str, Any
             starts.append(t1)
             ends.append(time.perf_counter())
 
+    # The cyclic garbage collector's passes, in whichever thread: a full one
+    # walks every tracked object of the process (the snapshot format is
+    # chosen so that a snapshot starts none, see service_snapshots.py).
+    collections = [0, 0, 0]
+    full_started = array("d")
+    full_ms = array("d")
+
+    def on_collection(phase: str, info: dict[str, int]) -> None:
+        generation = info["generation"]
+        if phase == "start":
+            collections[generation] += 1
+            if generation == 2:
+                full_started.append(time.perf_counter())
+        elif generation == 2:
+            full_ms.append((time.perf_counter() - full_started[-1]) * 1e3)
+
     stop = threading.Event()
     snapshot_windows: list[tuple[float, float]] = []
     quiet_windows: list[tuple[float, float]] = []
     worker = threading.Thread(target=allocating, args=(stop,))
+    gc.callbacks.append(on_collection)
     worker.start()
     rng = random.Random(7)
     try:
@@ -263,6 +283,7 @@ def measure_pause(services: ServiceIPAllocator, snapshots: int) -> dict[str, Any
     finally:
         stop.set()
         worker.join()
+        gc.callbacks.remove(on_collection)
 
     # One thread made the calls one after another: starts and ends both increase.
     def longest(windows: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -293,6 +314,8 @@ def measure_pause(services: ServiceIPAllocator, snapshots: int) -> dict[str, Any
         "pause_per_quiet_window": spread(quiet_longest),
         "calls_during_snapshots": spread(snap_calls),
         "calls_in_quiet_windows": spread(quiet_calls),
+        "gc_collections": {f"generation_{g}": n for g, n in enumerate(collections)},
+        "gc_full_max_ms": max(full_ms, default=0.0),
     }
 
 
@@ -519,7 +542,9 @@ def report(result: dict[str, Any]) -> str:
         out += [
             f"d. allocating thread vs snapshot() of {big:,} Services: {pause['snapshots']} "
             f"snapshots, {pause['snapshot_ms']:.0f} ms each (median); GIL switch interval "
-            f"{pause['switch_interval_ms']:.0f} ms",
+            f"{pause['switch_interval_ms']:.0f} ms; garbage collections (generations "
+            f"0/1/2): {'/'.join(str(n) for n in pause['gc_collections'].values())}, the "
+            f"longest full one {pause['gc_full_max_ms']:.0f} ms",
             format_table(
                 ["latency (ms)", "p50", "p99", "max", "count"],
                 [

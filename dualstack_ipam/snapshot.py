@@ -4,7 +4,9 @@ A snapshot is a plain ``dict`` that ``json.dumps`` accepts as it is::
 
     {"kind": "SubnetPool", "version": 1, "used": 3, ...class fields...}
 
-``kind`` names the class, ``version`` the format (:data:`FORMAT_VERSION`),
+``kind`` names the class, ``version`` the format (:data:`FORMAT_VERSION`,
+unless the class's own fields changed form since: each class writes its
+latest version and reads the ones listed in ``docs/snapshots.md``),
 ``used`` how many slots are allocated. Every key a class writes is required
 when it restores.
 
@@ -24,7 +26,7 @@ is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from dualstack_ipam.errors import SnapshotError
@@ -32,7 +34,7 @@ from dualstack_ipam.errors import SnapshotError
 __all__ = ["FORMAT_VERSION", "envelope", "open_envelope", "read_int", "write_int"]
 
 FORMAT_VERSION = 1
-"""The snapshot format version this release writes and reads."""
+"""The first snapshot format version, still written by every class whose fields kept their form."""
 
 _JSON_SAFE_INT = 1 << 53
 
@@ -85,8 +87,18 @@ def read_int(value: Any, what: str, *, minimum: int = 0) -> int:
     return number
 
 
-def envelope(kind: str, used: int, **fields: Any) -> dict[str, Any]:
+def envelope(
+    kind: str, used: int, *, version: int = FORMAT_VERSION, **fields: Any
+) -> dict[str, Any]:
     """Start a snapshot of ``kind`` with ``used`` allocated, then ``fields``.
+
+    Args:
+        kind: the class's name.
+        used: how many items are allocated.
+        version: the format version of ``kind`` being written (a class whose
+            own fields changed form writes a later one than
+            :data:`FORMAT_VERSION`).
+        fields: the class's own fields, in order.
 
     Complexity:
         O(fields).
@@ -94,11 +106,20 @@ def envelope(kind: str, used: int, **fields: Any) -> dict[str, Any]:
     >>> envelope("Example", 0)
     {'kind': 'Example', 'version': 1, 'used': 0}
     """
-    return {"kind": kind, "version": FORMAT_VERSION, "used": write_int(used), **fields}
+    return {"kind": kind, "version": version, "used": write_int(used), **fields}
 
 
-def open_envelope(data: Any, kind: str, keys: Iterable[str]) -> Mapping[str, Any]:
-    """Check ``data`` is a snapshot of ``kind`` in this version with ``keys``.
+def open_envelope(
+    data: Any, kind: str, keys: Iterable[str], *, versions: Collection[int] = (FORMAT_VERSION,)
+) -> Mapping[str, Any]:
+    """Check ``data`` is a snapshot of ``kind`` in one of ``versions`` with ``keys``.
+
+    Args:
+        data: what to check.
+        kind: the class's name.
+        keys: the class's own fields, every one required.
+        versions: the format versions of ``kind`` this release reads (the
+            caller tells them apart by ``data["version"]``).
 
     Raises:
         SnapshotError: not a mapping, another kind or version, or a key missing.
@@ -110,15 +131,20 @@ def open_envelope(data: Any, kind: str, keys: Iterable[str]) -> Mapping[str, Any
     Traceback (most recent call last):
     ...
     dualstack_ipam.errors.SnapshotError: Example snapshot lacks ['used']
+    >>> open_envelope({"kind": "Example", "version": 1}, "Example", [], versions=(2,))
+    Traceback (most recent call last):
+    ...
+    dualstack_ipam.errors.SnapshotError: snapshot version 1 is not supported (this release reads 2)
     """
     if not isinstance(data, Mapping):
         raise SnapshotError(f"a snapshot must be a mapping, got {type(data).__name__}")
     if data.get("kind") != kind:
         raise SnapshotError(f"snapshot kind {data.get('kind')!r} is not {kind!r}")
     version = data.get("version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in versions:
+        readable = ", ".join(map(str, sorted(versions)))
         raise SnapshotError(
-            f"snapshot version {version!r} is not supported (this release reads {FORMAT_VERSION})"
+            f"snapshot version {version!r} is not supported (this release reads {readable})"
         )
     missing = sorted({"used", *keys} - data.keys())
     if missing:

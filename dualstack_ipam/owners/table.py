@@ -9,6 +9,12 @@ wait in two sets and are merged into the sorted list by the next iteration
 (one sort of the new keys, one linear merge), which keeps the hot path of
 allocate/release as cheap as a dict. It has no lock: its allocator's lock guards it.
 
+The sorted list is never changed in place (a merge builds a new one), so a
+snapshot takes it by reference under its allocator's lock, with copies of
+the two small sets of pending keys, and merges after the lock is released
+(:meth:`OwnerTable.order_copy`, :class:`KeyOrder`): no sort of all keys,
+and nothing proportional to the keys, is done under the lock.
+
 >>> table = OwnerTable((IPFamily.IPv4, IPFamily.IPv6), "key", "Service range")
 >>> table.put("web", ((IPFamily.IPv4, 7),))
 >>> table.put("db", ((IPFamily.IPv6, 1), (IPFamily.IPv4, 9)))
@@ -19,6 +25,7 @@ allocate/release as cheap as a dict. It has no lock: its allocator's lock guards
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from dualstack_ipam.errors import (
@@ -29,7 +36,7 @@ from dualstack_ipam.errors import (
 )
 from dualstack_ipam.net import IPFamily, parse_family
 
-__all__ = ["Address", "OwnerTable", "check_key"]
+__all__ = ["Address", "KeyOrder", "OwnerTable", "check_key"]
 
 Address = tuple[IPFamily, int]
 """One held slot: its family, and its number in that family (an int)."""
@@ -58,6 +65,44 @@ def check_key(key: Any, what: str = "key") -> str:
     if not isinstance(key, str) or not key:
         raise InvalidConfigError(f"a {what} must be a non-empty str, got {key!r}", value=key)
     return key
+
+
+def _merge(keys: list[str], added: AbstractSet[str], removed: AbstractSet[str]) -> list[str]:
+    """``keys`` (sorted) without ``removed`` and with ``added``, sorted: a new list."""
+    kept = [k for k in keys if k not in removed] if removed else keys
+    # Two sorted runs: Timsort merges them in linear time.
+    return sorted(kept + sorted(added)) if added else kept
+
+
+class KeyOrder:
+    """The keys of an :class:`OwnerTable` at one instant, to sort later.
+
+    Made by :meth:`OwnerTable.order_copy` under the allocator's lock; it
+    shares the table's sorted list (never changed in place) and copies only
+    the keys added or removed since the table last merged them.
+
+    >>> table = OwnerTable((IPFamily.IPv4,), "key", "Service range")
+    >>> table.put("b", ((IPFamily.IPv4, 2),)); table.put("a", ((IPFamily.IPv4, 1),))
+    >>> order = table.order_copy(); table.put("c", ((IPFamily.IPv4, 3),))
+    >>> order.sorted()
+    ['a', 'b']
+    """
+
+    __slots__ = ("_added", "_keys", "_removed")
+
+    def __init__(self, keys: list[str], added: AbstractSet[str], removed: AbstractSet[str]) -> None:
+        self._keys, self._added, self._removed = keys, frozenset(added), frozenset(removed)
+
+    def sorted(self) -> list[str]:
+        """The keys, sorted: a new list (or the shared one when nothing was pending).
+
+        Complexity:
+            O(1) when no key was added or removed since the table's last
+            merge, else O(n + k log k) for k such keys: the removals are
+            filtered in Python steps (other threads run between them), the
+            additions sorted and merged by one linear C-level pass.
+        """
+        return _merge(self._keys, self._added, self._removed)
 
 
 class OwnerTable:
@@ -154,10 +199,7 @@ class OwnerTable:
     def _sorted(self) -> list[str]:
         """The keys, sorted: the list, with the keys changed since merged in."""
         if self._added or self._removed:
-            gone = self._removed
-            kept = [k for k in self._keys if k not in gone] if gone else self._keys
-            # Two sorted runs: Timsort merges them in linear time.
-            self._keys = sorted(kept + sorted(self._added))
+            self._keys = _merge(self._keys, self._added, self._removed)
             self._added, self._removed = set(), set()
         return self._keys
 
@@ -267,6 +309,15 @@ class OwnerTable:
             O(n), without a Python step per key.
         """
         return dict(self._held)
+
+    def order_copy(self) -> KeyOrder:
+        """The key order now, to sort after the lock is released (see :class:`KeyOrder`).
+
+        Complexity:
+            O(k) for the k keys added or removed since the last merge; the
+            sorted list is shared, not copied.
+        """
+        return KeyOrder(self._keys, self._added, self._removed)
 
     def dump(self, text: Callable[[Address], str]) -> dict[str, list[str]]:
         """key -> the text of each address, keys sorted: a snapshot's entries.

@@ -1,0 +1,181 @@
+"""Snapshots of ServiceIPAllocator that do not pause allocating threads.
+
+What makes a snapshot stall other threads is checked by what it builds, not
+by timing: no object per Service that the cyclic garbage collector tracks
+(version 2 of the format), the key order taken under the lock without a
+sort, and version 1 (what earlier releases wrote) still restoring.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dualstack_ipam import ClusterConfig, ServiceIPAllocator, SnapshotError
+from dualstack_ipam.net import IPFamily
+from dualstack_ipam.owners import OwnerTable
+from dualstack_ipam.services import service_snapshots
+from dualstack_ipam.services.service_snapshots import joined, text
+
+CONFIG = ClusterConfig("10.244.0.0/16,fc00::/24", "10.96.0.0/28,fd00:10:96::/124")
+POOLS = {
+    "IPv4": {
+        "kind": "ServiceIPPool",
+        "version": 1,
+        "used": 2,
+        "cidr": "10.96.0.0/28",
+        "strategy": "sequential",
+        "allocated": {"chunk_bits": 4, "full": [], "partial": [0], "bits": "eJwTYAIAACQAEw=="},
+    },
+    "IPv6": {
+        "kind": "ServiceIPPool",
+        "version": 1,
+        "used": 2,
+        "cidr": "fd00:10:96::/124",
+        "strategy": "sequential",
+        "allocated": {"chunk_bits": 4, "full": [], "partial": [0], "bits": "eJxzYgAAAIYAQw=="},
+    },
+}
+# Written by the release before version 2 (the code at the commit before it).
+VERSION_1: dict[str, Any] = {
+    "kind": "ServiceIPAllocator",
+    "version": 1,
+    "used": 4,
+    "strategy": "sequential",
+    "config": CONFIG.to_dict(),
+    "pools": POOLS,
+    "services": {
+        "default/v6": ["fd00:10:96::2"],
+        "default/web": ["10.96.0.5", "fd00:10:96::7"],
+        "kube-system/dns": ["10.96.0.10"],
+    },
+}
+
+
+def filled() -> ServiceIPAllocator:
+    alloc = ServiceIPAllocator(CONFIG, strategy="sequential")
+    alloc.allocate_service(
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "ipFamilyPolicy": "RequireDualStack",
+                "clusterIP": "10.96.0.5",
+                "clusterIPs": ["10.96.0.5", "fd00:10:96::7"],
+            },
+        }
+    )
+    alloc.allocate("kube-system/dns", ip="10.96.0.10")
+    alloc.allocate("default/v6", ip="fd00:10:96::2")
+    return alloc
+
+
+def test_version_2_holds_one_text_per_service() -> None:
+    data = filled().snapshot()
+    assert data["version"] == service_snapshots.VERSION == 2
+    assert data["services"] == {
+        "default/v6": "fd00:10:96::2",
+        "default/web": "10.96.0.5,fd00:10:96::7",
+        "kube-system/dns": "10.96.0.10",
+    }
+    assert {key: value for key, value in data.items() if key != "services"} == {
+        **{key: value for key, value in VERSION_1.items() if key != "services"},
+        "version": 2,
+    }
+
+
+def test_version_1_still_restores_to_the_same_state() -> None:
+    restored = ServiceIPAllocator.restore(copy.deepcopy(VERSION_1))
+    restored._check_invariants()
+    assert restored.items() == filled().items()
+    assert restored.snapshot() == filled().snapshot()
+
+
+def test_version_2_round_trips_through_json() -> None:
+    data = filled().snapshot()
+    again = ServiceIPAllocator.restore(json.loads(json.dumps(data)))
+    again._check_invariants()
+    assert again.snapshot() == data
+
+
+@pytest.mark.parametrize(
+    ("version", "services"),
+    [
+        (2, {"kube-system/dns": ["10.96.0.10"]}),  # version 1's form in version 2
+        (1, {"kube-system/dns": "10.96.0.10"}),  # and the other way round
+        (2, {"kube-system/dns": ""}),
+        (2, {"kube-system/dns": "10.96.0.10,"}),
+        (2, {"kube-system/dns": " 10.96.0.10"}),
+        (2, {"kube-system/dns": "10.96.0.10,10.96.0.5"}),  # two IPv4
+        (2, {"kube-system/dns": 5}),
+        (2, {"kube-system/dns": None}),
+        (2, ["kube-system/dns"]),
+        (3, {"kube-system/dns": "10.96.0.10"}),
+    ],
+)
+def test_each_version_refuses_the_other_form(version: int, services: Any) -> None:
+    alloc = ServiceIPAllocator(CONFIG, strategy="sequential")
+    alloc.allocate("kube-system/dns", ip="10.96.0.10")
+    data = {**alloc.snapshot(), "version": version, "services": services}
+    with pytest.raises(SnapshotError):
+        ServiceIPAllocator.restore(data)
+
+
+def test_a_snapshot_builds_no_tracked_object_per_service() -> None:
+    # Lists, one per Service, were what started full collections of the
+    # whole heap in the allocating thread: none may come back.
+    alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/20,fd00::/112"))
+    for i in range(300):
+        alloc.allocate_service(
+            {"metadata": {"name": f"s{i}"}, "spec": {"ipFamilyPolicy": "RequireDualStack"}}
+        )
+    services = alloc.snapshot()["services"]
+    assert len(services) == 300
+    assert not gc.is_tracked(services)
+    assert not any(gc.is_tracked(value) for value in services.values())
+
+
+def test_services_past_one_chunk_are_all_written_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service_snapshots, "CHUNK", 3)
+    alloc = ServiceIPAllocator(CONFIG, strategy="sequential")
+    for name in ("k", "b", "z", "a", "m", "c", "q"):
+        alloc.allocate(name)
+    data = alloc.snapshot()
+    assert list(data["services"]) == sorted(data["services"]) == list(alloc)
+    assert ServiceIPAllocator.restore(data).items() == alloc.items()
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**128 - 1))
+def test_joined_is_the_text_of_each_address(ipv4: int, ipv6: int) -> None:
+    both = ((IPFamily.IPv4, ipv4), (IPFamily.IPv6, ipv6))
+    assert joined(both) == f"{text(both[0])},{text(both[1])}"
+    assert joined(both[1:]) == text(both[1])
+
+
+OPS = st.lists(st.tuples(st.sampled_from("abcdefgh"), st.booleans()), max_size=30)
+
+
+@given(OPS, OPS)
+def test_the_key_order_is_the_one_of_its_instant(before: Any, after: Any) -> None:
+    table = OwnerTable((IPFamily.IPv4,), "key", "Service range")
+    slots = {key: number for number, key in enumerate("abcdefgh")}
+
+    def apply(ops: Any) -> None:
+        for key, holds in ops:
+            table.put(key, ((IPFamily.IPv4, slots[key]),) if holds else ())
+
+    apply(before[: len(before) // 2])
+    list(table)  # merged here: the rest waits in the pending sets
+    apply(before[len(before) // 2 :])
+    order = table.order_copy()
+    expected = sorted(key for key in "abcdefgh" if table.get(key))
+    apply(after)
+    assert order.sorted() == expected
+    assert list(table) == sorted(key for key in "abcdefgh" if table.get(key))
