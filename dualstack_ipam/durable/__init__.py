@@ -5,6 +5,11 @@
   the cache, one compare-and-swap transaction, undo and retry);
 - :mod:`~dualstack_ipam.durable.sides`: ``Cluster.nodes`` / ``.services``;
 - :mod:`~dualstack_ipam.durable.layout`: the records (format 1);
+- :mod:`~dualstack_ipam.durable.reserved` / :mod:`~dualstack_ipam.durable.reserving`:
+  reservation block records, followed and written;
+- :mod:`~dualstack_ipam.durable.cooling`: release times (the cooldown);
+- :mod:`~dualstack_ipam.durable.growing`: added ranges (``nodes.add_range``);
+- :mod:`~dualstack_ipam.durable.leaks`: ``reconcile``'s leak counts;
 - :mod:`~dualstack_ipam.durable.journal`: :class:`JournalEntry`;
 - :mod:`~dualstack_ipam.durable.documents`: export, import, the old CLI
   state file, journal replay;
