@@ -291,7 +291,7 @@ it touches the Service range's set-aside 10.0.4.0/22
         missing"; a conflict is reported, never stolen; an address the
         truth holds is never freed. The leak counts live in this allocator
         (in memory: as long as the object; a durable cluster's side keeps
-        them per process for now).
+        them in the store, so that separate runs accumulate them).
 
         Args:
             observed: every key of the truth -> its addresses or CIDRs.
