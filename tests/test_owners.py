@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import netaddr
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -221,3 +222,22 @@ def test_owner_of_both_ways(kind: str) -> None:
     assert [alloc.owner_of(a) for a in addresses] == ["a"] * len(addresses)
     alloc.release("a")
     assert [alloc.owner_of(a) for a in addresses] == [None] * len(addresses)
+
+
+def test_bulk_load_into_an_empty_table_takes_a_cooling_slot() -> None:
+    # A durable side's first load can meet a slot that this process saw
+    # released (cooling) and another process took: the bulk path must take
+    # it as the per-key path does, not call it "allocated for something else".
+    now = [0.0]
+    alloc = ServiceIPAllocator(
+        ClusterConfig("10.244.0.0/16", "10.96.0.0/24"), cooldown=30, clock=lambda: now[0]
+    )
+    alloc.allocate("a", ip="10.96.0.7")
+    state = alloc._key_state("a")
+    assert state is not None
+    alloc.release("a")
+    assert alloc.stats()["IPv4"]["cooling"] == 1
+    alloc._load_states([("b", state)])
+    assert alloc.get("b") == (netaddr.IPAddress("10.96.0.7"),)
+    assert alloc.stats()["IPv4"]["cooling"] == 0
+    alloc._check_invariants()

@@ -263,10 +263,11 @@ class KeyedAllocator(KeyedHoldings[T]):
     def _load_states(self, states: Iterable[tuple[str, tuple[Address, ...]]]) -> None:
         """Set many keys at once (a durable side's first load): no manifest work.
 
-        Into an empty table every state is checked first (one address per
-        family, no address twice, none allocated otherwise), then the slots
-        are marked in the pools' bitmaps directly: no address object is
-        built. Otherwise one :meth:`_set_key_state` per key.
+        Into an empty table whose pools have no cooling slot, every state is
+        checked first (one address per family, no address twice, none
+        allocated otherwise), then the slots are marked in the pools'
+        bitmaps directly: no address object is built. Otherwise one
+        :meth:`_set_key_state` per key.
 
         Raises:
             As :meth:`_set_key_state` (an empty table is left unchanged; else
@@ -276,7 +277,10 @@ class KeyedAllocator(KeyedHoldings[T]):
             O(k) for k addresses, plus O(n log n) once for the key order.
         """
         with self._lock:
-            if len(self._table):
+            # A cooling slot is marked in its pool's bitmap, but it is free to
+            # take: only the per-key path knows to end its cooldown.
+            cooling = any(self._pool(family).cooling for family in self._table.families)
+            if len(self._table) or cooling:
                 for key, state in states:
                     self._set_key_state(key, state)
                 return
