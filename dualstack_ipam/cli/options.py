@@ -37,6 +37,12 @@ def _option(*decls: str, **attrs: Any) -> Callable[[Decorated], Decorated]:
 
         return click.option(*decls, **attrs)(command)
 
+    names = " / ".join(d for d in decls if d.startswith("-"))
+    apply.__doc__ = f"""Add the option {names} to a command.
+
+    Complexity:
+        O(1).
+    """
     return apply
 
 
