@@ -3,7 +3,8 @@ cluster, :class:`CLIError`, :class:`Output` and the exit codes.
 
 Exit codes (``docs/cli.md``): 0 done; 1 refused by the current state; 2 bad
 input; 3 saved, but the output was lost (:mod:`~dualstack_ipam.cli.reporting`);
-5 the store was unavailable. 1, 2 and 5 mean that nothing changed.
+4 ``reconcile`` found differences that remain; 5 the store was unavailable.
+1, 2 and 5 mean that nothing changed.
 """
 
 from __future__ import annotations
