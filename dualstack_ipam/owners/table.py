@@ -67,11 +67,26 @@ def check_key(key: Any, what: str = "key") -> str:
     return key
 
 
+_SLICE = 4096
+"""Keys sorted by one C-level call at most: ~1 ms, so other threads get the interpreter."""
+
+
+def _sorted_in_slices(keys: Iterable[str]) -> list[str]:
+    """``keys`` sorted by slices, then merged two runs at a time (one linear pass each)."""
+    items = list(keys)
+    runs = [sorted(items[i : i + _SLICE]) for i in range(0, len(items), _SLICE)]
+    while len(runs) > 1:
+        runs = [sorted(runs[i] + runs[i + 1]) for i in range(0, len(runs) - 1, 2)] + (
+            runs[-1:] if len(runs) % 2 else []
+        )
+    return runs[0] if runs else []
+
+
 def _merge(keys: list[str], added: AbstractSet[str], removed: AbstractSet[str]) -> list[str]:
     """``keys`` (sorted) without ``removed`` and with ``added``, sorted: a new list."""
     kept = [k for k in keys if k not in removed] if removed else keys
     # Two sorted runs: Timsort merges them in linear time.
-    return sorted(kept + sorted(added)) if added else kept
+    return sorted(kept + _sorted_in_slices(added)) if added else kept
 
 
 class KeyOrder:
@@ -88,10 +103,20 @@ class KeyOrder:
     ['a', 'b']
     """
 
-    __slots__ = ("_added", "_keys", "_removed")
+    __slots__ = ("_added", "_keys", "_merged", "_removed")
 
     def __init__(self, keys: list[str], added: AbstractSet[str], removed: AbstractSet[str]) -> None:
         self._keys, self._added, self._removed = keys, frozenset(added), frozenset(removed)
+        self._merged: list[str] | None = None
+
+    @property
+    def base(self) -> list[str]:
+        """The table's sorted list this order was taken from (shared, not a copy).
+
+        Complexity:
+            O(1).
+        """
+        return self._keys
 
     def sorted(self) -> list[str]:
         """The keys, sorted: a new list (or the shared one when nothing was pending).
@@ -102,7 +127,9 @@ class KeyOrder:
             filtered in Python steps (other threads run between them), the
             additions sorted and merged by one linear C-level pass.
         """
-        return _merge(self._keys, self._added, self._removed)
+        if self._merged is None:
+            self._merged = _merge(self._keys, self._added, self._removed)
+        return self._merged
 
 
 class OwnerTable:
@@ -318,6 +345,41 @@ class OwnerTable:
             sorted list is shared, not copied.
         """
         return KeyOrder(self._keys, self._added, self._removed)
+
+    def adopt(self, order: KeyOrder) -> bool:
+        """Take ``order``'s merged keys as the table's, if the table has not merged since.
+
+        A snapshot merges outside the lock (:meth:`KeyOrder.sorted`) and
+        hands the result back under it, so the table's own list stays up to
+        date without a merge under the lock: the keys added or removed since
+        ``order`` was taken stay pending, relative to the new list.
+
+        Returns:
+            Whether the list was taken (False: the table merged meanwhile,
+            or ``order`` was not sorted yet).
+
+        Complexity:
+            O(k) for the k keys pending in the table or in ``order``.
+
+        >>> table = OwnerTable((IPFamily.IPv4,), "key", "Service range")
+        >>> table.put("b", ((IPFamily.IPv4, 2),)); table.put("a", ((IPFamily.IPv4, 1),))
+        >>> order = table.order_copy(); _ = order.sorted()
+        >>> table.put("b", ()); table.put("c", ((IPFamily.IPv4, 3),))
+        >>> table.adopt(order), table._keys, sorted(table._added), sorted(table._removed)
+        (True, ['a', 'b'], ['c'], ['b'])
+        >>> list(table)
+        ['a', 'c']
+        """
+        merged = order._merged
+        if merged is None or order._keys is not self._keys:
+            return False
+        # Now pending relative to the merged list: what changed since the copy.
+        # A key of the copy's removed set that is back (or of its added set that
+        # is gone again) left the table's set when it changed back.
+        added = (order._removed - self._removed) | (self._added - order._added)
+        removed = (self._removed - order._removed) | (order._added - self._added)
+        self._keys, self._added, self._removed = merged, set(added), set(removed)
+        return True
 
     def dump(self, text: Callable[[Address], str]) -> dict[str, list[str]]:
         """key -> the text of each address, keys sorted: a snapshot's entries.

@@ -113,6 +113,9 @@ def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
         order = table.order_copy()
         used = sum(map(table.count, table.families))
     keys = order.sorted()
+    if keys is not order.base:
+        with alloc._lock:  # O(pending keys): the next snapshot need not merge again
+            table.adopt(order)
     services: dict[str, str] = {}  # only str in it: the garbage collector never tracks it
     for start in range(0, len(keys), CHUNK):
         if start:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from dualstack_ipam import ClusterConfig, ServiceIPAllocator, SnapshotError
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners import OwnerTable
+from dualstack_ipam.owners import table as table_module
 from dualstack_ipam.services import service_snapshots
 from dualstack_ipam.services.service_snapshots import joined, text
 
@@ -178,4 +179,39 @@ def test_the_key_order_is_the_one_of_its_instant(before: Any, after: Any) -> Non
     expected = sorted(key for key in "abcdefgh" if table.get(key))
     apply(after)
     assert order.sorted() == expected
+    # Handed back, the merged order keeps what changed since as pending.
+    assert table.adopt(order)
+    table._check_invariants(lambda address: True)
     assert list(table) == sorted(key for key in "abcdefgh" if table.get(key))
+
+
+def test_an_order_is_not_adopted_once_the_table_merged() -> None:
+    table = OwnerTable((IPFamily.IPv4,), "key", "Service range")
+    table.put("b", ((IPFamily.IPv4, 2),))
+    order = table.order_copy()
+    assert not table.adopt(order)  # not sorted yet
+    assert order.sorted() == ["b"]
+    table.put("a", ((IPFamily.IPv4, 1),))
+    assert list(table) == ["a", "b"]  # the table merged: its list is another one
+    assert not table.adopt(order)
+    assert list(table) == ["a", "b"]
+
+
+def test_a_snapshot_hands_its_merged_order_to_the_table() -> None:
+    alloc = ServiceIPAllocator(CONFIG, strategy="sequential")
+    for name in ("k", "b", "z"):
+        alloc.allocate(name)
+    alloc.snapshot()
+    assert alloc._table.order_copy().sorted() is alloc._table.order_copy().base
+    alloc.allocate("a")
+    assert list(alloc.snapshot()["services"]) == ["a", "b", "k", "z"]
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 6, 7, 40])
+def test_many_added_keys_are_sorted_by_slices(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table_module, "_SLICE", 3)
+    table = OwnerTable((IPFamily.IPv4,), "key", "Service range")
+    names = [f"k{(i * 7919) % 101:03}" for i in range(count)]
+    for number, name in enumerate(names):
+        table.put(name, ((IPFamily.IPv4, number),))
+    assert table.order_copy().sorted() == sorted(names) == list(table)
