@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -242,16 +242,57 @@ class FakeEtcd:
     # -- transactions -----------------------------------------------------------
 
     def _check(self, txn: dict[str, Any]) -> None:
-        """Refuse a key put twice in one branch, as etcd's API layer does (both branches)."""
+        """Refuse a key written twice in one branch, as etcd's API layer does (both branches)."""
         for branch in ("success", "failure"):
-            puts: list[bytes] = []
-            for op in txn.get(branch) or ():
-                if "request_put" in op:
-                    puts.append(_b(op["request_put"].get("key")))
-                elif "request_txn" in op:
-                    self._check(op["request_txn"])
-            if len(set(puts)) != len(puts):
-                raise Refused(_INVALID, "etcdserver: duplicate key given in txn request")
+            self._overlaps(txn.get(branch) or ())
+
+    def _overlaps(
+        self, ops: Sequence[dict[str, Any]]
+    ) -> tuple[set[bytes], list[tuple[bytes, bytes]]]:
+        """etcd's ``checkIntervals``: the keys put and the ranges deleted by ``ops``.
+
+        A key put twice, or put and deleted, in one branch (nested
+        transactions included) is refused; the two branches of a nested
+        transaction may put the same key (only one of them runs).
+        """
+        duplicate = Refused(_INVALID, "etcdserver: duplicate key given in txn request")
+        dels = [
+            self._interval(op["request_delete_range"]) for op in ops if "request_delete_range" in op
+        ]
+
+        def deleted(key: bytes) -> bool:
+            return any(start <= key < end for start, end in dels)
+
+        puts: set[bytes] = set()
+        for op in ops:
+            if "request_txn" not in op:
+                continue
+            nested = op["request_txn"]
+            puts_then, dels_then = self._overlaps(nested.get("success") or ())
+            puts_else, dels_else = self._overlaps(nested.get("failure") or ())
+            for key in puts_then:
+                if key in puts or deleted(key):
+                    raise duplicate
+                puts.add(key)
+            for key in puts_else:
+                if (key in puts and key not in puts_then) or deleted(key):
+                    raise duplicate
+                puts.add(key)
+            dels += dels_then + dels_else
+        for op in ops:
+            if "request_put" in op:
+                key = _b(op["request_put"].get("key"))
+                if key in puts or deleted(key):
+                    raise duplicate
+                puts.add(key)
+        return puts, dels
+
+    @staticmethod
+    def _interval(request: dict[str, Any]) -> tuple[bytes, bytes]:
+        start, end = _b(request.get("key")), _b(request.get("range_end"))
+        if not end:
+            return start, start + b"\x00"
+        return start, (b"\xff" * 64 if end == b"\x00" else end)
 
     def _choose(self, txn: dict[str, Any]) -> list[bool]:
         """The branch each (nested) transaction takes, in order, all judged before any write.
@@ -315,8 +356,13 @@ class FakeEtcd:
     def _op(
         self, op: dict[str, Any], path: Iterator[bool], revision: int, changed: list[bool]
     ) -> dict[str, Any]:
+        # Inner answers carry the revision as the transaction has it so far.
+        if "request_txn" in op:
+            nested = self._txn(op["request_txn"], path, revision, changed)
+            return {"response_txn": {"header": {}, **nested}}
         if "request_range" in op:
-            return {"response_range": self._range(op["request_range"])}
+            body = self._range(op["request_range"])
+            return {"response_range": {"header": self._inner(revision, changed), **body}}
         if "request_put" in op:
             put = op["request_put"]
             key = _b(put.get("key"))
@@ -329,16 +375,21 @@ class FakeEtcd:
                 int(put.get("lease") or 0),
             )
             changed.append(True)
-            return {"response_put": {}}
+            return {"response_put": {"header": self._inner(revision, changed)}}
         if "request_delete_range" in op:
             keys = self._keys(op["request_delete_range"])
             for key in keys:
                 del self._kv[key]
             changed.append(bool(keys))
-            return {"response_delete_range": {"deleted": str(len(keys))} if keys else {}}
-        if "request_txn" in op:
-            return {"response_txn": self._txn(op["request_txn"], path, revision, changed)}
+            answer: dict[str, Any] = {"header": self._inner(revision, changed)}
+            if keys:
+                answer["deleted"] = str(len(keys))
+            return {"response_delete_range": answer}
         raise Refused(_INVALID, f"unknown operation {sorted(op)!r}")
+
+    @staticmethod
+    def _inner(revision: int, changed: list[bool]) -> dict[str, str]:
+        return {"revision": str(revision if any(changed) else revision - 1)}
 
     def _keys(self, request: dict[str, Any]) -> list[bytes]:
         start, end = _b(request.get("key")), _b(request.get("range_end"))
@@ -350,7 +401,7 @@ class FakeEtcd:
 
     def _range(self, request: dict[str, Any]) -> dict[str, Any]:
         keys = self._keys(request)
-        answer: dict[str, Any] = {"header": self._header()}
+        answer: dict[str, Any] = {}
         if keys:
             answer["count"] = str(len(keys))
         if request.get("count_only"):
