@@ -4,24 +4,26 @@ Taking one copies under the allocator's lock only what is flat: each pool's
 state (:meth:`~dualstack_ipam.pools.base.BasePool.capture`), the owner map
 (one ``dict`` copy) and the key order (:meth:`OwnerTable.order_copy
 <dualstack_ipam.owners.table.OwnerTable.order_copy>`: the table keeps its
-keys sorted, so no sort of all keys is needed). Building address text and
-encoding the pools happen after the lock is released.
+keys sorted, so no sort of all keys is needed; the keys changed since its
+last merge are merged after the lock is released and the result handed
+back with :meth:`~dualstack_ipam.owners.table.OwnerTable.adopt`). Building
+address text and encoding the pools happen after the lock is released.
 
-Format version 2 (version 1, what earlier releases wrote, still restores) keeps each
-Service's addresses as one text, ``"10.96.0.10,fd00:10:96::a"``, not a
-list. Why, measured with ``measure_pause`` of ``benchmarks/bench_store.py``
-(50,000 dual-stack Services, a thread allocating throughout): a list per
-Service is 50,000 containers the cyclic garbage collector tracks, enough to
-start a full collection of the whole heap (~220,000 objects, 40-370 ms on
-the shared 2-core machine) at nearly every snapshot, in whichever thread
-allocates next: 10 full collections in 20 snapshots. A ``str`` is not
-tracked, nor is a ``dict`` holding only ``str``: version 2 builds no tracked
-object per Service and started none in the same run. The text is built in
-chunks of :data:`CHUNK` Services with ``time.sleep(0)`` between them, so a
-waiting thread gets the interpreter after ~1 ms instead of the 5 ms switch
-interval, and no single C-level call runs long (the old ``sorted()`` of all
-keys held the interpreter for ~13 ms). ``docs/performance.md`` has the
-figures.
+Format version 2 (version 1, what earlier releases wrote, still restores)
+keeps each Service's addresses as one text, ``"10.96.0.10,fd00:10:96::a"``,
+not a list. Why, measured with ``measure_pause`` of
+``benchmarks/bench_store.py`` (50,000 dual-stack Services, a thread
+allocating throughout): a list per Service is 50,000 containers the cyclic
+garbage collector tracks, enough to start a full collection of the whole
+heap (~220,000 objects, 40-370 ms on the shared 2-core machine) at nearly
+every snapshot, in whichever thread allocates next: 10 full collections in
+20 snapshots. A ``str`` is not tracked, nor is a ``dict`` holding only
+``str``: version 2 builds no tracked object per Service and started none in
+the same run. The text is built in chunks of :data:`CHUNK` Services
+(~1.2 ms) with ``time.sleep(0)`` between them, so a waiting thread may take
+the interpreter before the 5 ms switch interval, and no single C-level call
+runs long (the ``sorted()`` of all keys it replaces held the interpreter
+for ~13 ms). ``docs/performance.md`` has the figures.
 """
 
 from __future__ import annotations
