@@ -120,3 +120,18 @@ def test_an_error_in_the_work_goes_through_the_bar(monkeypatch: pytest.MonkeyPat
     with pytest.raises(OSError, match="disk"), progress(MIN_ITEMS, "work"):
         raise OSError("disk")
     assert stream.getvalue().endswith("\n")  # the bar's line is ended
+
+
+def test_import_draws_a_bar_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    old, new = str(tmp_path / "old.db"), str(tmp_path / "new.db")
+    filled = invoke("reconcile", "-f", str(truth_file(tmp_path)), "--state", old, "--repair")
+    assert filled.exit_code == 0, filled.stdout
+    backup = tmp_path / "backup.json"
+    assert invoke("export", "--state", old, "--output", str(backup)).exit_code == 0
+    code, drawn = on_a_terminal(monkeypatch, ["import", str(backup), "--state", new])
+    assert code == 0
+    assert "import" in drawn
+    assert "100%" in drawn
+    assert f"Imported {COUNT} nodes" in capsys.readouterr().out
