@@ -7,9 +7,9 @@ compaction, transactions with etcd's compares (``MOD``, ``VERSION``,
 absent key has revision 0 and no value) judged before any write, nested
 transactions, and etcd's refusals (an unknown lease on the chosen branch,
 a key put twice, or put and deleted, in one branch; a compacted or future
-revision). ``test_fake_agrees_with_etcd.py`` checks it against a real etcd. Answers
-are those of etcd's v3 JSON gateway: 64-bit numbers as strings, empty
-fields left out. ``fake_faults.FakeTransport`` serves it to the real
+revision). Answers are those of etcd's v3 JSON gateway: 64-bit numbers as
+strings, empty fields left out; ``test_fake_agrees_with_etcd.py`` checks
+them against a real etcd. ``fake_faults.FakeTransport`` serves it to the real
 backend and loses answers on request.
 
 It has no watch: ``changes`` and ``watched`` need a real etcd.
