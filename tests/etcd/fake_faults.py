@@ -26,7 +26,7 @@ from typing import Any
 
 from etcd3gw import exceptions
 
-from dualstack_ipam.store.etcd_transport import Transport
+from dualstack_ipam.store.etcd_transport import Transport, checked_write
 from etcd.fake_etcd import FakeEtcd, Refused
 
 __all__ = ["FAULTS", "FakeTransport", "kind_of"]
@@ -48,8 +48,8 @@ FAULTS = ("committed", "lost", "resent", "late", "twice")
 def kind_of(path: str, payload: dict[str, Any]) -> str:
     """Which kind of request the backend sends: what a fault is scheduled on.
 
-    ``write`` (a transaction with writes in its success branch and reads
-    in its failure branch: the backend's checked transaction), ``resolve``
+    ``write`` (the backend's checked transaction, as the transport itself
+    tells it: ``etcd_transport.checked_write``), ``resolve``
     (a transaction without a failure branch: the fence bump after no
     answer), ``read`` (a range, or a transaction that only reads), ``put``
     (a sync point), ``lease`` (grant, keep-alive, revoke), ``compact``.
@@ -62,10 +62,10 @@ def kind_of(path: str, payload: dict[str, Any]) -> str:
     >>> kind_of("lease/grant", {})
     'lease'
     """
+    if checked_write(path, payload):
+        return "write"
     if path == "kv/txn":
-        if "failure" not in payload:
-            return "resolve"
-        return "write" if payload.get("success") else "read"
+        return "read" if "failure" in payload else "resolve"
     if path == "kv/range":
         return "read"
     if path.startswith("lease/"):
