@@ -189,6 +189,36 @@ def test_another_client_moving_the_fence_fences_this_one_off(etcd: FakeEtcd) -> 
     assert backend.get("b") is None
 
 
+def test_a_lost_answer_after_the_lease_expired_is_resolved_with_a_new_lease(
+    etcd: FakeEtcd,
+) -> None:
+    backend, transport = client(etcd)
+    assert backend.txn([Compare("a", 0)], [Put("a", b"1")]).succeeded
+    etcd.expire_leases()  # the client does not know yet
+    transport.inject("write", ["committed"])  # refused (dead lease), and the answer lost
+    result = backend.txn([Compare("b", 0)], [Put("b", b"2")])
+    assert result.succeeded
+    assert backend.get("b") == Record("b", b"2", result.revision)
+    assert backend.unknown == 1
+    assert transport.sent["resolve"] == 2  # the bump on the dead lease was refused
+    assert 0 < fence(etcd) < result.revision  # made again by the resolution's bump
+
+
+def test_a_late_copy_of_our_own_fence_bump_is_taken_as_ours(etcd: FakeEtcd) -> None:
+    """A bump delivered late moves the fence with our own value: not "fenced off"."""
+    backend, transport = client(etcd)
+    assert backend.txn([Compare("a", 0)], [Put("a", b"1")]).succeeded
+    transport.inject("write", ["committed"])
+    transport.inject("resolve", ["late"])  # held, then delivered after the second bump
+    assert backend.txn([Compare("b", 0)], [Put("b", b"2")]).succeeded
+    assert transport.replayed == [True]  # it moved the fence behind the client's back
+    retries = backend.retries
+    result = backend.txn([Compare("c", 0)], [Put("c", b"3")])
+    assert result.succeeded
+    assert backend.retries == retries + 1  # one failed fence compare, then through
+    assert etcd.versions("p/kv/") == {"a": 1, "b": 1, "c": 1}
+
+
 def test_reads_retry_then_give_up_bounded(etcd: FakeEtcd) -> None:
     backend, transport = client(etcd)
     transport.inject("read", ["lost", "committed"])
