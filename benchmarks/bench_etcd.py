@@ -248,6 +248,10 @@ def near_full(endpoint: str, seconds: float, rounds: int) -> list[dict[str, Any]
                 side.allocate(f"fill-{n}")
             clusters.append(cluster)
             sides.append(side)
+        for side in sides:  # the lease, the watch and the cursors warmed up
+            for n in range(WARMUP):
+                side.allocate(f"warm-{n}")
+                side.release(f"warm-{n}")
         rates: list[list[float]] = [[] for _ in fills]
         pooled: list[list[float]] = [[] for _ in fills]
         for _ in range(rounds):

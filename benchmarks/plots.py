@@ -5,11 +5,12 @@ Run from the repository root, after ``pip install -e '.[bench]'``::
     python -m benchmarks.plots
 
 It reads ``benchmarks/results/hot_path.json``,
-``benchmarks/results/bitmap_designs.json`` and
-``benchmarks/results/store.json`` (written by
-``python -m benchmarks.bench_hot_path --json ...``,
-``python -m benchmarks.bitmap_designs --json ...`` and
-``python -m benchmarks.bench_store --json ...``) and writes PNG files to
+``benchmarks/results/bitmap_designs.json``,
+``benchmarks/results/store.json`` and ``benchmarks/results/etcd.json``
+(written by ``python -m benchmarks.bench_hot_path --json ...``,
+``python -m benchmarks.bitmap_designs --json ...``,
+``python -m benchmarks.bench_store --json ...`` and
+``python -m benchmarks.bench_etcd --json ...``) and writes PNG files to
 ``docs/_static/perf/``. It measures nothing itself.
 """
 
@@ -220,6 +221,57 @@ def plot_store_cli(plt: Any, store: dict[str, Any]) -> Path:
     return _save(plt, fig, "store_cli.png")
 
 
+def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
+    """Durable allocations on etcd against raw etcd3gw creates: rates, ratios, CPU."""
+    rows = etcd["concurrency"]
+    kinds = [
+        ("raw", "raw etcd3gw create"),
+        ("nodes", "durable nodes"),
+        ("services", "durable Services"),
+    ]
+    counts = sorted({r["processes"] for r in rows})
+    cell = {(r["kind"], r["processes"]): r for r in rows}
+    fig, (rates, ratios, cpu) = plt.subplots(1, 3, figsize=(13, 4.0))
+    for k, (kind, label) in enumerate(kinds):
+        rates.plot(
+            counts, [cell[kind, n]["ops_per_s"] for n in counts], "o-", color=f"C{k}", label=label
+        )
+    rates.set_xticks(counts)
+    rates.set_xlabel("processes")
+    rates.set_ylabel("allocations per second (sum)")
+    rates.set_ylim(bottom=0)
+    rates.set_title("rate (median of the rounds)")
+    rates.legend(fontsize=8)
+    width = 0.38
+    for k, (kind, label) in enumerate(kinds[1:]):
+        xs = [i + (k - 0.5) * width for i in range(len(counts))]
+        bars = ratios.bar(
+            xs, [cell[kind, n]["x_raw"] for n in counts], width, color=f"C{k + 1}", label=label
+        )
+        ratios.bar_label(bars, fmt="%.2f", fontsize=8)
+    ratios.axhline(0.7, color="grey", linestyle=":", label="goal: 0.7 x raw")
+    ratios.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    ratios.set_xticks(range(len(counts)), [str(n) for n in counts])
+    ratios.set_xlabel("processes")
+    ratios.set_title("durable / raw (same run)")
+    ratios.legend(fontsize=8)
+    width = 0.8 / len(kinds)
+    for k, (kind, label) in enumerate(kinds):
+        xs = [i + (k - 1) * width for i in range(len(counts))]
+        client = [cell[kind, n]["client_cpu_ms"] for n in counts]
+        server = [cell[kind, n]["etcd_cpu_ms"] or 0.0 for n in counts]
+        cpu.bar(xs, client, width, label=f"{label}: client", color=f"C{k}")
+        cpu.bar(xs, server, width, bottom=client, color=f"C{k}", alpha=0.45, hatch="//")
+    cpu.set_xticks(range(len(counts)), [str(n) for n in counts])
+    cpu.set_xlabel("processes")
+    cpu.set_ylabel("CPU ms per allocation")
+    cpu.set_title("CPU per allocation: client (solid), etcd (hatched)")
+    cpu.legend(fontsize=8)
+    for ax in (rates, ratios, cpu):
+        ax.grid(alpha=0.3, axis="y")
+    return _save(plt, fig, "etcd.png")
+
+
 def _save(plt: Any, fig: Any, name: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name
@@ -248,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     store = _load("store.json")
     written += [plot_store_size(plt, store), plot_store_cli(plt, store)]
+    written.append(plot_etcd(plt, _load("etcd.json")))
     for path in written:
         print(path.relative_to(ROOT))
     return 0
