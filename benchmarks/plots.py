@@ -6,11 +6,13 @@ Run from the repository root, after ``pip install -e '.[bench]'``::
 
 It reads ``benchmarks/results/hot_path.json``,
 ``benchmarks/results/bitmap_designs.json``,
-``benchmarks/results/store.json`` and ``benchmarks/results/etcd.json``
-(written by ``python -m benchmarks.bench_hot_path --json ...``,
+``benchmarks/results/store.json``, ``benchmarks/results/etcd.json`` and
+``benchmarks/results/restart.json`` (written by
+``python -m benchmarks.bench_hot_path --json ...``,
 ``python -m benchmarks.bitmap_designs --json ...``,
-``python -m benchmarks.bench_store --json ...`` and
-``python -m benchmarks.bench_etcd --json ...``) and writes PNG files to
+``python -m benchmarks.bench_store --json ...``,
+``python -m benchmarks.bench_etcd --json ...`` and
+``python -m benchmarks.bench_restart --json ...``) and writes PNG files to
 ``docs/_static/perf/``. It measures nothing itself.
 """
 
@@ -272,6 +274,59 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
     return _save(plt, fig, "etcd.png")
 
 
+def plot_restart(plt: Any, restart: dict[str, Any]) -> Path:
+    """Restart to ready: each way of rebuilding both allocators, as a multiple of restore()."""
+    cases = restart["cases"]
+    names = list(cases)
+    # The goals in bench_restart's order: bulk occupy, then reconcile.
+    goals = dict(zip(("occupy", "reconcile"), (g["limit"] for g in restart["goals"]), strict=True))
+    fig, ax = plt.subplots(figsize=(9, 4.0))
+    width = 0.38
+    xs = range(len(names))
+    cpu = ax.bar(
+        [x - width / 2 for x in xs],
+        [cases[n]["x_restore_cpu_median"] for n in names],
+        width,
+        label="CPU time (the goals)",
+    )
+    wall = ax.bar(
+        [x + width / 2 for x in xs],
+        [cases[n]["x_restore_median"] for n in names],
+        width,
+        label="wall clock (shared machine)",
+        alpha=0.6,
+    )
+    ax.bar_label(cpu, fmt="%.2f", fontsize=8)
+    ax.bar_label(wall, fmt="%.2f", fontsize=8)
+    for k, (name, limit) in enumerate(goals.items()):
+        if name in names:
+            x = names.index(name)
+            ax.hlines(
+                limit,
+                x - 0.45,
+                x + 0.45,
+                colors="tab:red",
+                linestyles=":",
+                label="goal (issue 11)" if k == 0 else None,
+            )
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    labels = [n.replace(" + ", " +\n") for n in names]
+    for name, limit in goals.items():
+        if name in names:
+            labels[names.index(name)] += f"\n(goal <= {limit:g}x)"
+    if "occupy + allocate_service" in names:
+        labels[names.index("occupy + allocate_service")] += "\n(the old way)"
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylabel("x restore() of the same state (median)")
+    ax.set_title(
+        f"restart to ready: {restart['nodes']:,} nodes, {restart['services']:,} Services "
+        f"({restart['addresses']:,} addresses)"
+    )
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3, axis="y")
+    return _save(plt, fig, "restart.png")
+
+
 def _save(plt: Any, fig: Any, name: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name
@@ -301,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     store = _load("store.json")
     written += [plot_store_size(plt, store), plot_store_cli(plt, store)]
     written.append(plot_etcd(plt, _load("etcd.json")))
+    written.append(plot_restart(plt, _load("restart.json")))
     for path in written:
         print(path.relative_to(ROOT))
     return 0
