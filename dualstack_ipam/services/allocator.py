@@ -12,14 +12,20 @@ all-or-nothing and thread-safe; ``release_service`` releases by key, as
 ``kubectl delete`` does. A requested address held by another key raises
 :class:`ClusterIPTakenError`: both a ``ServiceValidationError`` (``.field``)
 and an ``AlreadyAllocatedError`` (``.owner``), so "taken" and "invalid" differ.
+
+:meth:`ServiceIPAllocator.add_range` grows a family with another Service
+range (Kubernetes' ServiceCIDR objects): the family's pool becomes a
+:class:`~dualstack_ipam.pools.multi.MultiServiceIPPool`; each range keeps
+its own static band, and dynamic allocation fills the ranges in the order
+they were added.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from random import Random
-from typing import Any
+from typing import Any, cast
 
 import netaddr
 
@@ -33,13 +39,16 @@ from dualstack_ipam.errors import (
 from dualstack_ipam.net import (
     IPFamily,
     make_address,
+    make_network,
     parse_address,
     parse_family,
+    parse_network,
     split_cidrs,
     usable_span,
 )
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.owners.controls import AllocatorControls
+from dualstack_ipam.pools.multi import MultiServiceIPPool, grow, parts_of, ranges_of, sibling
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import service_snapshots
 from dualstack_ipam.services.service_manifests import ServiceManifests
@@ -87,7 +96,7 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         "_table",
         "_uncounted",
     )
-    _pools: dict[IPFamily, ServiceIPPool]
+    _pools: dict[IPFamily, ServiceIPPool | MultiServiceIPPool]
 
     def __init__(
         self,
@@ -114,9 +123,10 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         self._setup(config, strategy, pools)
 
     def _setup(
-        self, config: ClusterConfig, strategy: str, pools: dict[IPFamily, ServiceIPPool]
+        self, config: ClusterConfig, strategy: str, pools: Mapping[IPFamily, ServiceIPPool]
     ) -> None:
-        self._config, self._strategy, self._pools = config, strategy, pools
+        self._config, self._strategy = config, strategy
+        self._pools = dict(pools)
         self._table = OwnerTable(pools, "key", "Service range")
         self._lock = threading.RLock()
         self._leak_counts: dict[str, int] = {}
@@ -124,10 +134,10 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         self._uncounted: dict[IPFamily, int] = {}
 
     def __repr__(self) -> str:
-        ranges = ",".join(str(pool.cidr) for pool in self._pools.values())
+        ranges = ",".join(str(cidr) for pool in self._pools.values() for cidr in ranges_of(pool))
         return f"ServiceIPAllocator({ranges}, strategy={self._strategy!r})<keys={len(self)}>"
 
-    def _pool(self, family: Any) -> ServiceIPPool:
+    def _pool(self, family: Any) -> ServiceIPPool | MultiServiceIPPool:
         return self._pools[self._table.family(family)]
 
     def _build(self, address: Address) -> netaddr.IPAddress:
@@ -140,7 +150,13 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         self._pools[address[0]].release(self._build(address))
 
     def _pool_slot(self, address: Address) -> tuple[ServiceIPPool, int]:
-        pool = self._pools[address[0]]
+        entry = self._pools[address[0]]
+        pool = entry.part_holding(address[1]) if isinstance(entry, MultiServiceIPPool) else entry
+        if pool is None:
+            ranges = ", ".join(map(str, ranges_of(entry)))
+            raise NotInRangeError(
+                f"{self._build(address)} is not in {ranges}", pool_cidr=entry.cidr
+            )
         slot = address[1] - pool._base  # the pool's own slot rule, without an address object
         if not 0 <= slot < pool._bitmap.size:
             raise NotInRangeError(
@@ -190,7 +206,8 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         with self._counting(), self._lock:
             held = self._table.get(key)
             if held is None:
-                held = ((fam, take(self._pools, self._table, fam, value)),)
+                pools = cast("Mapping[IPFamily, ServiceIPPool]", self._routed(((fam, value),)))
+                held = ((fam, take(pools, self._table, fam, value)),)
                 self._table.put(key, held)
             elif len(held) != 1 or held[0][0] is not fam or value not in (None, held[0][1]):
                 message = (
@@ -216,7 +233,7 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         check_key(key)
         with self._lock:
             held = self._table.pop(key)
-            release_all(self._pools, held or ())
+            release_all(cast("Mapping[IPFamily, ServiceIPPool]", self._pools), held or ())
             return held is not None
 
     def owner_of(self, ip: Any) -> str | None:
@@ -287,7 +304,18 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
                 self._table.family(family)
                 wanted[family] = value
             new = self._table.claim(key, wanted.items(), self._build, "Service IP")
-            check_occupied(self._pools, new)
+            for family, number in new:
+                entry = self._pools[family]
+                if isinstance(entry, MultiServiceIPPool) and entry.part_holding(number) is None:
+                    # Named here: the check below would name the first range only.
+                    address, ranges = make_address(number, family), ranges_of(entry)
+                    raise NotInRangeError(
+                        f"Service IP {str(address)!r} is not usable in "
+                        f"{', '.join(map(str, ranges))}",
+                        value=address,
+                        pool_cidr=entry.cidr,
+                    )
+            check_occupied(cast("Mapping[IPFamily, ServiceIPPool]", self._routed(new)), new)
             if new:
                 for address in new:
                     self._take_slot(address)
@@ -297,11 +325,100 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
     def _reconcile_parse(self, value: Any) -> tuple[netaddr.IPAddress, bool]:
         """``value`` as an address, and whether it is usable in its family's range."""
         number, family = parse_address(value)
-        pool = self._pools.get(family)
+        entry = self._pools.get(family)
+        pool = entry.part_holding(number) if isinstance(entry, MultiServiceIPPool) else entry
         if pool is None:
             return make_address(number, family), False
         first, count = usable_span(family, pool.cidr.prefixlen)
         return make_address(number, family), 0 <= number - pool.cidr.first - first < count
+
+    # ------------------------------------------------------------ ranges
+
+    def add_range(self, cidr: Any) -> netaddr.IPNetwork:
+        """Grow a family with another Service range (a Kubernetes ServiceCIDR); return it.
+
+        The new range has its own static band (KEP-3070, from its own
+        size) and is used by dynamic allocation once the ranges before it
+        are full (the configuration's first, then in the order added); a
+        requested address may lie in any range, and everything else
+        (``occupy``, ``owner_of``, ``release``, ``reserve``, ``reconcile``,
+        counts, snapshots) covers every range. Host bits are dropped. The
+        range must not overlap a Service range of its family (a cluster
+        CIDR is the node allocator's: not checked here, as Kubernetes does
+        not). :attr:`config` is unchanged. All or nothing.
+
+        Args:
+            cidr: the network to add (anything
+                :func:`~dualstack_ipam.net.parse_network` accepts).
+
+        Returns:
+            The network added, canonical.
+
+        Raises:
+            AddressFormatError: ``cidr`` does not parse.
+            InvalidConfigError: a family the cluster has no Service range
+                of, or overlap with a Service range of the family (the
+                message quotes ``cidr`` and names the range).
+
+        Complexity:
+            O(k log k) for k ranges of the family, plus the new pool's
+            construction (O(1) above 2**24 addresses, else its bytes,
+            zeroed in C).
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/29"),
+        ...                            strategy="sequential")
+        >>> alloc.add_range("10.97.0.0/24"), alloc.ranges("IPv4")
+        (IPNetwork('10.97.0.0/24'), [IPNetwork('10.96.0.0/29'), IPNetwork('10.97.0.0/24')])
+        >>> [str(alloc.allocate(f"s{i}")) for i in range(7)][-2:], alloc.capacity("IPv4")
+        (['10.96.0.6', '10.97.0.17'], 260)
+        >>> alloc.add_range("10.96.0.0/16")
+        Traceback (most recent call last):
+        ...
+        dualstack_ipam.errors.InvalidConfigError: cannot add the Service range '10.96.0.0/16': \
+it overlaps the IPv4 Service range 10.96.0.0/29
+        """
+        with self._counting(), self._lock:
+            value = make_network(*parse_network(cidr))
+            pool = self._new_range_pool(value, cidr)
+            self._pools[pool.family] = grow(pool, sibling(pool, value))
+        return value
+
+    def _new_range_pool(
+        self, value: netaddr.IPNetwork, cidr: Any = None
+    ) -> ServiceIPPool | MultiServiceIPPool:
+        """The pool ``value`` (canonical) would be added to; the error if it cannot be."""
+        net = parse_network(value)
+        pool = self._pools.get(net.family)
+        where = f"cannot add the Service range {str(value) if cidr is None else cidr!r}"
+        if pool is None:
+            have = ", ".join(map(str, self._pools))
+            raise InvalidConfigError(
+                f"{where}: the cluster has no {net.family} Service range (families: {have}); "
+                "add_range grows a family the cluster has",
+                value=value,
+            )
+        for other in ranges_of(pool):
+            if other.first <= value.last and value.first <= other.last:
+                raise InvalidConfigError(
+                    f"{where}: it overlaps the {net.family} Service range {other}", value=value
+                )
+        return pool
+
+    def ranges(self, family: IPFamily | str) -> list[netaddr.IPNetwork]:
+        """The Service ranges of ``family``: the configuration's, then those added, in order.
+
+        Raises:
+            FamilyNotConfiguredError: the cluster has no Service range of that family.
+
+        Complexity:
+            O(k) for k ranges of the family.
+
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
+        >>> _ = alloc.add_range("10.97.0.0/24"); alloc.ranges("IPv4")
+        [IPNetwork('10.96.0.0/24'), IPNetwork('10.97.0.0/24')]
+        """
+        with self._lock:
+            return list(ranges_of(self._pool(family)))
 
     # ------------------------------------------------------------ snapshots
 
@@ -311,7 +428,11 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
 
         Allocating threads wait only while the state is copied (each pool's
         :meth:`~dualstack_ipam.pools.base.BasePool.capture` and one flat copy
-        of the owner map); sorting and encoding happen after the lock.
+        of the owner map); encoding happens after the lock. Version 2: each
+        key's addresses are one comma-separated text; a family grown with
+        :meth:`add_range` keeps its first pool under ``pools`` and lists the
+        added ones under ``added`` (see
+        :mod:`~dualstack_ipam.services.service_snapshots`).
 
         Complexity:
             O(n): flat copies under the lock, the encoding after it.
@@ -319,7 +440,7 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
         >>> _ = alloc.allocate("dns", ip="10.96.0.10")
         >>> data = alloc.snapshot(); data["services"], data["used"]
-        ({'dns': ['10.96.0.10']}, 1)
+        ({'dns': '10.96.0.10'}, 1)
         >>> ServiceIPAllocator.restore(data).snapshot() == data
         True
         """
@@ -368,4 +489,8 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         """
         with self._lock:
             assert tuple(self._pools) == self._config.service_families
+            for family, pool in self._pools.items():
+                first = parts_of(pool)[0]
+                assert first.cidr == self._config.service_cidr(family)
+                assert all(part.strategy == self._strategy for part in parts_of(pool))
             self._check_owners()

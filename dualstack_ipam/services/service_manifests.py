@@ -11,8 +11,8 @@ table with the seed's ``allocate(key, family, ip)``: a Service's key is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import netaddr
 
@@ -20,6 +20,7 @@ from dualstack_ipam.errors import AlreadyAllocatedError
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners import KeyedAllocator
 from dualstack_ipam.owners.controls import AllocatorControls
+from dualstack_ipam.pools.multi import MultiServiceIPPool
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services import intent as it
 from dualstack_ipam.services import read
@@ -41,8 +42,10 @@ __all__ = ["ServiceManifests"]
 class ServiceManifests(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
     """``allocate_service``, ``update_service``, ``release_service`` (a mixin).
 
-    A subclass has ``_pools`` (family -> :class:`ServiceIPPool`, primary
-    first) besides what its bases need, and releases a key in ``release``.
+    A subclass has ``_pools`` (family -> :class:`ServiceIPPool`, or a
+    :class:`~dualstack_ipam.pools.multi.MultiServiceIPPool` once a range was
+    added; primary first) besides what its bases need, and releases a key
+    in ``release``.
 
     >>> from dualstack_ipam import ClusterConfig, ServiceIPAllocator
     >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
@@ -51,10 +54,38 @@ class ServiceManifests(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
     """
 
     __slots__ = ()
-    _pools: dict[IPFamily, ServiceIPPool]
+    _pools: dict[IPFamily, ServiceIPPool | MultiServiceIPPool]
 
     def release(self, key: str) -> bool:
         raise NotImplementedError
+
+    def _routed(self, wanted: Iterable[tuple[IPFamily, int | None]]) -> Mapping[IPFamily, Any]:
+        """The pools a call's transaction (:mod:`~dualstack_ipam.services.take`) works on.
+
+        A grown family's entry is a composite; a requested address that
+        lies in one of its ranges is taken from that range's own pool, so
+        that the transaction's checks (usable in the range, reserved) read
+        that range. A dynamic address, or one outside every range, is the
+        composite's: it offers what the transaction asks of a pool then
+        (``free``, ``cooling``, ``cooldown``, ``cidr``, ``allocate_next``,
+        ``allocate``), and an address outside every range is outside its
+        first range too, so the check refuses it. Without a grown family
+        this is ``_pools`` itself.
+
+        Complexity:
+            O(1) per family (O(log k) for k ranges of a grown one).
+        """
+        pools = self._pools
+        if not any(isinstance(pool, MultiServiceIPPool) for pool in pools.values()):
+            return pools
+        routed: dict[IPFamily, Any] = dict(pools)
+        for family, value in wanted:
+            pool = pools.get(family)
+            if isinstance(pool, MultiServiceIPPool) and value is not None:
+                part = pool.part_holding(value)
+                if part is not None:
+                    routed[family] = part
+        return routed
 
     def allocate_service(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Create a Service: a copy of ``manifest`` with its cluster IPs filled in.
@@ -92,7 +123,13 @@ class ServiceManifests(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
         with self._counting(), self._lock:
             held = self._table.get(key)
             if held is None and intent.kind == it.CLUSTER:
-                held = take_all(self._pools, self._table, intent, 0, name)
+                held = take_all(
+                    cast("Mapping[IPFamily, ServiceIPPool]", self._routed(it.addresses(intent))),
+                    self._table,
+                    intent,
+                    0,
+                    name,
+                )
                 self._table.put(key, held)
             elif held is not None and not it.describes(intent, held):
                 message = f"Service {key!r} holds {[_text(a) for a in held]}, unlike {result!r}"
@@ -141,12 +178,13 @@ class ServiceManifests(AllocatorControls, KeyedAllocator[netaddr.IPAddress]):
             after = resolve_update(read.read_fields(spec, name), tuple(self._pools), base, name)
             check_kept(after, held, name)
             kept = held[: len(after.requested)]
+            routed = cast("Mapping[IPFamily, ServiceIPPool]", self._routed(it.addresses(after)))
             added = (
-                take_all(self._pools, self._table, after, len(kept), name)
+                take_all(routed, self._table, after, len(kept), name)
                 if after.kind == it.CLUSTER
                 else ()
             )
-            release_all(self._pools, held[len(kept) :])
+            release_all(routed, held[len(kept) :])
             self._table.put(key, kept + added)
         return render(merged, after, [_text(a) for a in kept + added])
 

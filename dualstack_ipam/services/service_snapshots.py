@@ -24,6 +24,13 @@ the same run. The text is built in chunks of :data:`CHUNK` Services
 the interpreter before the 5 ms switch interval, and no single C-level call
 runs long (the ``sorted()`` of all keys it replaces held the interpreter
 for ~13 ms). ``docs/performance.md`` has the figures.
+
+A family grown with ``add_range`` keeps its first pool under ``pools`` and
+lists the added ones, in the order added, under ``added`` (written only
+when a range was added; :func:`~dualstack_ipam.pools.multi.read_added`).
+Version 2 is the first that may carry it: no release before this one reads
+version 2, so none can restore a grown snapshot without its ranges, and a
+version 1 snapshot with ``added`` is refused.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError
 from dualstack_ipam.net import IPFamily, make_address, parse_address
 from dualstack_ipam.owners import Address
 from dualstack_ipam.pools.marks import check_cooldown
+from dualstack_ipam.pools.multi import grow, parts_of, read_added
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.snapshot import FORMAT_VERSION, envelope, open_envelope, read_int
 
@@ -110,7 +118,8 @@ def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
     """
     table = alloc._table
     with alloc._lock:  # flat copies only: allocating threads wait for nothing else
-        finish = {str(family): pool.capture() for family, pool in alloc._pools.items()}
+        finish = {str(f): parts_of(pool)[0].capture() for f, pool in alloc._pools.items()}
+        grown = [part.capture() for pool in alloc._pools.values() for part in parts_of(pool)[1:]]
         held = table.held_copy()
         order = table.order_copy()
         used = sum(map(table.count, table.families))
@@ -128,6 +137,9 @@ def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
     for family, build in finish.items():
         time.sleep(0)
         pools[family] = build()
+    # A family grown with add_range: its first pool where it always was, the
+    # added ones in the order added (read_added).
+    added = {"added": [build() for build in grown]} if grown else {}
     return envelope(
         KIND,
         used,
@@ -135,6 +147,7 @@ def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
         strategy=alloc._strategy,
         config=alloc.config.to_dict(),
         pools=pools,
+        **added,
         services=services,
     )
 
@@ -203,6 +216,15 @@ def restore(
     for family, pool in obj._pools.items():
         if pool.cidr != config.service_cidr(family) or pool.strategy != obj._strategy:
             raise SnapshotError(f"{KIND} snapshot pool {pool!r} disagrees with its config")
+    for pool_data in read_added(data, KIND, VERSION):
+        part = ServiceIPPool.restore(pool_data, rng=rng, cooldown=cooldown, clock=clock)
+        try:
+            entry = obj._new_range_pool(part.cidr)
+        except InvalidConfigError as exc:
+            raise SnapshotError(f"{KIND} snapshot: added range: {exc}") from None
+        if part.strategy != obj._strategy:
+            raise SnapshotError(f"{KIND} snapshot: added pool {part!r} disagrees with its config")
+        obj._pools[part.family] = grow(entry, part)
 
     obj._load_owners(KIND, services, obj._read_address)
     held = sum(map(obj._table.count, families))

@@ -30,6 +30,7 @@ from dualstack_ipam.errors import (
     SnapshotError,
 )
 from dualstack_ipam.net import IPFamily
+from dualstack_ipam.pools.subnets import SubnetPool
 
 V4, V6 = IPFamily.IPv4, IPFamily.IPv6
 make = backends.make  # each allocator test runs on the plain class, memory:// and SQLite
@@ -476,6 +477,7 @@ def test_restore_rejects_service_set_aside_freed() -> None:
     alloc = busy()
     data = alloc.snapshot()
     pool = alloc._pools[V4]
+    assert isinstance(pool, SubnetPool)  # no range was added
     pool.release("10.0.0.32/27")
     pool.occupy("10.0.0.64/27")  # same count, wrong subnets
     data["pools"][0] = pool.snapshot()

@@ -316,7 +316,7 @@ class TestSnapshot:
         assert json.loads(json.dumps(data)) == data
         assert (data["kind"], data["used"]) == ("ServiceIPAllocator", 4)
         assert data["config"] == SEED.to_dict()
-        assert data["services"]["dns"] == ["10.96.0.10"]
+        assert data["services"]["dns"] == "10.96.0.10"  # version 2: one text per key
         restored = ServiceIPAllocator.restore(json.loads(json.dumps(data)))
         restored._check_invariants()
         assert restored.snapshot() == data
@@ -366,12 +366,12 @@ class TestSnapshot:
             lambda d: d["pools"].update(IPv4=d["pools"]["IPv6"]),
             lambda d: d["pools"]["IPv4"].update(used=0),
             lambda d: d.update(services=[]),
-            lambda d: d["services"].update(dns=["10.96.0.11"]),  # not allocated in the pool
-            lambda d: d["services"].update(dns="10.96.0.10"),
-            lambda d: d["services"].update(dns=[]),
-            lambda d: d["services"].update(dns=["nonsense"]),
-            lambda d: d["services"].update(dns=["10.96.0.10", "10.96.0.10"]),
-            lambda d: d["services"].update({"": ["10.96.0.10"]}),
+            lambda d: d["services"].update(dns="10.96.0.11"),  # not allocated in the pool
+            lambda d: d["services"].update(dns=["10.96.0.10"]),  # version 1's form in version 2
+            lambda d: d["services"].update(dns=""),
+            lambda d: d["services"].update(dns="nonsense"),
+            lambda d: d["services"].update(dns="10.96.0.10,10.96.0.10"),
+            lambda d: d["services"].update({"": "10.96.0.10"}),
             lambda d: d["services"].update(copy=d["services"]["dns"]),  # shared address
             lambda d: d["services"].pop("dns"),  # pool holds an address no key owns
         ],
