@@ -25,7 +25,15 @@ from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 from ._common import InvalidArgument, choose, st
 
-__all__ = ["MANIFEST_KINDS", "Cluster", "context", "free_address", "service_manifests", "shell"]
+__all__ = [
+    "MANIFEST_KINDS",
+    "Cluster",
+    "context",
+    "free_address",
+    "service_manifests",
+    "shell",
+    "usable_in",
+]
 
 MANIFEST_KINDS = ("plain", "ip-family", "policy", "headless", "external-name", "static-ip")
 """The kinds of valid manifest :func:`service_manifests` draws, simplest first.
@@ -51,13 +59,16 @@ class Cluster:
     def __init__(self, config: ClusterConfig | None, allocator: ServiceIPAllocator | None):
         self.allocator = allocator
         self.families: tuple[IPFamily, ...] = () if config is None else config.service_families
-        # family -> (first usable address, usable count, static band size)
+        # family -> (first usable address, usable count, static band size) of
+        # the configuration's range, and of every range (added ones too).
         self.ranges: dict[IPFamily, tuple[int, int, int]] = {}
+        self.spans: dict[IPFamily, list[tuple[int, int, int]]] = {}
         for family in self.families:
             cidr = config.service_cidr(family) if config is not None else None
             assert cidr is not None
-            first, usable = usable_span(family, cidr.prefixlen)
-            self.ranges[family] = (int(cidr.first) + first, usable, static_band_size(cidr.size))
+            cidrs = allocator.ranges(family) if allocator is not None else [cidr]
+            self.spans[family] = [_span(family, each) for each in cidrs]
+            self.ranges[family] = self.spans[family][0]
 
     @property
     def portable(self) -> bool:
@@ -80,6 +91,16 @@ class Cluster:
 
     def taken(self, key: str) -> bool:
         return self.allocator is not None and key in self.allocator
+
+
+def _span(family: IPFamily, cidr: Any) -> tuple[int, int, int]:
+    first, usable = usable_span(family, cidr.prefixlen)
+    return int(cidr.first) + first, usable, static_band_size(cidr.size)
+
+
+def usable_in(cluster: Cluster, family: IPFamily, value: int) -> bool:
+    """Whether the address ``value`` is usable in one of ``family``'s ranges."""
+    return any(0 <= value - base < count for base, count, _ in cluster.spans[family])
 
 
 def context(config: Any, allocator: Any) -> Cluster:
@@ -211,18 +232,29 @@ def _policies(cluster: Cluster) -> list[str | None]:
 
 
 def free_address(draw: st.DrawFn, cluster: Cluster, family: IPFamily) -> str:
-    """A usable address of ``family``'s range that the allocator does not hold."""
-    base, capacity, offset = cluster.ranges[family]
+    """A usable address of one of ``family``'s ranges that the allocator does not hold.
+
+    Mostly the configuration's range (its static band first); an added
+    range (``ServiceIPAllocator.add_range``) sometimes.
+    """
+    spans = cluster.spans[family]
+    which = draw(st.integers(0, len(spans) - 1)) if len(spans) > 1 else 0
+    base, capacity, offset = spans[which]
     used = cluster.used(family)
     slot = choose(
         draw,
         [
             (3 if offset else 0, st.integers(0, max(offset - 1, 0))),
-            (1, st.integers(0, capacity - 1)),
+            (1, st.integers(0, max(capacity - 1, 0))),
         ],
     )
-    while base + slot in used:  # the caller checked that one is free
-        slot = (slot + 1) % capacity
+    # The caller checked that one is free: walk the ranges' usable addresses
+    # as one sequence from the drawn one until a free one turns up.
+    while slot >= capacity or base + slot in used:
+        slot += 1
+        if slot >= capacity:
+            which, slot = (which + 1) % len(spans), 0
+            base, capacity, offset = spans[which]
     return str(make_address(base + slot, family))
 
 

@@ -48,6 +48,62 @@ class ReferenceModel:
         """Node CIDRs reserved (``reserve``), never handed out."""
         self.reserved_ips: set[netaddr.IPAddress] = set()
         """Service addresses reserved (``reserve``), never handed out."""
+        self.cluster_ranges: dict[IPFamily, list[netaddr.IPNetwork]] = {
+            family: [config.cluster_cidr(family)] for family in config.families
+        }
+        """Each family's cluster CIDRs: the configuration's, then those added."""
+        self.service_ranges: dict[IPFamily, list[netaddr.IPNetwork]] = {
+            family: [config.service_cidr(family)] for family in config.service_families
+        }
+        """Each family's Service ranges: the configuration's, then those added."""
+
+    # -- ranges
+
+    def range_refusal(self, cidr: netaddr.IPNetwork, *, nodes: bool) -> str | None:
+        """Why ``add_range(cidr)`` must be refused (None: it must succeed).
+
+        Complexity:
+            O(k) in the family's ranges.
+        """
+        family = IPFamily.IPv4 if cidr.version == 4 else IPFamily.IPv6
+        ranges = self.cluster_ranges if nodes else self.service_ranges
+        if family not in ranges:
+            return f"no {family} range"
+        taken = list(ranges[family])
+        if nodes:
+            if cidr.prefixlen > self.config.node_mask(family):
+                return "longer than the node mask"
+            if family in self.config.service_families:
+                taken.append(self.config.service_cidr(family))
+        if any(_overlaps(cidr, other) for other in taken):
+            return "overlap"
+        return None
+
+    def add_range(self, cidr: netaddr.IPNetwork, *, nodes: bool) -> None:
+        """Record a range added to the node (``nodes``) or the Service allocator.
+
+        Raises:
+            AssertionError: the range should have been refused.
+
+        Complexity:
+            O(k) in the family's ranges.
+        """
+        why = self.range_refusal(cidr, nodes=nodes)
+        assert why is None, f"add_range({cidr}) should have been refused: {why}"
+        family = IPFamily.IPv4 if cidr.version == 4 else IPFamily.IPv6
+        (self.cluster_ranges if nodes else self.service_ranges)[family].append(cidr)
+
+    def node_capacity(self, family: IPFamily | str) -> int:
+        """Node CIDRs of ``family`` in every range (the Service set-aside excluded).
+
+        Complexity:
+            O(k) in the family's ranges.
+        """
+        fam = IPFamily(family)
+        mask = self.config.node_mask(fam)
+        added = self.cluster_ranges[fam][1:]
+        extra: int = sum(1 << (mask - int(cidr.prefixlen)) for cidr in added)
+        return int(self.config.node_capacity(fam)) + extra
 
     # -- nodes
 
@@ -60,7 +116,7 @@ class ReferenceModel:
         version = IPFamily(family).version
         held = sum(1 for cidr in self._cidr_owner if cidr.version == version)
         reserved = sum(1 for cidr in self.reserved_cidrs if cidr.version == version)
-        return self.config.node_capacity(family) - held - reserved
+        return self.node_capacity(family) - held - reserved
 
     def set_aside(self, cidr: netaddr.IPNetwork) -> bool:
         """Whether the node CIDR ``cidr`` overlaps its family's Service range.
@@ -111,7 +167,8 @@ class ReferenceModel:
         for cidr, family in zip(cidrs, families, strict=True):
             assert cidr.version == family.version, f"node {node!r}: {cidr} is not {family}"
             assert cidr.prefixlen == config.node_mask(family), f"node {node!r}: mask of {cidr}"
-            assert cidr in config.cluster_cidr(family), f"node {node!r}: {cidr} outside the cluster"
+            inside = any(cidr in each for each in self.cluster_ranges[family])
+            assert inside, f"node {node!r}: {cidr} outside the cluster"
             assert cidr == cidr.cidr, f"node {node!r}: {cidr} has host bits"
             if family in config.service_families:
                 service = config.service_cidr(family)
@@ -143,7 +200,7 @@ class ReferenceModel:
             O(n) in the recorded addresses.
         """
         fam = IPFamily(family)
-        usable = usable_span(fam, self.config.service_cidr(fam).prefixlen)[1]
+        usable = sum(usable_span(fam, c.prefixlen)[1] for c in self.service_ranges[fam])
         held = sum(1 for ip in self._ip_owner if ip.version == fam.version)
         return usable - held - sum(1 for ip in self.reserved_ips if ip.version == fam.version)
 
@@ -171,8 +228,9 @@ class ReferenceModel:
         for ip in addresses:
             family = IPFamily.IPv4 if ip.version == 4 else IPFamily.IPv6
             assert family in self.config.service_families, f"{key!r}: {ip} of no Service range"
-            cidr = self.config.service_cidr(family)
-            assert ip in cidr, f"Service {key!r}: {ip} is outside {cidr}"
+            inside = [cidr for cidr in self.service_ranges[family] if ip in cidr]
+            assert inside, f"Service {key!r}: {ip} is outside {self.service_ranges[family]}"
+            cidr = inside[0]
             assert ip != cidr.network, f"Service {key!r} got the network address {ip}"
             if family is IPFamily.IPv4:
                 assert ip != cidr.broadcast, f"Service {key!r} got the broadcast address {ip}"

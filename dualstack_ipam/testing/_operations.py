@@ -1,4 +1,5 @@
-"""The state machine's controller-operation rules: bulk load, reserved space, reconcile.
+"""The state machine's controller-operation rules: bulk load, reserved space,
+reconcile, growing a family.
 
 What a controller does besides creating and deleting (api-durable.md,
 "Controller operations"), played by
@@ -6,7 +7,9 @@ What a controller does besides creating and deleting (api-durable.md,
 :class:`ControllerOperationRules`: a restarting controller bulk-loads a
 Service's addresses with ``occupy``; a range is reserved and unreserved
 (refused over held space); an allocator drifts from the truth (a lost
-release, a lost allocation) and ``reconcile`` repairs it. Each rule checks
+release, a lost allocation) and ``reconcile`` repairs it; a family grows
+by another range (``add_range``: refused for a family the cluster lacks and
+for overlap). Each rule checks
 the allocator against the :class:`~dualstack_ipam.testing.stateful.ReferenceModel`,
 and that a refused call changed nothing.
 """
@@ -34,9 +37,11 @@ class ControllerOperationRules:
     """The controller-operation rules of the cluster state machine (a mixin).
 
     The machine sets ``config``, ``model``, ``services``, ``node_allocator``,
-    ``service_allocator`` and ``_reserving`` (False once an allocator said
-    reserving is "not supported") when it starts, and gives fresh names
-    (``_fresh``) and the hooks ``on_service_occupied`` / ``on_reconciled``.
+    ``service_allocator``, ``_reserving`` (False once an allocator said
+    reserving is "not supported") and ``_growing`` (the same for
+    ``add_range``) when it starts, and gives fresh names
+    (``_fresh``) and the hooks ``on_service_occupied`` / ``on_reconciled`` /
+    ``on_range_added``.
     """
 
     config: ClusterConfig
@@ -45,6 +50,7 @@ class ControllerOperationRules:
     node_allocator: NodeCIDRAllocator
     service_allocator: ServiceIPAllocator
     _reserving: bool
+    _growing: bool
 
     def _fresh(self, prefix: str) -> str:
         raise NotImplementedError
@@ -53,6 +59,9 @@ class ControllerOperationRules:
         raise NotImplementedError
 
     def on_reconciled(self) -> None:
+        raise NotImplementedError
+
+    def on_range_added(self, nodes: bool, cidr: netaddr.IPNetwork) -> None:
         raise NotImplementedError
 
     @rule(data=st.data())
@@ -90,15 +99,36 @@ class ControllerOperationRules:
         texts = [str(ip) for ip in ips]
         spec = {"clusterIP": texts[0], "clusterIPs": texts, "ipFamilyPolicy": policy}
         manifest = {"metadata": {"name": name}, "spec": spec}
-        service = ServiceIPAllocator(self.config, strategy="sequential").allocate_service(manifest)
+        service = self.fresh_service_allocator().allocate_service(manifest)
         self.services[key] = service
         self.on_service_occupied(service)
 
+    def fresh_service_allocator(self) -> ServiceIPAllocator:
+        """An empty sequential Service allocator with the model's ranges (added ones too).
+
+        Complexity:
+            O(k) for k ranges, plus building the pools.
+        """
+        fresh = ServiceIPAllocator(self.config, strategy="sequential")
+        for ranges in self.model.service_ranges.values():
+            for cidr in ranges[1:]:
+                fresh.add_range(cidr)
+        return fresh
+
     def _usable(self, family: IPFamily) -> int:
-        return usable_span(family, self.config.service_cidr(family).prefixlen)[1]
+        return sum(usable_span(family, c.prefixlen)[1] for c in self.model.service_ranges[family])
+
+    def _service_range(self, data: st.DataObject, family: IPFamily) -> netaddr.IPNetwork:
+        """One of ``family``'s Service ranges with a usable address."""
+        ranges = [
+            c for c in self.model.service_ranges[family] if usable_span(family, c.prefixlen)[1]
+        ]
+        if len(ranges) == 1:
+            return ranges[0]
+        return data.draw(st.sampled_from(ranges), label=f"{family} range")
 
     def _draw_service_ip(self, data: st.DataObject, family: IPFamily) -> netaddr.IPAddress:
-        cidr = self.config.service_cidr(family)
+        cidr = self._service_range(data, family)
         first, usable = usable_span(family, cidr.prefixlen)
         offset = data.draw(st.integers(0, usable - 1), label=f"{family} offset")
         return make_address(int(cidr.first) + first + offset, family)
@@ -108,7 +138,7 @@ class ControllerOperationRules:
         if not families:
             return None
         family = data.draw(st.sampled_from(families), label="family")
-        cidr = self.config.service_cidr(family)
+        cidr = self._service_range(data, family)
         first, usable = usable_span(family, cidr.prefixlen)
         start = data.draw(st.integers(0, usable - 1), label="start")
         stop = min(usable, start + data.draw(st.integers(1, 3), label="length"))
@@ -117,7 +147,10 @@ class ControllerOperationRules:
 
     def _node_span(self, data: st.DataObject) -> tuple[str, set[netaddr.IPNetwork]]:
         family = data.draw(st.sampled_from(self.config.families), label="family")
-        cidr, mask = self.config.cluster_cidr(family), self.config.node_mask(family)
+        ranges = self.model.cluster_ranges[family]
+        cidr, mask = ranges[0], self.config.node_mask(family)
+        if len(ranges) > 1:
+            cidr = data.draw(st.sampled_from(ranges), label=f"{family} range")
         subnets = 1 << min(mask - cidr.prefixlen, 16)
         start = data.draw(st.integers(0, subnets - 1), label="start")
         stop = min(subnets, start + data.draw(st.integers(1, 2), label="length"))
@@ -191,6 +224,57 @@ class ControllerOperationRules:
             return
         assert result == [len(items & reserved)], (text, result)
         reserved -= items
+
+    @precondition(lambda self: self._growing)
+    @rule(data=st.data(), nodes=st.booleans())
+    def add_range(self, data: st.DataObject, nodes: bool) -> None:
+        """A family grows by another range, drawn near the ranges it has.
+
+        Refused (nothing changes) for a family the allocator lacks, for
+        overlap with a range of the family (or, for node CIDRs, with the
+        Service range) and a node range longer than the node mask;
+        otherwise the new range's room is the model's from now on.
+        """
+        alloc: Any = self.node_allocator if nodes else self.service_allocator
+        ranges = self.model.cluster_ranges if nodes else self.model.service_ranges
+        if sum(len(each) - 1 for each in ranges.values()) >= 3:
+            return  # keep clusters small: exhaustion must stay reachable
+        family = data.draw(st.sampled_from(list(IPFamily)), label="family")
+        if family in ranges:
+            anchor = data.draw(st.sampled_from(ranges[family]), label="near")
+            if nodes:
+                mask = self.config.node_mask(family)
+                prefix = mask - data.draw(st.integers(-1, 2), label="subnets")
+            else:
+                prefix = family.width - data.draw(st.integers(2, 5), label="host bits")
+            prefix = min(max(prefix, 0), family.width)
+            size = 1 << (family.width - prefix)
+            step = data.draw(st.integers(-3, 6), label="step")
+            start = (int(anchor.first) // size + step) * size
+            start = min(max(start, 0), (1 << family.width) - size)
+            cidr = netaddr.IPNetwork(f"{make_address(start, family)}/{prefix}")
+        else:  # the allocator has no range of that family: refused
+            cidr = netaddr.IPNetwork("10.200.0.0/24" if family is IPFamily.IPv4 else "fd99::/120")
+        why = self.model.range_refusal(cidr, nodes=nodes)
+        before = alloc.snapshot()
+        refused = ""
+        try:
+            added = alloc.add_range(str(cidr))
+        except InvalidConfigError as exc:
+            refused = str(exc)
+        if refused:
+            assert alloc.snapshot() == before, "a refused add_range changed state"
+            if "not supported" in refused:
+                self._growing = False
+                return
+            assert why is not None, f"add_range({cidr}) refused: {refused}"
+            assert repr(str(cidr)) in refused, f"the message does not quote it: {refused}"
+            return
+        assert why is None, f"add_range({cidr}) accepted, but: {why}"
+        assert added == cidr
+        self.model.add_range(cidr, nodes=nodes)
+        assert alloc.ranges(family) == ranges[family]
+        self.on_range_added(nodes, cidr)
 
     @rule(data=st.data(), nodes=st.booleans(), grace=st.integers(1, 3))
     def drift_and_reconcile(self, data: st.DataObject, nodes: bool, grace: int) -> None:

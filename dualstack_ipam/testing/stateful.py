@@ -44,12 +44,13 @@ A restart rebuilds them from their JSON snapshots through
 (our classes' ``restore`` by default; override to reopen your store). An
 allocator that refuses ``reserve`` with an ``InvalidConfigError`` saying it
 is "not supported" (a durable side, for now) is allowed to: the machine
-checks that nothing changed and goes on.
+checks that nothing changed and goes on; the same for ``add_range``.
 
 Besides nodes and Services coming and going, the machine bulk-loads keys
 with ``occupy``, reserves and unreserves space (never handed out
-afterwards), and drifts an allocator from the truth (a lost release, a lost
-allocation) before repairing it with ``reconcile``.
+afterwards), drifts an allocator from the truth (a lost release, a lost
+allocation) before repairing it with ``reconcile``, and grows a family with
+another cluster CIDR or Service range (``add_range``).
 
 In the hooks, ``self.config``, ``self.node_allocator``,
 ``self.service_allocator``, ``self.model`` and ``self.services`` (key ->
@@ -145,6 +146,9 @@ class DualStackClusterMachine(ControllerOperationRules, RuleBasedStateMachine):
     def on_reconciled(self) -> None:
         """An allocator drifted from the truth and ``reconcile`` repaired it."""
 
+    def on_range_added(self, nodes: bool, cidr: netaddr.IPNetwork) -> None:
+        """A family grew by ``cidr``: a cluster CIDR (``nodes``) or a Service range."""
+
     # -------------------------------------------------------------- factories
 
     def make_node_allocator(self, config: ClusterConfig) -> NodeCIDRAllocator:
@@ -186,6 +190,7 @@ class DualStackClusterMachine(ControllerOperationRules, RuleBasedStateMachine):
         self.node_allocator = self.make_node_allocator(config)
         self.service_allocator = self.make_service_allocator(config)
         self._reserving = True
+        self._growing = True
         self.model = ReferenceModel(config)
         self.services: dict[str, dict[str, Any]] = {}
         self.setup_controller(config)
@@ -308,7 +313,7 @@ class DualStackClusterMachine(ControllerOperationRules, RuleBasedStateMachine):
         held, was = self.service_allocator.get(key), self.model.services.get(key)
         if held and was:
             assert held[0] == was[0], "the primary IP changed"
-        fresh = ServiceIPAllocator(self.config, strategy="sequential")
+        fresh = self.fresh_service_allocator()
         assert fresh.allocate_service(new) == new, f"{new} does not load back"
         self.model.remove_service(key)
         self._record(key, {}, new)

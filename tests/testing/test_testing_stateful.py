@@ -341,12 +341,17 @@ class CountingMachine(DualStackClusterMachine):
     def on_reconciled(self) -> None:
         OPS["reconciled"] += 1
 
+    def on_range_added(self, nodes: bool, cidr: netaddr.IPNetwork) -> None:
+        OPS["node range" if nodes else "service range"] += 1
+
 
 def test_the_new_rules_run_on_our_allocators() -> None:
     OPS.clear()
     run(CountingMachine, max_examples=25, stateful_step_count=40)
     assert OPS["occupied"] > 0
     assert OPS["reconciled"] > 0
+    assert OPS["node range"] > 0
+    assert OPS["service range"] > 0
 
 
 class DurableMachine(CountingMachine):
