@@ -21,7 +21,7 @@ manifest is read or printed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dualstack_ipam import service_key
@@ -147,13 +147,17 @@ def run_allocate_service(
             try:
                 key = service_key(manifest)
                 held = services.get(key)
-                results.append(services.allocate_service(manifest))
+                result = services.allocate_service(manifest)
             except IPAMError as exc:
                 _undo(services, created)
                 raise CLIError(
                     f"{label}: {exc} (nothing was allocated)", exit_code_for(exc)
                 ) from exc
-            if held is None and services.get(key) is not None:
+            results.append(result)
+            # Whether the call created the key, from its answer: a read of the
+            # store here, after the commit, could fail (a busy store) and turn
+            # a saved change into exit 5, which must mean that nothing changed.
+            if held is None and _holds_addresses(result):
                 created.append(key)
             advance(1)
         text = to_json(results) if as_json else manifests_yaml(results)
@@ -162,6 +166,12 @@ def run_allocate_service(
     with progress(len(documents) * runs(where), "allocate-service") as advance:
         text, changed = on_store(where, act)
     return Output(text, saved=where.shown if changed else None)
+
+
+def _holds_addresses(manifest: Mapping[str, Any]) -> bool:
+    """Whether an allocated manifest holds cluster IPs (headless and ExternalName do not)."""
+    spec = manifest.get("spec") or {}
+    return any(ip not in (None, "", "None") for ip in spec.get("clusterIPs") or ())
 
 
 def _undo(services: Any, created: Sequence[str]) -> None:
