@@ -46,6 +46,7 @@ from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.errors import InvalidConfigError
 from dualstack_ipam.net import IPFamily, make_network, usable_span
 from dualstack_ipam.pools.base import BasePool
+from dualstack_ipam.pools.multi import parts_of
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.pools.subnets import SubnetPool
 from dualstack_ipam.services.allocator import ServiceIPAllocator
@@ -232,12 +233,17 @@ def occupancy(pool_or_allocator: Any) -> tuple[Panel, ...]:
     if isinstance(item, Panel):
         return (item,)
     if isinstance(item, NodeCIDRAllocator):
+        # A grown family draws one panel per range; the Service set-aside
+        # lies in the config's cluster CIDR, the first range.
         return tuple(
-            _panel(pool, "node CIDRs", item._reserved.get(family))
+            _panel(part, "node CIDRs", item._reserved.get(family) if i == 0 else None)
             for family, pool in item._pools.items()
+            for i, part in enumerate(parts_of(pool))
         )
     if isinstance(item, ServiceIPAllocator):
-        return tuple(_panel(pool, "Service IPs") for pool in item._pools.values())
+        return tuple(
+            _panel(part, "Service IPs") for pool in item._pools.values() for part in parts_of(pool)
+        )
     if isinstance(item, SubnetPool):
         return (_panel(item, "subnets"),)
     if isinstance(item, ServiceIPPool):

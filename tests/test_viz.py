@@ -416,3 +416,17 @@ def test_service_allocator_panels_add_up_to_its_counts(alloc: ServiceIPAllocator
     for panel in drawn:
         assert panel.used_total == alloc.used(panel.family)
         assert panel.usable_total == alloc.capacity(panel.family)
+
+
+def test_a_grown_family_draws_one_panel_per_range() -> None:
+    nodes = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16", "10.0.0.0/20"))
+    nodes.add_range("10.9.0.0/16")
+    nodes.allocate("a")
+    panels = occupancy(nodes)
+    assert [str(p.cidr) for p in panels] == ["10.0.0.0/16", "10.9.0.0/16"]
+    assert sum(panels[0].reserved) == 16
+    assert sum(panels[1].reserved) == 0
+    services = ServiceIPAllocator(ClusterConfig("10.0.0.0/16", "10.96.0.0/24"))
+    services.add_range("10.97.0.0/24")
+    assert [str(p.cidr) for p in occupancy(services)] == ["10.96.0.0/24", "10.97.0.0/24"]
+    assert "10.97.0.0/24" in occupancy_svg(services)
