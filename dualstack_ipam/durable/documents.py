@@ -9,11 +9,11 @@ A document is JSON-ready data::
      "services": {"default/web": ["10.96.0.17"], ...} or null,
      "reservations": {"nodes": [["10.244.8.0/22", "racks"], ...],
                       "services": [["10.96.0.200-10.96.0.209", ""], ...]},
-     "ranges": {"nodes": ["10.250.0.0/16", ...]}}
+     "ranges": {"nodes": ["10.250.0.0/16", ...], "services": ["10.97.0.0/24", ...]}}
 
-``reservations`` and ``ranges`` (the ranges added to the node families,
-each family's in the order added) may be absent (none); a side without a
-Service range has no ``services`` entry in ``reservations``.
+``reservations`` and ``ranges`` (the ranges added to each side's families,
+each family's in the order added) may be absent (none); a cluster without a
+Service range has no ``services`` entry in either.
 
 Importing checks the whole document in scratch allocators before writing
 anything, then writes it in batches that fit the store's transaction limit.
@@ -32,7 +32,13 @@ from dualstack_ipam.durable.journal import JournalEntry, encode_entry
 from dualstack_ipam.durable.layout import OWNER_PREFIX, RANGE_PREFIX, RESV_PREFIX, SideLayout
 from dualstack_ipam.durable.reserved import block_runs, decode_block, encode_block
 from dualstack_ipam.durable.sync import Side, Sync
-from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError, StoreError
+from dualstack_ipam.errors import (
+    FamilyNotConfiguredError,
+    InvalidConfigError,
+    IPAMError,
+    SnapshotError,
+    StoreError,
+)
 from dualstack_ipam.net import make_network, parse_network
 from dualstack_ipam.owners import Address, KeyedAllocator
 from dualstack_ipam.services.allocator import ServiceIPAllocator
@@ -102,12 +108,16 @@ def document(
             "nodes": _reservations(nodes),
             **({} if services is None else {"services": _reservations(services)}),
         },
-        "ranges": {"nodes": _added(nodes)},
+        "ranges": {
+            "nodes": _added(nodes),
+            **({} if services is None else {"services": _added(services)}),
+        },
     }
 
 
 def _added(alloc: Any) -> list[str]:
-    return [str(cidr) for family in alloc.config.families for cidr in alloc.ranges(family)[1:]]
+    families = alloc._pools  # a Service allocator has a range of only some families
+    return [str(cidr) for family in families for cidr in alloc.ranges(family)[1:]]
 
 
 def document_from_state_file(data: Any) -> dict[str, Any]:
@@ -187,18 +197,21 @@ def _read_document(doc: Any, config: ClusterConfig) -> dict[str, Any]:
     ranges = doc.get("ranges", {})
     if (
         not isinstance(ranges, Mapping)
-        or not set(ranges) <= {"nodes"}
-        or not isinstance(ranges.get("nodes", []), list)
-        or not all(isinstance(text, str) for text in ranges.get("nodes", []))
+        or not set(ranges) <= {"nodes", "services"}
+        or not all(
+            isinstance(texts, list) and all(isinstance(text, str) for text in texts)
+            for texts in ranges.values()
+        )
     ):
         raise SnapshotError(
-            f"the document's ranges must be {{'nodes': [CIDR, ...]}}, got {ranges!r:.60}"
+            "the document's ranges must be {'nodes': [CIDR, ...], 'services': [CIDR, ...]}, "
+            f"got {ranges!r:.60}"
         )
     return {
         "nodes": doc["nodes"],
         "services": doc["services"],
         "reservations": reservations,
-        "ranges": ranges.get("nodes", []),
+        "ranges": ranges,
     }
 
 
@@ -273,8 +286,7 @@ def import_document(
         # The scratch's own layout, grown with it: the cluster's follows the
         # range records once they are written.
         layout = (SideLayout.for_nodes if name == "nodes" else SideLayout.for_services)(scratch)
-        if name == "nodes":
-            items += _grow(sync, scratch, layout, parts["ranges"])
+        items += _grow(sync, scratch, layout, parts["ranges"].get(name, []), name)
         for key, state in _states(scratch, layout, parts[name], name):
             keys.append((layout, key, state))
         reserved = _reserve(scratch, parts["reservations"].get(name, []), name)
@@ -288,6 +300,8 @@ def import_document(
         raise SnapshotError("the document lists Services, but the cluster has no Service range")
     if parts["reservations"].get("services") and "services" not in sides:
         raise SnapshotError("the document reserves Service space, but the cluster has no range")
+    if parts["ranges"].get("services") and "services" not in sides:
+        raise SnapshotError("the document adds Service ranges, but the cluster has no range")
     for layout, key, state in keys:
         owner = layout.owner_key(key)
         compares = [Compare(owner, 0), *(Compare(layout.alloc_key(a), 0) for a in state)]
@@ -309,25 +323,26 @@ def import_document(
 
 
 def _grow(
-    sync: Sync, scratch: Any, layout: SideLayout, texts: list[str]
+    sync: Sync, scratch: Any, layout: SideLayout, texts: list[str], name: str
 ) -> list[tuple[list[Compare], list[Write]]]:
-    """Add a document's node ranges to the scratch allocator; their records and entries."""
+    """Add a document's ranges of one side to its scratch allocator; their records and entries."""
     items: list[tuple[list[Compare], list[Write]]] = []
+    what = "node" if name == "nodes" else "Service"
     for text in texts:
         try:
             value = scratch.add_range(text)
         except IPAMError as exc:
-            raise SnapshotError(f"the document's node range {text!r}: {exc}") from None
+            raise SnapshotError(f"the document's {what} range {text!r}: {exc}") from None
         family = parse_network(value).family
         key = layout.range_key(family, len(scratch.ranges(family)) - 1)
         entry = sync.entry("import", "range", str(value), (str(value),))
-        entry = attrs.evolve(entry, data={"side": "nodes"})
+        entry = attrs.evolve(entry, data={"side": name})
         writes: list[Write] = [Put(key, str(value).encode())]
         writes.append(Put(sync.journal_key(), encode_entry(entry)))
         items.append(([Compare(key, 0)], writes))
     # The layout numbers the new ranges' slots (alloc keys, reservation blocks).
-    for family in scratch.config.families:
-        layout.grow(family, scratch._pools[family].capacity)
+    for family, entry_pool in scratch._pools.items():
+        layout.grow(family, entry_pool)
     return items
 
 
@@ -441,15 +456,23 @@ def _replay_reservation(entry: JournalEntry, cluster: Cluster) -> bool:
 
 def _replay_range(entry: JournalEntry, cluster: Cluster) -> bool:
     """Add the range ``entry`` added, unless the cluster has it; whether it did."""
-    if entry.data.get("side") != "nodes":
+    name = entry.data.get("side")
+    if name not in ("nodes", "services"):
         raise SnapshotError(
-            f"journal entry {entry.revision}: a range entry needs data side 'nodes', "
-            f"got {entry.data!r:.80}"
+            f"journal entry {entry.revision}: a range entry needs data side 'nodes' or "
+            f"'services', got {entry.data!r:.80}"
         )
     value = parse_network(entry.key)
-    if make_network(*value) in cluster.nodes.ranges(value.family):
-        return False
-    cluster.nodes.add_range(entry.key)
+    try:
+        alloc: Any = cluster.nodes if name == "nodes" else cluster.services
+        if make_network(*value) in alloc.ranges(value.family):
+            return False
+    except FamilyNotConfiguredError:
+        raise SnapshotError(
+            f"journal entry {entry.revision}: the cluster has no {value.family} {name} range "
+            f"to add {entry.key!r} to"
+        ) from None
+    alloc.add_range(entry.key)
     return True
 
 

@@ -7,8 +7,10 @@ in one transaction whose create-if-absent compare on ``n`` orders
 concurrent additions: the loser catches up, takes the winner's range, and
 runs its own call again (which may then overlap it). A cache applies range
 records before the owner, reservation and release time records of the same
-batch, since those may name the new range's slots. Node families only: a
-Service family does not grow on a durable cluster yet.
+batch, since those may name the new range's slots. Both sides grow: node
+families (``range/node/...``) and Service families (``range/svc/...``,
+``data`` ``{"side": "services"}``); how an added range's slots are
+numbered is in :mod:`~dualstack_ipam.durable.layout`.
 
 >>> import dualstack_ipam
 >>> from dualstack_ipam import ClusterConfig
@@ -17,6 +19,9 @@ Service family does not grow on a durable cluster yet.
 (IPNetwork('10.9.0.0/25'), [IPNetwork('10.9.0.0/25')])
 >>> [(e.op, e.kind, e.key, e.data) for e in cluster.journal()]
 [('add-range', 'range', '10.9.0.0/25', {'side': 'nodes'})]
+>>> cluster = dualstack_ipam.open("memory://", ClusterConfig("10.0.0.0/16", "10.96.0.0/29"))
+>>> cluster.services.add_range("10.95.0.0/29"), cluster.services.ranges("IPv4")
+(IPNetwork('10.95.0.0/29'), [IPNetwork('10.96.0.0/29'), IPNetwork('10.95.0.0/29')])
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dualstack_ipam.durable.journal import encode_entry
 from dualstack_ipam.errors import IPAMError, StoreError, StoreUnavailableError
 from dualstack_ipam.net import parse_network
 from dualstack_ipam.pools.multi import parts_of
+from dualstack_ipam.services.allocator import ServiceIPAllocator
 from dualstack_ipam.store import Compare, Put
 
 if TYPE_CHECKING:
@@ -41,11 +47,17 @@ if TYPE_CHECKING:
 __all__ = ["add_range", "apply_ranges", "read_ranges"]
 
 
+def _plain(side: Side, cidr: Any) -> netaddr.IPNetwork:
+    """The plain allocator's ``add_range`` on the side's cache (not the durable method)."""
+    plain: Any = NodeCIDRAllocator if side.layout.kind == "node" else ServiceIPAllocator
+    value: netaddr.IPNetwork = plain.add_range(side.cache, cidr)
+    return value
+
+
 def _grow(side: Side, text: str) -> None:
     """Add ``text`` to the cache as the plain allocator does, and to the layout."""
-    value = NodeCIDRAllocator.add_range(side.cache, text)  # type: ignore[arg-type]
-    family = parse_network(value).family
-    side.layout.grow(family, side.cache._pools[family].capacity)  # type: ignore[attr-defined]
+    family = parse_network(_plain(side, text)).family
+    side.layout.grow(family, side.cache._pools[family])  # type: ignore[attr-defined]
 
 
 def apply_ranges(side: Side, records: Iterable[tuple[str, int, bytes]]) -> None:
@@ -107,7 +119,7 @@ def add_range(sync: Sync, name: str, cidr: Any) -> netaddr.IPNetwork:
             sync.catch_up(fresh=attempt > 0)
             pools = side.cache._pools  # type: ignore[attr-defined]
             before = dict(pools)
-            value = NodeCIDRAllocator.add_range(side.cache, cidr)  # type: ignore[arg-type]
+            value = _plain(side, cidr)
             family = parse_network(value).family
             key = side.layout.range_key(family, len(parts_of(pools[family])) - 1)
             text = str(value)
@@ -125,7 +137,7 @@ def add_range(sync: Sync, name: str, cidr: Any) -> netaddr.IPNetwork:
                     raise
                 succeeded, revision = True, record.revision
             if succeeded:
-                side.layout.grow(family, pools[family].capacity)
+                side.layout.grow(family, pools[family])
                 side.ranges[key] = revision
                 sync._own = max(sync._own, revision)
                 return value

@@ -20,9 +20,10 @@ key                                     value
 ======================================  ==========================================
 
 A slot is a subnet index (node pools ``n4``/``n6``) or an address's offset
-from its Service range's first address (``s4``/``s6``), written as
-fixed-width lowercase hex (8 digits for IPv4, 32 for IPv6) so that key order
-is address order. Names are percent-quoted in keys (any non-empty str is a
+from its Service range's first address (``s4``/``s6``; the network address
+would be slot 0, so the first usable one is 1), written as fixed-width
+lowercase hex (8 digits for IPv4, 32 for IPv6) so that key order is address
+order within a range. Names are percent-quoted in keys (any non-empty str is a
 valid node name or Service key). An owner record carries everything that
 makes its key exactly what it was: the allocators keep nothing else per key.
 Every transaction that changes a key writes its owner record, its alloc
@@ -53,12 +54,20 @@ next reservation change of the block clears it.
 
 Added ranges (``range/``): ``n`` counts from 1 in the order the ranges were
 added, so create-if-absent on the next ``n`` orders concurrent additions.
-A grown node family numbers its subnets across its ranges in that order
-(the first range keeps its numbers), so alloc and owner records of an
-added range are ``n4/<index>`` as before, with indices past the first
-range's; reservation blocks keep the first range's block size and go on
-numbering past it (a block may span two ranges; a run never does).
-Services cannot grow on a durable cluster yet.
+A grown family numbers its slots across its ranges in that order, the first
+range keeping the numbers it always had, so the records of an added range
+go on in the family's pool (``n4``, ``s6``, ...) with slots past the ranges
+before it, whatever its addresses (it may lie below the first range): a node
+family's subnet indices (the allocator's own), a Service family's usable
+addresses (an address of the range added after ranges of ``c`` usable
+addresses in all is slot ``1 + c + (address - its range's first usable
+address)``; an ungrown family's slots are unchanged). Key order is thus
+address order within a range, and the ranges in the order added. A mutation
+writes as many records in a grown family as in an ungrown one. Reservation
+blocks keep the first range's block size and go on numbering past it (a
+block may span two ranges; a run never does), and release times number
+slots as the alloc records do, so reservations and the cooldown reach
+every range.
 
 Release times (``cool/``, only with a cooldown): written by the transaction
 that frees the slot, compared by every transaction that takes it (absent,
@@ -83,6 +92,7 @@ release itself is a compared transaction).
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -90,6 +100,7 @@ from urllib.parse import quote, unquote
 from dualstack_ipam.errors import StoreError
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners import Address
+from dualstack_ipam.pools.multi import parts_of
 
 if TYPE_CHECKING:
     from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
@@ -127,19 +138,24 @@ class SideLayout:
     Args:
         kind: ``"node"`` or ``"service"`` (the journal's ``kind``).
         tag: the owner key segment (``"node"``, ``"svc"``).
-        pools: family -> (pool name, first slot's value, number of slots).
+        names: family -> the pool's name in keys (``n4``, ``s6``, ...).
+        entries: family -> the allocator's pool entry of that family (a
+            pool, or the composite of a grown family), which the slots number.
+        shift: what an alloc record's slot adds to the pool slot (1 for
+            Services: a range's network address is slot 0 there).
         text: the text of one address (a CIDR or an IP).
         read: parses one text of a key back into an address.
-        slots: family -> (the address value of the pool's slot 0, its number
-            of slots): the pool's own numbering, which reservations use
-            (a Service pool's slot 0 is its range's first usable address).
     """
 
     __slots__ = (
         "_by_name",
-        "_pools",
+        "_by_slot",
+        "_by_value",
+        "_first",
+        "_names",
+        "_parts",
+        "_shift",
         "_sizes",
-        "_slots",
         "alloc_prefixes",
         "cool_prefixes",
         "kind",
@@ -155,20 +171,25 @@ class SideLayout:
         self,
         kind: str,
         tag: str,
-        pools: dict[IPFamily, tuple[str, int, int]],
+        names: dict[IPFamily, str],
+        entries: dict[IPFamily, Any],
+        shift: int,
         text: Callable[[Address], str],
         read: Callable[[str, str], Address],
-        slots: dict[IPFamily, tuple[int, int]],
     ) -> None:
         self.kind, self.prefix = kind, f"{OWNER_PREFIX}{tag}/"
         self.range_prefix = f"{RANGE_PREFIX}{tag}/"
-        self._slots = slots
-        self._sizes = {family: size for family, (_, size) in slots.items()}
         self.leak_prefix = f"{LEAK_PREFIX}{tag}/"
-        self._pools = pools
-        self._by_name = {
-            f"{name}/": (family, base, size) for family, (name, base, size) in pools.items()
-        }
+        self._names, self._shift = dict(names), shift
+        self._parts = kind == "service"
+        self._by_name = {f"{name}/": family for family, name in names.items()}
+        self._by_value: dict[IPFamily, tuple[list[int], list[int]]] = {}
+        self._by_slot: dict[IPFamily, tuple[list[int], list[int]]] = {}
+        self._sizes: dict[IPFamily, int] = {}
+        self._first: dict[IPFamily, int] = {}
+        for family, entry in entries.items():
+            self._first[family] = parts_of(entry)[0].capacity
+            self.grow(family, entry)
         self.alloc_prefixes = tuple(f"alloc/{name}" for name in self._by_name)
         self.resv_prefixes = tuple(f"{RESV_PREFIX}{name}" for name in self._by_name)
         self.cool_prefixes = tuple(f"{COOL_PREFIX}{name}" for name in self._by_name)
@@ -179,30 +200,50 @@ class SideLayout:
         """The layout of a node allocator's records.
 
         Complexity:
-            O(1).
+            O(k) for k ranges.
         """
-        pools = {
-            family: (f"n{_DIGIT[family]}", 0, alloc._pools[family].capacity)
-            for family in alloc.config.families
-        }
-        slots = {family: (0, size) for family, (_, _, size) in pools.items()}
-        return cls("node", "node", pools, lambda a: str(alloc._build(a)), alloc._read_cidr, slots)
+        names = {family: f"n{_DIGIT[family]}" for family in alloc.config.families}
+        text = lambda a: str(alloc._build(a))  # noqa: E731
+        return cls("node", "node", names, dict(alloc._pools), 0, text, alloc._read_cidr)
 
     @classmethod
     def for_services(cls, alloc: ServiceIPAllocator) -> SideLayout:
         """The layout of a Service allocator's records.
 
         Complexity:
-            O(1).
+            O(k log k) for k ranges.
         """
-        pools, slots = {}, {}
-        for family in alloc.config.service_families:
-            cidr = alloc.config.service_cidr(family)
-            pools[family] = (f"s{_DIGIT[family]}", int(cidr.first), cidr.size)
-            pool: Any = alloc._pools[family]  # one range: a durable side does not grow yet
-            slots[family] = (pool._base, pool.capacity)
+        names = {family: f"s{_DIGIT[family]}" for family in alloc.config.service_families}
         text = lambda a: str(alloc._build(a))  # noqa: E731
-        return cls("service", "svc", pools, text, alloc._read_address, slots)
+        return cls("service", "svc", names, dict(alloc._pools), 1, text, alloc._read_address)
+
+    def grow(self, family: IPFamily, entry: Any) -> None:
+        """The family's pool entry is now ``entry`` (``add_range`` grew it): number its slots.
+
+        A node family's slots are the allocator's own subnet indices, which
+        a composite numbers across its ranges already. A Service family's
+        address maps to ``offset + address - base`` of the range holding
+        it (``offset``: where the range starts in the order added, ``base``:
+        its first usable address).
+
+        Complexity:
+            O(k log k) for k ranges.
+        """
+        parts = parts_of(entry)
+        offsets = entry.offsets if len(parts) > 1 else (0,)
+        if self._parts:
+            spans = [
+                (part._base, offset)
+                for part, offset in zip(parts, offsets, strict=True)
+                if part.capacity
+            ] or [(parts[0]._base, 0)]
+        else:
+            spans = [(0, 0)]
+        by_value = sorted(spans)
+        by_slot = sorted(spans, key=lambda span: span[1])
+        self._by_value[family] = ([b for b, _ in by_value], [o for _, o in by_value])
+        self._by_slot[family] = ([o for _, o in by_slot], [b for b, _ in by_slot])
+        self._sizes[family] = entry.capacity
 
     def owner_key(self, key: str) -> str:
         """The owner record's key of ``key``.
@@ -237,15 +278,23 @@ class SideLayout:
         return unquote(leak_key[len(self.leak_prefix) :], errors="surrogatepass")
 
     def _slot(self, address: Address) -> str:
-        family, value = address
-        name, base, _ = self._pools[family]
-        return f"{name}/{value - base:0{_WIDTH[family]}x}"
+        family = address[0]
+        return f"{self._names[family]}/{self.pool_slot(address) + self._shift:0{_WIDTH[family]}x}"
+
+    def _address(self, item: str) -> Address:
+        """The address of one ``<pool>/<hex slot>`` text; ValueError or KeyError if not one."""
+        name, _, digits = item.partition("/")
+        family = self._by_name[f"{name}/"]
+        slot = int(digits, 16) - self._shift
+        if len(digits) != _WIDTH[family] or not _HEX(digits) or not 0 <= slot < self._sizes[family]:
+            raise ValueError(digits)
+        return self.address_of(family, slot)
 
     def alloc_key(self, address: Address) -> str:
         """The alloc record's key of one held address.
 
         Complexity:
-            O(1).
+            O(1) (O(log k) for a Service family grown to k ranges).
         """
         return "alloc/" + self._slot(address)
 
@@ -253,7 +302,7 @@ class SideLayout:
         """The release time record's key of one address.
 
         Complexity:
-            O(1).
+            O(1) (O(log k) for a Service family grown to k ranges).
         """
         return COOL_PREFIX + self._slot(address)
 
@@ -264,25 +313,33 @@ class SideLayout:
             StoreError: a key that is not one of this side's.
 
         Complexity:
-            O(1).
+            O(1) (O(log k) for a Service family grown to k ranges).
         """
-        name, digits = key[len(COOL_PREFIX) : len(COOL_PREFIX) + 3], key[len(COOL_PREFIX) + 3 :]
         try:
-            family, base, size = self._by_name[name]
-            slot = int(digits, 16)
-            if len(digits) != _WIDTH[family] or not _HEX(digits) or slot >= size:
-                raise ValueError(digits)
+            return self._address(key[len(COOL_PREFIX) :])
         except (ValueError, KeyError):
             raise StoreError(f"corrupt release time record key {key!r}") from None
-        return family, base + slot
 
     def pool_slot(self, address: Address) -> int:
-        """The pool's own slot of an address (as reservations and cooling number them).
+        """The family's slot of an address (as reservations, cooling and alloc records number it).
 
         Complexity:
-            O(1).
+            O(1) (O(log k) for a Service family grown to k ranges).
+
+        >>> from dualstack_ipam import ClusterConfig, ServiceIPAllocator
+        >>> alloc = ServiceIPAllocator(ClusterConfig("10.0.0.0/16", "10.96.0.0/29"))
+        >>> _ = alloc.add_range("10.1.0.0/29"); layout = SideLayout.for_services(alloc)
+        >>> layout.pool_slot(alloc._read_address("k", "10.1.0.1"))
+        6
+        >>> layout.alloc_key(alloc._read_address("k", "10.96.0.1"))
+        'alloc/s4/00000001'
         """
-        return address[1] - self._slots[address[0]][0]
+        family, value = address
+        bases, offsets = self._by_value[family]
+        if len(bases) == 1:
+            return offsets[0] + value - bases[0]
+        i = max(bisect_right(bases, value) - 1, 0)
+        return offsets[i] + value - bases[i]
 
     def encode(self, state: tuple[Address, ...]) -> bytes:
         """An owner record's value: the key's slots in the allocator's order.
@@ -302,17 +359,10 @@ class SideLayout:
             O(k) for k addresses.
         """
         try:
-            state = []
-            for item in value.decode().split(" "):
-                name, digits = item[:3], item[3:]
-                family, base, size = self._by_name[name]
-                slot = int(digits, 16)
-                if len(digits) != _WIDTH[family] or not _HEX(digits) or slot >= size:
-                    raise ValueError(digits)
-                state.append((family, base + slot))
+            state = tuple(map(self._address, value.decode().split(" ")))
         except (ValueError, KeyError, UnicodeDecodeError):
             raise StoreError(f"corrupt owner record {where!r}: {value!r:.80}") from None
-        return tuple(state)
+        return state
 
     # ------------------------------------------------------------ reservations
 
@@ -322,7 +372,7 @@ class SideLayout:
         Complexity:
             O(1).
         """
-        return tuple(self._pools)
+        return tuple(self._names)
 
     def pool_alloc_prefix(self, family: IPFamily) -> str:
         """The prefix of a pool's alloc records (``alloc/<pool>/``).
@@ -330,18 +380,7 @@ class SideLayout:
         Complexity:
             O(1).
         """
-        return f"alloc/{self._pools[family][0]}/"
-
-    def grow(self, family: IPFamily, capacity: int) -> None:
-        """A node family grew (``add_range``): its slots now number ``capacity``.
-
-        Complexity:
-            O(1).
-        """
-        name, base, _ = self._pools[family]
-        self._pools[family] = (name, base, capacity)
-        self._by_name[f"{name}/"] = (family, base, capacity)
-        self._sizes[family] = capacity
+        return f"alloc/{self._names[family]}/"
 
     def range_key(self, family: IPFamily, n: int) -> str:
         """The record key of the ``n``-th range added to ``family`` (from 1).
@@ -357,16 +396,20 @@ class SideLayout:
         return f"{self.range_prefix}{_DIGIT[family]}/{n:04x}"
 
     def _block_size(self, family: IPFamily) -> int:
-        size = self._slots[family][1]
+        size = self._first[family]
         return 1 << max(0, (size - 1).bit_length() - BLOCK_BITS)
 
     def address_of(self, family: IPFamily, slot: int) -> Address:
-        """The address (as alloc records number it) of a pool's slot.
+        """The address (as the allocator numbers it) of one of the family's slots.
 
         Complexity:
-            O(1).
+            O(1) (O(log k) for a Service family grown to k ranges).
         """
-        return family, self._slots[family][0] + slot
+        offsets, bases = self._by_slot[family]
+        if len(offsets) == 1:
+            return family, bases[0] + slot - offsets[0]
+        i = bisect_right(offsets, slot) - 1
+        return family, bases[i] + slot - offsets[i]
 
     def blocks(self, family: IPFamily) -> list[tuple[str, int, int]]:
         """Every reservation block of a pool: ``(record key, first slot, stop slot)``.
@@ -379,7 +422,7 @@ class SideLayout:
         >>> layout.blocks(IPFamily.IPv4)[:2]
         [('resv/n4/0', 0, 16), ('resv/n4/1', 16, 32)]
         """
-        name, size = self._pools[family][0], self._sizes[family]
+        name, size = self._names[family], self._sizes[family]
         step = self._block_size(family)
         return [
             (f"{RESV_PREFIX}{name}/{start // step:x}", start, min(start + step, size))
@@ -392,9 +435,8 @@ class SideLayout:
         Complexity:
             O(1).
         """
-        family, value = address
-        name, base = self._pools[family][0], self._slots[family][0]
-        return f"{RESV_PREFIX}{name}/{(value - base) // self._block_size(family):x}"
+        name = self._names[address[0]]
+        return f"{RESV_PREFIX}{name}/{self.pool_slot(address) // self._block_size(address[0]):x}"
 
     def block_of(self, key: str) -> tuple[IPFamily, int, int]:
         """The family and slots ``[start, stop)`` of a block record's key.
@@ -407,7 +449,7 @@ class SideLayout:
         """
         try:
             name, digits = key[len(RESV_PREFIX) :].split("/")
-            family = self._by_name[f"{name}/"][0]
+            family = self._by_name[f"{name}/"]
             size = self._sizes[family]
             step = self._block_size(family)
             start = int(digits, 16) * step

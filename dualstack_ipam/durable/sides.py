@@ -66,8 +66,7 @@ MUTATING = {
     ),
 }
 """The public methods that change state: made durable one transaction each,
-composed of such transactions (``reconcile``), or refused for now
-(``services.add_range``: a grown Service family is not stored yet)."""
+or composed of such transactions (``reconcile``)."""
 
 READING = (
     "__contains__",
@@ -251,20 +250,6 @@ class _Durable:
             self._sync, self._side, lambda: plain(range), "unreserve", range, ""
         )
 
-    def add_range(self, cidr: Any) -> NoReturn:
-        """Refused for now on a Service side: a Service range is not stored as added yet.
-
-        Raises:
-            InvalidConfigError: always (``Cluster.nodes.add_range`` is durable).
-
-        Complexity:
-            O(1).
-        """
-        raise InvalidConfigError(
-            f"add_range({cidr!r}) is not supported on a durable cluster's Services yet "
-            "(issue 11); grow a plain ServiceIPAllocator"
-        )
-
     @classmethod
     def restore(
         cls,
@@ -438,7 +423,34 @@ class DurableServices(_Durable, ServiceIPAllocator):
     reconcile = _Durable.reconcile
     reserve = _Durable.reserve
     unreserve = _Durable.unreserve
-    add_range = _Durable.add_range
+
+    def add_range(self, cidr: Any) -> netaddr.IPNetwork:
+        """As :meth:`ServiceIPAllocator.add_range`, stored as a range record.
+
+        One transaction with its journal entry (``kind`` ``range``, ``op``
+        ``add-range``, ``data`` ``{"side": "services"}``); other processes
+        follow it through the change feed and allocate from it too, once
+        the ranges before it are full (see
+        :mod:`~dualstack_ipam.durable.growing`; how its addresses are
+        numbered in records: :mod:`~dualstack_ipam.durable.layout`).
+
+        Raises:
+            AddressFormatError, InvalidConfigError: as the plain method (also
+                when a range another process added first overlaps ``cidr``).
+            StoreUnavailableError: the store could not be written (nothing changed).
+
+        Complexity:
+            As the plain method, plus a catch-up and one transaction.
+
+        >>> import dualstack_ipam
+        >>> config = ClusterConfig("10.244.0.0/16", "10.96.0.0/30")
+        >>> with dualstack_ipam.open("memory://", config, service_strategy="sequential") as c:
+        ...     c.services.add_range("10.95.0.0/30")
+        ...     [str(c.services.allocate(name)) for name in "abc"]
+        IPNetwork('10.95.0.0/30')
+        ['10.96.0.1', '10.96.0.2', '10.95.0.1']
+        """
+        return growing.add_range(self._sync, "services", cidr)
 
     def _mutate(self, key: str, op: Callable[[], R], journal_op: str) -> R:
         return self._sync.mutate("services", key, op, journal_op)

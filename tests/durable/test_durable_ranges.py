@@ -1,4 +1,4 @@
-"""Durable add_range on the node side: range records, followed, exported, imported, replayed."""
+"""Durable add_range on both sides: range records, followed, exported, imported, replayed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import pytest
 
 import dualstack_ipam
 from dualstack_ipam import ClusterConfig, InvalidConfigError, PoolExhaustedError, SnapshotError
-from dualstack_ipam.durable import replay
+from dualstack_ipam.durable import Cluster, replay
 from dualstack_ipam.durable.cluster import attach
 from dualstack_ipam.store import Change, MemoryBackend
+from durable import backends
+from durable.backends import Backends
+
+make = backends.make
 
 # Two /25 node subnets in the first range; a Service range outside it.
 CONFIG = ClusterConfig(
@@ -87,7 +91,7 @@ def test_export_import_and_replay_carry_added_ranges() -> None:
         source.nodes.allocate(name)
     source.nodes.reserve("10.9.0.128/25", "spare")
     doc = source.export()
-    assert doc["ranges"] == {"nodes": ["10.9.0.0/24", "fd00:1::/121"]}
+    assert doc["ranges"] == {"nodes": ["10.9.0.0/24", "fd00:1::/121"], "services": []}
     target = dualstack_ipam.open("memory://", CONFIG)
     assert target.import_(doc) == 3
     assert target.export()["nodes"] == doc["nodes"]
@@ -103,3 +107,134 @@ def test_export_import_and_replay_carry_added_ranges() -> None:
     doc["ranges"] = {"nodes": ["10.0.0.0/25"]}
     with pytest.raises(SnapshotError, match="overlaps"):
         dualstack_ipam.open("memory://", CONFIG).import_(doc)
+
+
+# Services: a dual-stack cluster with small Service ranges, filled in order.
+SVC = ClusterConfig("10.0.0.0/16,fd00::/64", "10.96.0.0/29,fd00:96::/125")
+IP = netaddr.IPAddress
+
+
+def follower(make: Backends, cluster: Cluster) -> Cluster:
+    """A second process on the same store (a second client of the same memory store)."""
+    if make.kind == "memory":
+        return attach(cluster._sync.backend, "memory://")
+    return dualstack_ipam.open(cluster.url)
+
+
+def test_a_grown_service_family_is_stored_and_followed(make: Backends) -> None:
+    if not make.durable:
+        pytest.skip("the plain class: tests/services/test_service_ranges.py")
+    one = make.cluster(SVC, service_strategy="sequential")
+    two = follower(make, one)
+    try:
+        for name in "abcdef":
+            one.services.allocate(name)
+        with pytest.raises(PoolExhaustedError):
+            two.services.allocate("g", "IPv4")
+        # Below the first range, and an IPv6 range far from the first.
+        assert one.services.add_range("10.95.0.0/29") == NET("10.95.0.0/29")
+        one.services.add_range("fd00:1:96::/126")
+        two.refresh()  # etcd: a mutation's first try trusts the watch, which may lag
+        assert two.services.allocate("g") == IP("10.95.0.1")  # the follower grew
+        assert one.services.owner_of("10.95.0.1") == "g"
+        assert two.services.ranges("IPv4") == [NET("10.96.0.0/29"), NET("10.95.0.0/29")]
+        # Its records go on past the first range's slots: 6 usable addresses, slot 1 + 6.
+        keys = [r.key for r in one._sync.backend.get_prefix("alloc/s4/")]
+        assert keys[-1] == "alloc/s4/00000007"
+        # Reservations reach it, from either process.
+        two.services.reserve("10.95.0.2-10.95.0.3", "vips")
+        assert one.services.reservations() == [(netaddr.IPRange("10.95.0.2", "10.95.0.3"), "vips")]
+        assert one.services.allocate("h", "IPv4") == IP("10.95.0.4")
+        with pytest.raises(InvalidConfigError, match="overlaps"):
+            two.services.add_range("10.95.0.0/28")
+        two.services.occupy("v6", ["fd00:1:96::2"])
+        assert one.services.get("v6") == (IP("fd00:1:96::2"),)
+        rows = [(e.op, e.kind, e.key, e.data) for e in one.journal() if e.kind == "range"]
+        assert rows == [
+            ("add-range", "range", "10.95.0.0/29", {"side": "services"}),
+            ("add-range", "range", "fd00:1:96::/126", {"side": "services"}),
+        ]
+        one._check_invariants()
+        two._check_invariants()
+        if make.kind != "memory":  # a new process reads the ranges before the owners
+            with dualstack_ipam.open(one.url) as three:
+                assert three.services.get("h") == (IP("10.95.0.4"),)
+                assert three.services.capacity("IPv4") == 12
+                assert three.services.allocate("i", "IPv4") == IP("10.95.0.5")
+                three._check_invariants()
+    finally:
+        two.close()
+
+
+def test_cooldown_reaches_an_added_service_range(tmp_path: Path) -> None:
+    now = [1000.0]
+    url = f"sqlite://{tmp_path}/c.db?synchronous=NORMAL"
+    one = dualstack_ipam.open(
+        url, SVC, service_strategy="sequential", cooldown=60, clock=lambda: now[0]
+    )
+    with one, dualstack_ipam.open(url, clock=lambda: now[0]) as two:
+        one.services.add_range("10.95.0.0/30")
+        for name in "abcdefg":
+            one.services.allocate(name, "IPv4")
+        assert one.services.get("g") == (IP("10.95.0.1"),)
+        assert two.services.release("g")
+        # The released address cools in both processes: the next pick skips it.
+        assert one.services.stats()["IPv4"]["cooling"] == 1
+        assert one.services.allocate("h", "IPv4") == IP("10.95.0.2")
+        with pytest.raises(PoolExhaustedError, match="cool"):
+            two.services.allocate("i", "IPv4")
+        now[0] += 61
+        assert two.services.allocate("i", "IPv4") == IP("10.95.0.1")
+        one._check_invariants()
+
+
+def test_concurrent_service_additions_are_ordered_by_the_store() -> None:
+    store = AddWhileCatchingUp()
+    one = attach(store, "memory://", SVC, service_strategy="sequential")
+    two = attach(store, "memory://")
+    _ = one.services, two.services
+    store.hook = lambda: one.services.add_range("10.97.0.0/29")
+    assert two.services.add_range("10.95.0.0/29") == NET("10.95.0.0/29")
+    assert one.services.ranges("IPv4")[1:] == [NET("10.97.0.0/29"), NET("10.95.0.0/29")]
+    assert two.services.ranges("IPv4") == one.services.ranges("IPv4")
+    for name in "abcdefg":
+        two.services.allocate(name, "IPv4")
+    assert one.services.get("g") == (IP("10.97.0.1"),)  # filled in the order the store took
+    store.hook = lambda: one.services.add_range("10.94.0.0/29")
+    with pytest.raises(InvalidConfigError, match="overlaps"):
+        two.services.add_range("10.94.0.0/30")
+    one._check_invariants()
+    two._check_invariants()
+
+
+def test_export_import_and_replay_carry_added_service_ranges() -> None:
+    source = dualstack_ipam.open("memory://", SVC, service_strategy="sequential")
+    source.services.add_range("10.95.0.0/29")
+    source.services.add_range("fd00:1:96::/126")
+    for name in "abcdefgh":
+        source.services.allocate(name, "IPv4")
+    source.services.occupy("v6", ["fd00:1:96::3"])
+    source.services.reserve("10.95.0.5-10.95.0.6", "spare")
+    doc = source.export()
+    assert doc["ranges"] == {"nodes": [], "services": ["10.95.0.0/29", "fd00:1:96::/126"]}
+    target = dualstack_ipam.open("memory://", SVC)
+    assert target.import_(doc) == 9
+    assert target.export()["services"] == doc["services"]
+    assert target.services.ranges("IPv6") == source.services.ranges("IPv6")
+    assert target.services.reservations() == source.services.reservations()
+    target._check_invariants()
+    copy = dualstack_ipam.open("memory://", SVC)
+    replay(source.journal(), copy)
+    replay(source.journal(), copy)  # again: the ranges are there already
+    assert copy.export()["services"] == doc["services"]
+    assert copy.export()["ranges"] == doc["ranges"]
+    assert copy.services.reservations() == source.services.reservations()
+    copy._check_invariants()
+    doc["ranges"] = {"services": ["10.96.0.0/30"]}
+    with pytest.raises(SnapshotError, match="overlaps"):
+        dualstack_ipam.open("memory://", SVC).import_(doc)
+    nodes_only = ClusterConfig("10.0.0.0/16,fd00::/64")
+    doc = {**source.export(), "config": nodes_only.to_dict(), "services": None}
+    doc["reservations"] = {"nodes": []}
+    with pytest.raises(SnapshotError, match="Service ranges"):
+        dualstack_ipam.open("memory://", nodes_only).import_(doc)

@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import dualstack_ipam
 from dualstack_ipam import ClusterConfig, IPAMError, NodeCIDRAllocator, ServiceIPAllocator
 from dualstack_ipam.durable import Cluster, replay
+from dualstack_ipam.pools.multi import parts_of
 
 CONFIG = ClusterConfig(
     "10.0.0.0/24,fd00::/120", "10.0.0.32/28,fd00:1::/124", node_mask_ipv4=28, node_mask_ipv6=124
@@ -32,9 +33,17 @@ POLICIES = st.sampled_from([None, "SingleStack", "PreferDualStack", "RequireDual
 SIDES = st.sampled_from(["nodes", "services"])
 # Node subnets (the Service set-aside is 10.0.0.32/28) and Service addresses, both families.
 NODE_SPANS = ["10.0.0.0/26", "10.0.0.64/27", "fd00::/122", "fd00::20-fd00::3f"]
-SPANS = st.sampled_from([*NODE_SPANS, "10.0.0.36-10.0.0.40", "10.0.0.40/30", "fd00:1::4/126"])
+SPANS = st.sampled_from(
+    [*NODE_SPANS, "10.0.0.36-10.0.0.40", "10.0.0.40/30", "fd00:1::4/126", "10.0.3.2-10.0.3.4"]
+)
 REASONS = st.sampled_from(["", "racks", "gateways"])
 GROWTH = st.sampled_from(["10.0.1.0/28", "10.0.2.0/27", "fd00::1:0/124", "fd00::2:0/123"])
+# Service ranges to add: below the first one, far from it, and IPv6.
+SERVICE_GROWTH = st.sampled_from(["10.0.0.16/29", "10.0.3.0/29", "fd00:1::100/125", "fd00:2::/126"])
+# Requested Service IPs: the first range's, and the ranges above (usable once added).
+SERVICE_IPS = st.sampled_from(
+    [f"10.0.0.{i}" for i in range(33, 47)] + ["10.0.0.18", "10.0.3.5", "fd00:1::103", "fd00:2::2"]
+)
 
 
 def outcome(call: Any) -> Any:
@@ -121,11 +130,11 @@ class DurableMachine(RuleBasedStateMachine):
             lambda: self.services.release(f"default/{name}"),
         )
 
-    @rule(key=st.sampled_from(["a", "b"]), ip=st.integers(33, 46))
-    def allocate_seed_style(self, key: str, ip: int) -> None:
+    @rule(key=st.sampled_from(["a", "b"]), ip=SERVICE_IPS)
+    def allocate_seed_style(self, key: str, ip: str) -> None:
         self.same(
-            lambda: self.cluster.services.allocate(key, ip=f"10.0.0.{ip}"),
-            lambda: self.services.allocate(key, ip=f"10.0.0.{ip}"),
+            lambda: self.cluster.services.allocate(key, ip=ip),
+            lambda: self.services.allocate(key, ip=ip),
         )
 
     @rule(side=SIDES, span=SPANS, reason=REASONS)
@@ -142,12 +151,18 @@ class DurableMachine(RuleBasedStateMachine):
     def add_range(self, cidr: str) -> None:
         self.same(lambda: self.cluster.nodes.add_range(cidr), lambda: self.nodes.add_range(cidr))
 
+    @rule(cidr=SERVICE_GROWTH)
+    def add_service_range(self, cidr: str) -> None:
+        self.same(
+            lambda: self.cluster.services.add_range(cidr), lambda: self.services.add_range(cidr)
+        )
+
     @rule()
     def restart(self) -> None:
         # A new process: same store, a fresh cache (its rng continues the model's).
         self.cluster.close()
         rng = random.Random()
-        pool: Any = next(iter(self.services._pools.values()))
+        pool: Any = parts_of(next(iter(self.services._pools.values())))[0]
         rng.setstate(pool._rng.getstate())
         self.cluster = dualstack_ipam.open(self.url, rng=rng)
         # The next-fit cursor is per process: align the model's with a fresh one.
@@ -171,6 +186,7 @@ class DurableMachine(RuleBasedStateMachine):
         assert self.follower.services.items() == self.services.items()
         assert self.follower.nodes.reservations() == self.nodes.reservations()
         assert self.follower.services.reservations() == self.services.reservations()
+        assert self.follower.services.ranges("IPv4") == self.services.ranges("IPv4")
 
     @rule()
     def journal_replays(self) -> None:
@@ -181,6 +197,8 @@ class DurableMachine(RuleBasedStateMachine):
         assert copy.nodes.reservations() == self.nodes.reservations()
         assert copy.nodes.ranges("IPv6") == self.nodes.ranges("IPv6")
         assert copy.services.reservations() == self.services.reservations()
+        for family in ("IPv4", "IPv6"):
+            assert copy.services.ranges(family) == self.services.ranges(family)
 
     @invariant()
     def agrees(self) -> None:
