@@ -56,7 +56,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -472,6 +472,26 @@ class Sync:
                 "with other writers; nothing was changed"
             )
 
+    def mutate_many(self, name: str, ops: Sequence[tuple[str, Callable[[], R], str]]) -> list[R]:
+        """Run several ``(key, op, journal_op)`` mutations and commit them as ONE transaction.
+
+        All or nothing: see :func:`dualstack_ipam.durable.batch.mutate_many`.
+
+        Raises:
+            IPAMError: what an op raises (nothing changed).
+            StoreError: the batch does not fit in one transaction of the
+                store (naming the limit), or the store refused or failed
+                (nothing changed).
+            StoreUnavailableError: ``ATTEMPTS`` transactions lost their race.
+
+        Complexity:
+            The ops' cost, one catch-up and one transaction of O(n) records
+            for n ops.
+        """
+        from dualstack_ipam.durable import batch  # batch builds on this module
+
+        return batch.mutate_many(self, name, ops)
+
     @staticmethod
     def _spread(side: Side) -> None:
         """After a lost race: move the cache's next-fit cursors to a random slot.
@@ -546,19 +566,35 @@ class Sync:
             succeeded, revision = True, record.revision
         if not succeeded:
             side.cache._set_key_state(key, before)
-            self._conflict = _conflict(compares, result.current)
-            if self.cooldown:
-                cooling.learn(side, result.current, self.cooldown)
-            if side.known is not None:
-                # A partial cache learns who holds what it probed; the
-                # feed would not tell it (that was allocated before it opened).
-                for compared, current in result.current.items():
-                    if current is not None and compared.startswith("alloc/"):
-                        owner = current.value.decode("utf-8", "surrogatepass")
-                        self.ensure(side, owner, again=True)
+            self._lost(side, compares, result.current)
             return False
+        self._won(side, [(key, after)], revision, rewrites, stamps)
+        return True
+
+    def _lost(
+        self, side: Side, compares: list[Compare], current: Mapping[str, Record | None]
+    ) -> None:
+        """After a lost race (the cache undone): learn what beat the transaction."""
+        self._conflict = _conflict(compares, current)
+        if self.cooldown:
+            cooling.learn(side, current, self.cooldown)
         if side.known is not None:
-            side.known.add(key)
+            # A partial cache learns who holds what it probed; the
+            # feed would not tell it (that was allocated before it opened).
+            for compared, record in current.items():
+                if record is not None and compared.startswith("alloc/"):
+                    owner = record.value.decode("utf-8", "surrogatepass")
+                    self.ensure(side, owner, again=True)
+
+    def _won(
+        self,
+        side: Side,
+        states: Iterable[tuple[str, State]],
+        revision: int,
+        rewrites: Iterable[Write],
+        stamps: Iterable[Write],
+    ) -> None:
+        """After a commit at ``revision``: what the side knows of the keys and records written."""
         for write in rewrites:
             assert isinstance(write, Put)
             side.blocks[write.key] = (revision, write.value)
@@ -566,12 +602,14 @@ class Sync:
         self._own = max(self._own, revision)
         if revision == self.seen + 1:
             self.seen = revision  # nobody else wrote in between: no need to read our change back
-        if new:
-            side.revs[key] = revision
-        else:
-            side.revs.pop(key, None)
-            side.gone[key] = revision
-        return True
+        for key, after in states:
+            if side.known is not None:
+                side.known.add(key)
+            if after:
+                side.revs[key] = revision
+            else:
+                side.revs.pop(key, None)
+                side.gone[key] = revision
 
     # ------------------------------------------------------------ journal
 
