@@ -321,7 +321,7 @@ class SideLayout:
             raise StoreError(f"corrupt release time record key {key!r}") from None
 
     def pool_slot(self, address: Address) -> int:
-        """The family's slot of an address (as reservations, cooling and alloc records number it).
+        """The family's slot of an address (as reservations count; alloc keys add the shift).
 
         Complexity:
             O(1) (O(log k) for a Service family grown to k ranges).

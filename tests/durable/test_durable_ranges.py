@@ -9,7 +9,13 @@ import netaddr
 import pytest
 
 import dualstack_ipam
-from dualstack_ipam import ClusterConfig, InvalidConfigError, PoolExhaustedError, SnapshotError
+from dualstack_ipam import (
+    AlreadyAllocatedError,
+    ClusterConfig,
+    InvalidConfigError,
+    PoolExhaustedError,
+    SnapshotError,
+)
 from dualstack_ipam.durable import Cluster, replay
 from dualstack_ipam.durable.cluster import attach
 from dualstack_ipam.store import Change, MemoryBackend
@@ -145,6 +151,8 @@ def test_a_grown_service_family_is_stored_and_followed(make: Backends) -> None:
         two.services.reserve("10.95.0.2-10.95.0.3", "vips")
         assert one.services.reservations() == [(netaddr.IPRange("10.95.0.2", "10.95.0.3"), "vips")]
         assert one.services.allocate("h", "IPv4") == IP("10.95.0.4")
+        with pytest.raises(AlreadyAllocatedError):  # the store's alloc records of that range
+            two.services.reserve("10.95.0.4-10.95.0.5")
         with pytest.raises(InvalidConfigError, match="overlaps"):
             two.services.add_range("10.95.0.0/28")
         two.services.occupy("v6", ["fd00:1:96::2"])
