@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import netaddr
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dualstack_ipam
 from dualstack_ipam import (
@@ -14,10 +17,14 @@ from dualstack_ipam import (
     ClusterConfig,
     InvalidConfigError,
     PoolExhaustedError,
+    ServiceIPAllocator,
     SnapshotError,
 )
 from dualstack_ipam.durable import Cluster, replay
 from dualstack_ipam.durable.cluster import attach
+from dualstack_ipam.durable.layout import SideLayout
+from dualstack_ipam.net import IPFamily
+from dualstack_ipam.pools.multi import parts_of
 from dualstack_ipam.store import Change, MemoryBackend
 from durable import backends
 from durable.backends import Backends
@@ -246,3 +253,36 @@ def test_export_import_and_replay_carry_added_service_ranges() -> None:
     doc["reservations"] = {"nodes": []}
     with pytest.raises(SnapshotError, match="Service ranges"):
         dualstack_ipam.open("memory://", nodes_only).import_(doc)
+
+
+@given(
+    st.lists(st.integers(0, 255), min_size=1, max_size=5, unique=True),
+    st.lists(st.integers(27, 30), min_size=5, max_size=5),
+    st.data(),
+)
+@settings(max_examples=40, deadline=None)
+def test_grown_service_slots_are_one_to_one_and_ordered(
+    bases: list[int], prefixes: list[int], data: st.DataObject
+) -> None:
+    """Any added ranges, below or above the first: keys round-trip, never collide, keep order."""
+    alloc = ServiceIPAllocator(ClusterConfig("10.0.0.0/16", "10.96.128.0/27"))
+    for third, prefix in zip(bases, prefixes, strict=False):
+        with contextlib.suppress(InvalidConfigError):  # overlaps the first range
+            alloc.add_range(f"10.96.{third}.0/{prefix}")
+    layout = SideLayout.for_services(alloc)
+    pool: Any = alloc._pools[IPFamily.IPv4]
+    keys = []
+    for part in parts_of(pool):
+        picks = data.draw(st.lists(st.integers(0, part.capacity - 1), min_size=1, unique=True))
+        addresses = [(IPFamily.IPv4, part._base + pick) for pick in sorted(picks)]
+        for address in addresses:
+            assert layout.address_of(IPFamily.IPv4, layout.pool_slot(address)) == address
+        assert layout.decode(layout.encode(tuple(addresses))) == tuple(addresses)
+        part_keys = [layout.alloc_key(a) for a in addresses]
+        assert part_keys == sorted(part_keys)  # address order within a range
+        keys.append(part_keys)
+    flat = [key for part_keys in keys for key in part_keys]
+    assert flat == sorted(flat)  # the ranges in the order added
+    assert len(set(flat)) == len(flat)
+    first = (IPFamily.IPv4, int(netaddr.IPAddress("10.96.128.1")))
+    assert layout.alloc_key(first) == "alloc/s4/00000001"  # the first range's keys never move
