@@ -172,3 +172,27 @@ def tmp_state_with_slash_64_services(folder: Path) -> str:
     flags = ["--cluster-cidr=fc00::/48", "--service-cluster-ip-range=fd00::/64"]
     assert invoke("init", *flags, "--state", path).exit_code == 0
     return path
+
+
+def test_add_range_grows_the_service_ips(tmp_path: Path) -> None:
+    state = str(tmp_path / "svc.db")
+    flags = ["--cluster-cidr=10.244.0.0/16", "--service-cluster-ip-range=10.96.0.0/29"]
+    assert invoke("init", *flags, "--state", state).exit_code == 0
+    added = ok_json("add-range", "10.97.0.0/28", "--service", "--state", state)
+    assert added == {
+        "cidr": "10.97.0.0/28",
+        "kind": "service_ips",
+        "family": "IPv4",
+        "ranges": ["10.96.0.0/29", "10.97.0.0/28"],
+    }
+    # A requested address of the new range is taken; the stats count both ranges.
+    manifest = "metadata: {name: web}\nspec: {clusterIP: 10.97.0.5}\n"
+    result = invoke("allocate-service", "-f", "-", "--state", state, input=manifest)
+    assert result.exit_code == 0, result.stderr
+    stats = ok_json("stats", "--state", state)["services"]["IPv4"]
+    assert stats["capacity"] == 6 + 14
+    assert stats["used"] == 1
+    assert "10.96.0.0/29, 10.97.0.0/28" in invoke("stats", "--state", state).stdout
+    # Reserving in the new range goes to the Service IPs.
+    reserved = ok_json("reserve", "10.97.0.8-10.97.0.9", "--state", state)
+    assert (reserved["kind"], reserved["reserved"]) == ("service_ips", 2)
