@@ -199,7 +199,9 @@ class BasePool(PoolControls):
             used = self.used
             fields = self._snapshot_fields()
             image = self._bitmap.freeze() if self._plain else self._freeze_allocations()
-            extra = {"reserved": self._reservation_texts()} if self._reserved else {}
+            extra: dict[str, Any] = {}
+            if self._reserved:
+                extra["reserved"] = self._reservation_texts()
         cidr = str(self.cidr)
         kind = self._KIND
         return lambda: envelope(kind, used, cidr=cidr, **fields, allocated=image.to_json(), **extra)
