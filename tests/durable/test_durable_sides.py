@@ -55,5 +55,3 @@ def test_services_add_range_refused_for_overlap_changes_nothing() -> None:
             cluster.services.add_range("10.96.0.128/25")
         assert cluster.services.ranges("IPv4") == before
         assert list(cluster.journal()) == []
-
-
