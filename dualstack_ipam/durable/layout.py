@@ -29,8 +29,8 @@ makes its key exactly what it was: the allocators keep nothing else per key.
 Every transaction that changes a key writes its owner record, its alloc
 records and a journal entry together.
 
-Reservations (``resv/``): each pool's slots are cut into at most
-``2**BLOCK_BITS`` (16) aligned blocks of equal size, fixed by the config;
+Reservations (``resv/``): each range's slots are cut into at most
+``2**BLOCK_BITS`` (16) aligned blocks of equal size, fixed by the range;
 a block's record lists the reserved runs inside it as ``[start, stop,
 reason]`` in the pool's slots (the alloc records' numbering), so a
 reservation spanning blocks is a piece per block, joined again in the
@@ -63,11 +63,12 @@ addresses (an address of the range added after ranges of ``c`` usable
 addresses in all is slot ``1 + c + (address - its range's first usable
 address)``; an ungrown family's slots are unchanged). Key order is thus
 address order within a range, and the ranges in the order added. A mutation
-writes as many records in a grown family as in an ungrown one. Reservation
-blocks keep the first range's block size and go on numbering past it (a
-block may span two ranges; a run never does), and release times number
-slots as the alloc records do, so reservations and the cooldown reach
-every range.
+writes as many records in a grown family as in an ungrown one. An added
+range's reservation blocks are cut from its own size and numbered on past
+the blocks of the ranges before it (a block never spans two ranges, so a
+reservation of any size in any range is at most 16 block records), and
+release times number slots as the alloc records do: reservations and the
+cooldown reach every range.
 
 Release times (``cool/``, only with a cooldown): written by the transaction
 that frees the slot, compared by every transaction that takes it (absent,
@@ -130,6 +131,7 @@ BLOCK_BITS = 4
 _WIDTH = {IPFamily.IPv4: 8, IPFamily.IPv6: 32}
 _DIGIT = {IPFamily.IPv4: "4", IPFamily.IPv6: "6"}
 _HEX = re.compile("[0-9a-f]+").fullmatch
+_Cut = tuple[int, int, int, int]  # a range's blocks: first block number, offset, size, step
 
 
 class SideLayout:
@@ -151,7 +153,7 @@ class SideLayout:
         "_by_name",
         "_by_slot",
         "_by_value",
-        "_first",
+        "_cuts",
         "_names",
         "_parts",
         "_shift",
@@ -186,9 +188,8 @@ class SideLayout:
         self._by_value: dict[IPFamily, tuple[list[int], list[int]]] = {}
         self._by_slot: dict[IPFamily, tuple[list[int], list[int]]] = {}
         self._sizes: dict[IPFamily, int] = {}
-        self._first: dict[IPFamily, int] = {}
+        self._cuts: dict[IPFamily, tuple[list[int], list[int], list[_Cut]]] = {}
         for family, entry in entries.items():
-            self._first[family] = parts_of(entry)[0].capacity
             self.grow(family, entry)
         self.alloc_prefixes = tuple(f"alloc/{name}" for name in self._by_name)
         self.resv_prefixes = tuple(f"{RESV_PREFIX}{name}" for name in self._by_name)
@@ -244,6 +245,16 @@ class SideLayout:
         self._by_value[family] = ([b for b, _ in by_value], [o for _, o in by_value])
         self._by_slot[family] = ([o for _, o in by_slot], [b for b, _ in by_slot])
         self._sizes[family] = entry.capacity
+        # Reservation blocks: each range cut into at most 2**BLOCK_BITS of its
+        # own size, numbered on past the blocks of the ranges before it.
+        cuts: list[_Cut] = []
+        number = 0
+        for part, offset in zip(parts, offsets, strict=True):
+            if part.capacity:
+                step = 1 << max(0, (part.capacity - 1).bit_length() - BLOCK_BITS)
+                cuts.append((number, offset, part.capacity, step))
+                number += -(-part.capacity // step)
+        self._cuts[family] = ([cut[0] for cut in cuts], [cut[1] for cut in cuts], cuts)
 
     def owner_key(self, key: str) -> str:
         """The owner record's key of ``key``.
@@ -395,10 +406,6 @@ class SideLayout:
         """
         return f"{self.range_prefix}{_DIGIT[family]}/{n:04x}"
 
-    def _block_size(self, family: IPFamily) -> int:
-        size = self._first[family]
-        return 1 << max(0, (size - 1).bit_length() - BLOCK_BITS)
-
     def address_of(self, family: IPFamily, slot: int) -> Address:
         """The address (as the allocator numbers it) of one of the family's slots.
 
@@ -414,29 +421,44 @@ class SideLayout:
     def blocks(self, family: IPFamily) -> list[tuple[str, int, int]]:
         """Every reservation block of a pool: ``(record key, first slot, stop slot)``.
 
+        Each range of the family is cut into at most ``2**BLOCK_BITS``
+        aligned blocks of equal size (a power of two), numbered in the order
+        the ranges were added, so no block spans two ranges.
+
         Complexity:
-            O(2**BLOCK_BITS).
+            O(k * 2**BLOCK_BITS) for k ranges.
 
         >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
         >>> layout = SideLayout.for_nodes(NodeCIDRAllocator(ClusterConfig("10.0.0.0/16")))
         >>> layout.blocks(IPFamily.IPv4)[:2]
         [('resv/n4/0', 0, 16), ('resv/n4/1', 16, 32)]
         """
-        name, size = self._names[family], self._sizes[family]
-        step = self._block_size(family)
+        name = self._names[family]
         return [
-            (f"{RESV_PREFIX}{name}/{start // step:x}", start, min(start + step, size))
-            for start in range(0, size, step)
+            (
+                f"{RESV_PREFIX}{name}/{number + i:x}",
+                offset + start,
+                offset + min(start + step, size),
+            )
+            for number, offset, size, step in self._cuts[family][2]
+            for i, start in enumerate(range(0, size, step))
         ]
+
+    def _cut(self, family: IPFamily, slot: int) -> _Cut:
+        """The cut ``(first block number, offset, size, step)`` of the range holding ``slot``."""
+        _, offsets, cuts = self._cuts[family]
+        return cuts[0] if len(cuts) == 1 else cuts[bisect_right(offsets, slot) - 1]
 
     def block_key(self, address: Address) -> str:
         """The reservation block record's key of one address (a slot of a pool).
 
         Complexity:
-            O(1).
+            O(1) (O(log k) for a family grown to k ranges).
         """
-        name = self._names[address[0]]
-        return f"{RESV_PREFIX}{name}/{self.pool_slot(address) // self._block_size(address[0]):x}"
+        family = address[0]
+        slot = self.pool_slot(address)
+        number, offset, _, step = self._cut(family, slot)
+        return f"{RESV_PREFIX}{self._names[family]}/{number + (slot - offset) // step:x}"
 
     def block_of(self, key: str) -> tuple[IPFamily, int, int]:
         """The family and slots ``[start, stop)`` of a block record's key.
@@ -445,16 +467,17 @@ class SideLayout:
             StoreError: a key that is not one of this side's blocks.
 
         Complexity:
-            O(1).
+            O(1) (O(log k) for a family grown to k ranges).
         """
         try:
             name, digits = key[len(RESV_PREFIX) :].split("/")
             family = self._by_name[f"{name}/"]
-            size = self._sizes[family]
-            step = self._block_size(family)
-            start = int(digits, 16) * step
+            block = int(digits, 16)
+            numbers, _, cuts = self._cuts[family]
+            number, offset, size, step = cuts[bisect_right(numbers, block) - 1]
+            start = (block - number) * step
             if not _HEX(digits) or start >= size:
                 raise ValueError(digits)
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, IndexError):
             raise StoreError(f"corrupt reservation record key {key!r}") from None
-        return family, start, min(start + step, size)
+        return family, offset + start, offset + min(start + step, size)

@@ -286,3 +286,21 @@ def test_grown_service_slots_are_one_to_one_and_ordered(
     assert len(set(flat)) == len(flat)
     first = (IPFamily.IPv4, int(netaddr.IPAddress("10.96.128.1")))
     assert layout.alloc_key(first) == "alloc/s4/00000001"  # the first range's keys never move
+
+
+@pytest.mark.parametrize("side", ["nodes", "services"])
+def test_a_big_added_range_has_at_most_16_reservation_blocks(side: str) -> None:
+    """Blocks are cut per range: a small first range must not make a big added one's tiny."""
+    config = ClusterConfig("10.0.0.0/24", "10.96.0.0/28", node_mask_ipv4=28)
+    with dualstack_ipam.open("memory://", config) as cluster:
+        alloc: Any = getattr(cluster, side)
+        alloc.add_range("10.100.0.0/16")
+        big = "10.100.0.0/17"  # half the added range: 2,048 node subnets, 32,768 addresses
+        assert alloc.reserve(big, "later") > 2000
+        records = cluster._sync.backend.get_prefix("resv/")
+        assert len(records) <= 16 + 1  # the added range's blocks (the first's Service set-aside)
+        layout = cluster._sync.sides[side].layout
+        assert len(layout.blocks(IPFamily.IPv4)) <= 2 * 16
+        alloc.unreserve(big)
+        assert alloc.reservations() == []
+        cluster._check_invariants()

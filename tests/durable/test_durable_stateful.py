@@ -33,8 +33,13 @@ POLICIES = st.sampled_from([None, "SingleStack", "PreferDualStack", "RequireDual
 SIDES = st.sampled_from(["nodes", "services"])
 # Node subnets (the Service set-aside is 10.0.0.32/28) and Service addresses, both families.
 NODE_SPANS = ["10.0.0.0/26", "10.0.0.64/27", "fd00::/122", "fd00::20-fd00::3f"]
+# ... and spans of the ranges the machine may add (GROWTH, SERVICE_GROWTH).
 SPANS = st.sampled_from(
-    [*NODE_SPANS, "10.0.0.36-10.0.0.40", "10.0.0.40/30", "fd00:1::4/126", "10.0.3.2-10.0.3.4"]
+    [
+        *NODE_SPANS,
+        *["10.0.2.0/28", "fd00::2:0/124"],
+        *["10.0.0.36-10.0.0.40", "10.0.0.40/30", "fd00:1::4/126", "10.0.3.2-10.0.3.4"],
+    ]
 )
 REASONS = st.sampled_from(["", "racks", "gateways"])
 GROWTH = st.sampled_from(["10.0.1.0/28", "10.0.2.0/27", "fd00::1:0/124", "fd00::2:0/123"])
