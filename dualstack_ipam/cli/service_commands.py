@@ -5,15 +5,16 @@
 they return the text to print (see :mod:`dualstack_ipam.cli.commands`). A
 manifest is YAML or JSON, in a file or on stdin (``-``).
 
-All or nothing on the store: each Service is one store transaction, so a
-call of several documents is checked before anything is written — every
-document on an empty in-memory allocator of the cluster (invalid
-manifests, addresses outside the ranges, the documents' own conflicts),
-and their number against the backend's transaction limit — then allocated
-one by one; if the store refuses one (an address another Service holds, a
-full range), the Services this call created are released again before the
-command fails. A process killed in the middle of that can leave the
-documents allocated before the kill (each one whole). Hundreds of
+All or nothing on the store: a call of several documents (or several
+names to release) is ONE store transaction
+(:mod:`~dualstack_ipam.durable.batch`), so an exit code other than 0
+means that nothing changed, and other processes see every Service of the
+call change at one revision. The documents are checked before the store is
+read — every document on an empty in-memory allocator of the cluster
+(invalid manifests, addresses outside the ranges, the documents' own
+conflicts), and their number against the backend's transaction limit —
+and a batch whose records do not fit in one transaction is refused
+(exit 2, naming the limit) before anything is written. Hundreds of
 documents show a progress bar on stderr when it is a terminal
 (:mod:`~dualstack_ipam.cli.progress`). PyYAML is imported only when a
 manifest is read or printed.
@@ -21,8 +22,8 @@ manifest is read or printed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dualstack_ipam import service_key
 from dualstack_ipam.cli.ground import PROG, CLIError, Output, exit_code_for
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from dualstack_ipam.durable import Cluster
 
 __all__ = ["run_allocate_service", "run_release_service", "txn_limit"]
+
+R = TypeVar("R")
 
 
 # ------------------------------------------------------------------ Services
@@ -101,20 +104,22 @@ def run_allocate_service(
     """Allocate cluster IPs for every manifest in ``sources``, all or nothing.
 
     Each source is a file name or ``-`` (stdin) holding YAML documents or
-    JSON. The documents are checked first, then allocated in order, each
-    in one store transaction; if one fails, the Services this call created
-    are released, so none of them is kept (see the module notes).
+    JSON. The documents are checked first, then allocated in order and
+    committed together in ONE store transaction: if one fails, none of
+    them is kept (see the module notes).
 
     Raises:
         CLIError: wraps the first failing document's error, naming the
             document; exit 1 for a taken address or a full range, 2 for an
             invalid manifest, a cluster without a Service range, or more
             documents than one transaction of the store takes.
-        StoreUnavailableError: the store stayed locked (exit 5).
+        StoreError: the documents' records do not fit in one transaction
+            of the store, naming the limit (exit 2; nothing changed).
+        StoreUnavailableError: the store stayed locked (exit 5; nothing changed).
 
     Complexity:
-        O(size of the manifests), plus O(1) store records per document,
-        plus opening the store.
+        O(size of the manifests), plus O(1) store records per document in
+        one transaction, plus opening the store.
 
     >>> import os, tempfile
     >>> temp = tempfile.TemporaryDirectory()
@@ -141,31 +146,33 @@ def run_allocate_service(
     def act(cluster: Cluster) -> tuple[str, bool]:
         services = _services(cluster, where)
         _check_documents(cluster, documents)
-        created: list[str] = []
-        results: list[dict[str, Any]] = []
+        ops: list[tuple[str, Callable[[], tuple[bool, dict[str, Any]]], str]] = []
         for label, manifest in documents:
             try:
                 key = service_key(manifest)
-                held = services.get(key)
-                result = services.allocate_service(manifest)
             except IPAMError as exc:
-                _undo(services, created)
                 raise CLIError(
                     f"{label}: {exc} (nothing was allocated)", exit_code_for(exc)
                 ) from exc
-            results.append(result)
-            # Whether the call created the key, from its answer: a read of the
-            # store here, after the commit, could fail (a busy store) and turn
-            # a saved change into exit 5, which must mean that nothing changed.
-            if held is None and _holds_addresses(result):
-                created.append(key)
-            advance(1)
+            ops.append((key, _allocating(services, label, key, manifest, advance), "allocate"))
+        # Whether the call created a key comes from the ops' answers: a read
+        # of the store after the commit could fail (a busy store) and turn a
+        # saved change into exit 5, which must mean that nothing changed.
+        answers = _batch(cluster, ops)
+        results = [result for _, result in answers]
         text = to_json(results) if as_json else manifests_yaml(results)
-        return text, bool(created)
+        return text, any(created for created, _ in answers)
 
     with progress(len(documents) * runs(where), "allocate-service") as advance:
         text, changed = on_store(where, act)
     return Output(text, saved=where.shown if changed else None)
+
+
+def _batch(cluster: Cluster, ops: Sequence[tuple[str, Callable[[], R], str]]) -> list[R]:
+    """The ops on the cluster's Services, committed as ONE store transaction."""
+    from dualstack_ipam.durable import batch  # as the store: imported when one is opened
+
+    return batch.run(cluster, "services", ops)
 
 
 def _holds_addresses(manifest: Mapping[str, Any]) -> bool:
@@ -174,10 +181,25 @@ def _holds_addresses(manifest: Mapping[str, Any]) -> bool:
     return any(ip not in (None, "", "None") for ip in spec.get("clusterIPs") or ())
 
 
-def _undo(services: Any, created: Sequence[str]) -> None:
-    """Release the Services this call created, newest first (compensation)."""
-    for key in reversed(created):
-        services.release(key)
+def _allocating(
+    services: Any, label: str, key: str, manifest: Any, advance: Callable[[int], None]
+) -> Callable[[], tuple[bool, dict[str, Any]]]:
+    """One document's op of the batch: (whether it created the key, the allocated manifest).
+
+    It runs on the cache (the plain method: the durable one would commit
+    on its own); the batch runs it again after a lost race.
+    """
+
+    def op() -> tuple[bool, dict[str, Any]]:
+        held = ServiceIPAllocator.get(services, key)
+        try:
+            result = ServiceIPAllocator.allocate_service(services, manifest)
+        except IPAMError as exc:
+            raise CLIError(f"{label}: {exc} (nothing was allocated)", exit_code_for(exc)) from exc
+        advance(1)
+        return held is None and _holds_addresses(result), result
+
+    return op
 
 
 def _release_targets(key: str | None, sources: Sequence[str]) -> list[tuple[str, Any]]:
@@ -214,16 +236,19 @@ def run_release_service(
 
     Releasing is by name, as ``kubectl delete`` is: the addresses written in
     a manifest are not compared with what the Service holds. Every name is
-    checked before the first release; each release is one transaction.
+    checked before the first release; all the releases are ONE store
+    transaction (all or nothing).
 
     Raises:
         CLIError: both or neither of ``key`` and ``sources``, an invalid
             name, or a cluster without a Service range (exit 2).
-        StoreUnavailableError: the store stayed locked (exit 5).
+        StoreError: the releases do not fit in one transaction of the
+            store, naming the limit (exit 2; nothing changed).
+        StoreUnavailableError: the store stayed locked (exit 5; nothing changed).
 
     Complexity:
-        O(size of the manifests), plus O(1) store records per Service,
-        plus opening the store.
+        O(size of the manifests), plus O(1) store records per Service in
+        one transaction, plus opening the store.
 
     >>> import os, tempfile
     >>> folder = tempfile.TemporaryDirectory()
@@ -238,16 +263,24 @@ def run_release_service(
 
     def act(cluster: Cluster) -> tuple[str, bool]:
         services = _services(cluster, where)
-        report: list[tuple[str, bool, list[str]]] = []
-        for name in keys:
-            held = services.get(name) or ()
-            released = bool(services.release(name))
-            report.append((name, released, [str(a) for a in held]))
+        ops = [(name, _releasing(services, name), "release") for name in keys]
+        report = _batch(cluster, ops)
         changed = any(released for _, released, _ in report)
         return _release_report(report, as_json=as_json), changed
 
     text, changed = on_store(where, act)
     return Output(text, saved=where.shown if changed else None)
+
+
+def _releasing(services: Any, name: str) -> Callable[[], tuple[str, bool, list[str]]]:
+    """One name's op of the batch: (name, whether it held something, what it held)."""
+
+    def op() -> tuple[str, bool, list[str]]:
+        held = ServiceIPAllocator.get(services, name) or ()
+        released = bool(ServiceIPAllocator.release(services, name))
+        return name, released, [str(a) for a in held]
+
+    return op
 
 
 def _release_report(report: Sequence[tuple[str, bool, list[str]]], *, as_json: bool) -> str:
