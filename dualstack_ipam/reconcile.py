@@ -37,8 +37,9 @@ leaked, or moved to a key that takes them in the same call).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, Protocol
+import operator
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any, NamedTuple, Protocol, cast
 
 import attrs
 
@@ -108,6 +109,30 @@ class Reconcilable(Protocol):
         ...
 
 
+class _Slotted(Reconcilable, Protocol):
+    """The faster surface of an allocator with an owner table (both cluster allocators).
+
+    Reconcile compares the table's ``(family, slot)`` pairs with the truth
+    read as pairs, and builds the allocator's objects only for what the
+    report names and the repair passes on: the truth of 50,000 Services
+    is read and compared several times faster than as ``netaddr`` objects.
+    The result is the same as through :class:`Reconcilable` alone.
+    """
+
+    def _reconcile_read(self, value: Any) -> tuple[Any, Any, bool]:
+        """``value`` as ``(address, family, in_range)``: the address a pair when
+        in range, else the allocator's object; ``AddressFormatError`` for garbage."""
+        ...
+
+    def _reconcile_state(self) -> tuple[dict[str, Held], dict[Any, str]]:
+        """Copies of key -> pairs held and pair -> key (the caller holds the lock)."""
+        ...
+
+    def _build(self, address: Any) -> Any:
+        """The allocator's object for the pair ``address``."""
+        ...
+
+
 def _texts(entries: Mapping[str, Held]) -> dict[str, list[str]]:
     return {key: [str(a) for a in held] for key, held in entries.items()}
 
@@ -157,14 +182,58 @@ class ReconcileReport:
         }
 
 
+class _View(NamedTuple):
+    """How :func:`reconcile` reads one target's addresses.
+
+    Either the target's own objects (any :class:`Reconcilable`), or, for an
+    allocator offering the slotted surface (``_reconcile_read``,
+    ``_reconcile_state`` and ``_build``: both cluster allocators), its owner
+    table's ``(family, slot)`` pairs: tuples of an enum and an int hash and
+    compare in C, where ``netaddr`` objects hash in Python, and the objects
+    the report carries are built only for the keys that differ.
+    """
+
+    read: Callable[[Any], tuple[Any, Any, bool]]
+    """value -> (address, its family, in range); an address out of range is an object."""
+    state: Callable[[], tuple[dict[str, Held], dict[Any, str] | None]]
+    """key -> addresses held, and address -> key (None: built here from the first)."""
+    family: Callable[[Any], Any]
+    build: Callable[[Any], Any] | None
+    """address -> the target's object (None: addresses are the objects)."""
+    ordered: bool
+    """Whether the state's keys come in the target's order (else the leaks are sorted)."""
+
+
+def _view(target: Reconcilable) -> _View:
+    if callable(getattr(target, "_reconcile_state", None)):
+        slotted = cast("_Slotted", target)
+        return _View(
+            slotted._reconcile_read,
+            slotted._reconcile_state,
+            operator.itemgetter(0),
+            slotted._build,
+            False,
+        )
+
+    def read(value: Any) -> tuple[Any, Any, bool]:
+        address, in_range = target._reconcile_parse(value)
+        return address, f"IPv{address.version}", in_range
+
+    def state() -> tuple[dict[str, Held], dict[Any, str] | None]:
+        return dict(target.items()), None
+
+    return _View(read, state, operator.attrgetter("version"), None, True)
+
+
 def _read_truth(
-    target: Reconcilable, observed: Mapping[str, Iterable[Any]]
+    view: _View, observed: Mapping[str, Iterable[Any]]
 ) -> tuple[dict[str, Held], dict[str, Held]]:
-    """key -> addresses the allocator can hold, and key -> those it cannot."""
+    """key -> addresses the allocator can hold, and key -> those it cannot (objects)."""
     if not isinstance(observed, Mapping):
         raise InvalidConfigError(
             f"observed must be a mapping of key to addresses, got {observed!r}"
         )
+    read = view.read
     truth: dict[str, Held] = {}
     outside: dict[str, Held] = {}
     for key in sorted(observed):
@@ -177,15 +246,15 @@ def _read_truth(
             )
         inside: list[Any] = []
         out: list[Any] = []
-        versions: set[int] = set()
+        families: list[Any] = []
         for value in values:
-            address, in_range = target._reconcile_parse(value)
-            if address.version in versions:
+            address, family, in_range = read(value)
+            if family in families:
                 raise InvalidConfigError(
-                    f"observed[{key!r}] lists two IPv{address.version} entries: {values!r}",
+                    f"observed[{key!r}] lists two {family} entries: {values!r}",
                     value=values,
                 )
-            versions.add(address.version)
+            families.append(family)
             (inside if in_range else out).append(address)
         truth[key] = tuple(inside)
         if out:
@@ -242,36 +311,44 @@ def reconcile(
         raise InvalidConfigError(f"leak_grace must be an int >= 1, got {leak_grace!r}")
     lock = getattr(target, "_lock", None)
     with lock if lock is not None else contextlib.nullcontext():
-        truth, outside = _read_truth(target, observed)
-        return _reconcile(target, truth, outside, repair, leak_grace)
+        view = _view(target)
+        truth, outside = _read_truth(view, observed)
+        return _reconcile(target, view, truth, outside, repair, leak_grace)
 
 
 def _reconcile(
     target: Reconcilable,
+    view: _View,
     truth: dict[str, Held],
     outside: dict[str, Held],
     repair: bool,
     leak_grace: int,
 ) -> ReconcileReport:
-    held = dict(target.items())
-    missing, mismatched, leaked = {}, {}, {}
+    held, owners = view.state()
+    missing: dict[str, Held] = {}
+    mismatched: dict[str, tuple[Held, Held]] = {}
     for key, want in truth.items():
         have = held.get(key)
         if not have:
             if want:
                 missing[key] = want
-        elif set(have) != set(want):
+        elif have != want and set(have) != set(want):
             mismatched[key] = (have, want)
-    for key, have in held.items():
-        if key not in truth:
-            leaked[key] = have
-    # Who claims each address the truth gives: several keys is a conflict of
-    # the truth itself, which no repair settles and no repair may free.
-    claims: dict[Any, list[str]] = {}
+    gone = [key for key in held if key not in truth]
+    if not view.ordered:
+        gone.sort()
+    leaked = {key: held[key] for key in gone}
+    # Who claims each address the truth gives (``claims``: its first key;
+    # ``contested``: every key, for those claimed by several): several keys
+    # is a conflict of the truth itself, which no repair settles and no
+    # repair may free.
+    claims: dict[Any, str] = {}
+    contested: dict[Any, list[str]] = {}
     for key, want in truth.items():
         for address in want:
-            claims.setdefault(address, []).append(key)
-    contested = {address for address, keys in claims.items() if len(keys) > 1}
+            first = claims.setdefault(address, key)
+            if first != key:
+                contested.setdefault(address, [first]).append(key)
     counts = target._leak_counts
     for key in [k for k in counts if k not in leaked]:
         del counts[key]  # back in the truth, or gone: the sightings start again
@@ -279,18 +356,21 @@ def _reconcile(
     if repair:
         for key, have in leaked.items():
             counts[key] = counts.get(key, 0) + 1
-            if counts[key] >= leak_grace and not contested.intersection(have):
+            if counts[key] >= leak_grace and contested.keys().isdisjoint(have):
                 releasing.add(key)
-    owners = {address: key for key, have in held.items() for address in have}
+    if owners is None:
+        owners = {address: key for key, have in held.items() for address in have}
     # Which leaks go and what each key ends with depend on each other: a
     # leak or a mismatched key gives up an address the truth claims only if
     # its claimant takes it. Shrink the releases and grow what keys must
     # keep until both agree (each round only shrinks or grows, so it ends).
     keeps: dict[str, set[Any]] = {}
     while True:
-        conflicts = _contested(contested, claims, owners)
+        conflicts = _contested(contested, owners)
         goals = {
-            key: _goal(key, truth, held, owners, contested, releasing, conflicts, keeps)
+            key: _goal(
+                key, truth, held, owners, contested, releasing, conflicts, keeps, view.family
+            )
             for key in (*mismatched, *missing)
         }
         taken = {address for goal in goals.values() for address in goal}
@@ -307,12 +387,19 @@ def _reconcile(
                     changed = True
         if not changed:
             break
+    build = view.build
+
+    def objects(addresses: Held) -> Held:
+        return addresses if build is None else tuple(map(build, addresses))
+
+    leaks = {key: objects(have) for key, have in leaked.items()}
     released: dict[str, Held] = {}
+    refused: dict[Any, tuple[str, ...]] = {}  # by _hold, addresses as objects
     settled = True
     if repair:
         for key in sorted(releasing):  # 1. leaks
             target.release(key)
-            released[key] = leaked[key]
+            released[key] = leaks[key]
             del counts[key]
         # 2. mismatches drop what they no longer hold first, so that a swap
         # between two keys works; 3. then the missing keys.
@@ -321,27 +408,34 @@ def _reconcile(
             if len(keep) < len(held[key]):
                 target.release(key)
                 if keep:
-                    target.occupy(key, keep)
+                    target.occupy(key, objects(keep))
         for key in (*mismatched, *missing):
-            if not _hold(target, key, goals[key], conflicts):
+            if not _hold(target, key, objects(goals[key]), refused):
                 settled = False
         settled = settled and all(set(goals[k]) == set(truth[k]) for k in goals)
         settled = settled and len(released) == len(leaked)
     else:
         settled = not (missing or mismatched or leaked)
+    if build is not None:
+        missing = {key: objects(want) for key, want in missing.items()}
+        mismatched = {
+            key: (objects(have), objects(want)) for key, (have, want) in mismatched.items()
+        }
+        conflicts = {build(address): keys for address, keys in conflicts.items()}
+    conflicts.update(refused)
     ok = settled and not conflicts and not outside
-    return ReconcileReport(missing, leaked, mismatched, released, outside, conflicts, ok)
+    return ReconcileReport(missing, leaks, mismatched, released, outside, conflicts, ok)
 
 
 def _contested(
-    contested: set[Any], claims: dict[Any, list[str]], owners: dict[Any, str]
+    contested: dict[Any, list[str]], owners: dict[Any, str]
 ) -> dict[Any, tuple[str, ...]]:
     """The conflicts of the truth itself: holder first, then the claimants."""
     conflicts: dict[Any, tuple[str, ...]] = {}
-    for address in contested:
+    for address, claimants in contested.items():
         holder = owners.get(address)
         first = (holder,) if holder is not None else ()
-        conflicts[address] = tuple(dict.fromkeys((*first, *sorted(claims[address]))))
+        conflicts[address] = tuple(dict.fromkeys((*first, *sorted(claimants))))
     return conflicts
 
 
@@ -350,10 +444,11 @@ def _goal(
     truth: dict[str, Held],
     held: dict[str, Held],
     owners: dict[Any, str],
-    contested: set[Any],
+    contested: Mapping[Any, Any],
     releasing: set[str],
     conflicts: dict[Any, tuple[str, ...]],
     keeps: dict[str, set[Any]],
+    family: Callable[[Any], Any],
 ) -> Held:
     """What ``key`` can hold after this call: its truth, less what another key keeps.
 
@@ -365,7 +460,7 @@ def _goal(
     stuck = tuple(
         a for a in held.get(key, ()) if a not in truth[key] and (a in contested or a in extra)
     )
-    versions = {a.version for a in stuck}
+    families = {family(a) for a in stuck}
     goal = list(stuck)
     for address in truth[key]:
         owner = owners.get(address)
@@ -377,7 +472,7 @@ def _goal(
         # does not claim it (else it would be contested), so it drops it.
         if owner not in (None, key) and owner not in truth and owner not in releasing:
             conflicts[address] = (str(owner), key)
-        elif address.version not in versions:
+        elif family(address) not in families:
             goal.append(address)
     return tuple(goal)
 

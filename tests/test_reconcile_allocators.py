@@ -10,10 +10,12 @@ never frees an address the truth holds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import netaddr
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +24,8 @@ from hypothesis import strategies as st
 from test_reconcile import holdings
 
 from dualstack_ipam import ClusterConfig, NodeCIDRAllocator, ServiceIPAllocator
+from dualstack_ipam.errors import AddressFormatError, InvalidConfigError
+from dualstack_ipam.reconcile import ReconcileReport, reconcile
 
 NODE_POOLS = ([f"10.0.{i}.0/24" for i in range(8)], [f"fd00:0:0:{i:x}::/64" for i in range(8)])
 NODE_OUTSIDE = ["10.1.0.0/24", "fd00:0:0:7::/80"]
@@ -92,3 +96,146 @@ def test_a_reservation_blocking_the_truth_is_a_one_key_conflict() -> None:
     assert report.conflicts == {netaddr.IPAddress("10.96.0.5"): ("ns/a",)}
     assert not report.ok
     assert len(alloc) == 0
+
+
+# ------------------------------------------------ the slotted surface changes nothing
+# Both allocators offer reconcile a faster surface (owner-table pairs, objects
+# built only for what differs). Through a wrapper offering only the
+# Reconcilable surface, the same engine works on address objects: both ways
+# must give equal reports, in the same order, and leave equal allocators.
+
+
+class ObjectsOnly:
+    """An allocator seen through the plain :class:`Reconcilable` surface only."""
+
+    def __init__(self, alloc: Any) -> None:
+        self.alloc = alloc
+        self._leak_counts: dict[str, int] = {}
+
+    def get(self, key: str) -> tuple[Any, ...] | None:
+        return self.alloc.get(key)  # type: ignore[no-any-return]
+
+    def items(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return self.alloc.items()  # type: ignore[no-any-return]
+
+    def owner_of(self, address: Any) -> str | None:
+        return self.alloc.owner_of(address)  # type: ignore[no-any-return]
+
+    def occupy(self, key: str, addresses: Any) -> tuple[Any, ...]:
+        return self.alloc.occupy(key, list(addresses))  # type: ignore[no-any-return]
+
+    def release(self, key: str) -> bool:
+        return self.alloc.release(key)  # type: ignore[no-any-return]
+
+    def _reconcile_parse(self, value: Any) -> tuple[Any, bool]:
+        return self.alloc._reconcile_parse(value)  # type: ignore[no-any-return]
+
+
+def _as_data(report: ReconcileReport) -> str:
+    """The report with its order and the type of every address."""
+    typed = {
+        name: {
+            key: [(type(a).__name__, str(a)) for a in value]
+            if name != "mismatched"
+            else [[(type(a).__name__, str(a)) for a in side] for side in value]
+            for key, value in getattr(report, name).items()
+        }
+        for name in ("missing", "leaked", "mismatched", "released", "out_of_range")
+    }
+    conflicts = [(type(a).__name__, str(a), keys) for a, keys in report.conflicts.items()]
+    return json.dumps([typed, conflicts, report.ok])
+
+
+def same_both_ways(
+    make: Callable[[], Any],
+    held: dict[str, list[str]],
+    truth: dict[str, list[str]],
+    grace: int,
+) -> None:
+    fast, slow = make(), make()
+    for alloc in (fast, slow):
+        for key, addresses in held.items():
+            # A grown range's network and broadcast addresses cannot be held.
+            free = [
+                a for a in addresses if alloc.owner_of(a) is None and alloc._reconcile_parse(a)[1]
+            ]
+            if free:
+                alloc.occupy(key, free)
+    plain = ObjectsOnly(slow)
+    for repair in (False, *[True] * grace, False):
+        a = fast.reconcile(truth, repair=repair, leak_grace=grace)
+        b = reconcile(plain, truth, repair=repair, leak_grace=grace)
+        assert a == b
+        assert _as_data(a) == _as_data(b)
+        assert fast.items() == slow.items()
+        assert fast._leak_counts == plain._leak_counts
+    fast._check_invariants()
+
+
+def grown_services() -> ServiceIPAllocator:
+    # The pools' .7 and .8 (fd00::8) are a range's broadcast or network address.
+    alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16,fc00::/48", "10.96.0.0/29,fd00::/125"))
+    alloc.add_range("10.96.0.8/29")
+    alloc.add_range("fd00::8/125")
+    return alloc
+
+
+def grown_nodes() -> NodeCIDRAllocator:
+    alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/22,fd00::/62"))
+    alloc.add_range("10.0.4.0/22")
+    alloc.add_range("fd00:0:0:4::/62")
+    return alloc
+
+
+@settings(deadline=None)
+@given(
+    holdings(NODE_POOLS, None),
+    holdings(NODE_POOLS, NODE_OUTSIDE),
+    st.integers(1, 3),
+    st.booleans(),
+)
+def test_node_reports_are_those_of_the_object_surface(
+    held: dict[str, list[str]], truth: dict[str, list[str]], grace: int, grown: bool
+) -> None:
+    def make() -> NodeCIDRAllocator:
+        return grown_nodes() if grown else NodeCIDRAllocator(ClusterConfig("10.0.0.0/21,fd00::/61"))
+
+    same_both_ways(make, held, truth, grace)
+
+
+@settings(deadline=None)
+@given(
+    holdings(SERVICE_POOLS, None),
+    holdings(SERVICE_POOLS, SERVICE_OUTSIDE),
+    st.integers(1, 3),
+    st.booleans(),
+)
+def test_service_reports_are_those_of_the_object_surface(
+    held: dict[str, list[str]], truth: dict[str, list[str]], grace: int, grown: bool
+) -> None:
+    config = ClusterConfig("10.244.0.0/16,fc00::/48", "10.96.0.0/28,fd00::/124")
+
+    def make() -> ServiceIPAllocator:
+        return grown_services() if grown else ServiceIPAllocator(config)
+
+    same_both_ways(make, held, truth, grace)
+
+
+def test_the_truth_is_read_as_before() -> None:
+    alloc = grown_services()
+    alloc.reserve("10.96.0.3", "gateway")
+    report = alloc.reconcile(
+        {"ns/a": ["10.96.0.9", "fd00::9"], "ns/b": ["10.96.0.8"], "ns/c": ["10.96.0.3"]},
+        repair=True,
+    )
+    assert report.missing == {
+        "ns/a": (netaddr.IPAddress("10.96.0.9"), netaddr.IPAddress("fd00::9")),
+        "ns/c": (netaddr.IPAddress("10.96.0.3"),),
+    }
+    assert report.out_of_range == {"ns/b": (netaddr.IPAddress("10.96.0.8"),)}
+    assert report.conflicts == {netaddr.IPAddress("10.96.0.3"): ("ns/c",)}
+    assert alloc.get("ns/a") == (netaddr.IPAddress("10.96.0.9"), netaddr.IPAddress("fd00::9"))
+    with pytest.raises(InvalidConfigError, match=r"observed\['ns/a'\] lists two IPv4 entries"):
+        alloc.reconcile({"ns/a": ["10.96.0.9", "10.96.0.1"]})
+    with pytest.raises(AddressFormatError):
+        alloc.reconcile({"ns/a": ["10.96.0.300"]})

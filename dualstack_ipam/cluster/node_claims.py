@@ -10,6 +10,7 @@ same way, and reconciliation asks here whether a node could hold a CIDR.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import netaddr
@@ -172,12 +173,22 @@ class NodeClaims(AllocatorControls, KeyedAllocator[netaddr.IPNetwork]):
     def _reconcile_parse(self, value: Any) -> tuple[netaddr.IPNetwork, bool]:
         """``value`` as a CIDR, and whether a node could hold it (the family's node
         mask, inside its cluster CIDR)."""
+        address, _, in_range = self._reconcile_read(value)
+        return (self._build(address) if in_range else address), in_range
+
+    def _reconcile_read(self, value: Any) -> tuple[Any, IPFamily, bool]:
+        """``value`` as ``(address, family, holdable)``: a ``(family, subnet index)``
+        pair when a node could hold it, else a network object (reconcile's slotted
+        surface)."""
         net = parse_network(value)
-        built, pool = make_network(*net), self._pools.get(net.family)
-        if pool is None or net.prefixlen != pool.prefixlen:
-            return built, False
-        try:
-            pool.index_of(built)
-        except NotInRangeError:
-            return built, False
-        return built, True
+        pool = self._pools.get(net.family)
+        if pool is not None and net.prefixlen == pool.prefixlen:
+            if isinstance(pool, SubnetPool):
+                # index_of's rule, on the parsed value (no object to parse again).
+                offset = net.value - pool._net.value
+                if 0 <= offset < 1 << (net.family.width - pool._net.prefixlen):
+                    return (net.family, offset >> pool._shift), net.family, True
+            else:
+                with contextlib.suppress(NotInRangeError):
+                    return (net.family, pool.index_of(make_network(*net))), net.family, True
+        return make_network(*net), net.family, False

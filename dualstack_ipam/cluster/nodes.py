@@ -385,22 +385,6 @@ it overlaps the IPv4 cluster CIDR 10.244.0.0/23
                 raise InvalidConfigError(f"{where}: it overlaps the {what} {other}", value=value)
         return pool
 
-    def ranges(self, family: IPFamily | str) -> list[netaddr.IPNetwork]:
-        """The cluster CIDRs of ``family``: the configuration's, then those added, in order.
-
-        Raises:
-            FamilyNotConfiguredError: the cluster has no cluster CIDR of that family.
-
-        Complexity:
-            O(k) for k ranges of the family.
-
-        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
-        >>> _ = alloc.add_range("10.250.0.0/16"); alloc.ranges("IPv4")
-        [IPNetwork('10.244.0.0/16'), IPNetwork('10.250.0.0/16')]
-        """
-        with self._lock:
-            return list(ranges_of(self._pool(family)))
-
     def _set_aside(self, family: IPFamily) -> int:
         span = self._reserved.get(family)
         return 0 if span is None else span[1] - span[0]

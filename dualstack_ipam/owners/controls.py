@@ -30,6 +30,8 @@ from dualstack_ipam.errors import (
     PoolExhaustedError,
 )
 from dualstack_ipam.net import IPFamily
+from dualstack_ipam.owners.table import Address, OwnerTable
+from dualstack_ipam.pools.multi import ranges_of
 from dualstack_ipam.pools.ranges import parse_range
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class AllocatorControls:
 
     __slots__ = ()
     _pools: Mapping[IPFamily, Any]
+    _table: OwnerTable
     _lock: threading.RLock
     _leak_counts: dict[str, int]
     _errors: dict[str, int]
@@ -213,19 +216,23 @@ it touches the Service range's set-aside 10.0.4.0/22
             return int(pool.reserved) + self._set_aside(pool.family)
 
     def ranges(self, family: IPFamily | str) -> list[netaddr.IPNetwork]:
-        """The CIDRs ``family`` allocates from, the configuration's first.
+        """The ranges ``family`` allocates from: the configuration's, then those added, in order.
 
         Raises:
             FamilyNotConfiguredError: no range of that family.
 
         Complexity:
-            O(1).
+            O(k) for k ranges of the family.
 
-        >>> from dualstack_ipam import ClusterConfig, ServiceIPAllocator
+        >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator, ServiceIPAllocator
         >>> ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24")).ranges("IPv4")
         [IPNetwork('10.96.0.0/24')]
+        >>> alloc = NodeCIDRAllocator(ClusterConfig("10.244.0.0/16"))
+        >>> _ = alloc.add_range("10.250.0.0/16"); alloc.ranges("IPv4")
+        [IPNetwork('10.244.0.0/16'), IPNetwork('10.250.0.0/16')]
         """
-        return [self._pool(family).cidr]
+        with self._lock:
+            return list(ranges_of(self._pool(family)))
 
     # -------------------------------------------------------------- metrics
 
@@ -276,6 +283,15 @@ it touches the Service range's set-aside 10.0.4.0/22
             return result
 
     # ------------------------------------------------------------ reconcile
+
+    def _reconcile_state(self) -> tuple[dict[str, tuple[Address, ...]], dict[Address, str]]:
+        """Copies of who holds what, as pairs, for :func:`~dualstack_ipam.reconcile.reconcile`.
+
+        With ``_reconcile_read`` and ``_build`` of the allocator, the
+        slotted surface: reconcile compares the owner table's ``(family,
+        slot)`` pairs rather than address objects (the caller holds the lock).
+        """
+        return self._table.held_copy(), self._table.owners_copy()
 
     def reconcile(
         self,

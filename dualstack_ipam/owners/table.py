@@ -303,8 +303,9 @@ class OwnerTable:
         """
         held, new = dict(self._held.get(key, ())), []
         for family, value in wanted:
-            shown, owner = build((family, value)), self._owners.get((family, value))
+            owner = self._owners.get((family, value))
             if owner is not None and owner != key:
+                shown = build((family, value))  # only when refusing: the bulk load claims per key
                 message = f"{self.key_name.split()[0]} {key!r}: {what} {shown} is already "
                 raise AlreadyAllocatedError(
                     f"{message}allocated to {owner!r}", value=shown, owner=owner
@@ -312,6 +313,7 @@ class OwnerTable:
             if family not in held:
                 new.append((family, value))
             elif held[family] != value:
+                shown = build((family, value))
                 message = f"{key!r} already holds {build((family, held[family]))}, not {shown}"
                 raise AlreadyAllocatedError(message, value=shown, owner=key)
         return new
@@ -336,6 +338,14 @@ class OwnerTable:
             O(n), without a Python step per key.
         """
         return dict(self._held)
+
+    def owners_copy(self) -> dict[Address, str]:
+        """address -> key, a flat copy (one C-level dict copy).
+
+        Complexity:
+            O(n), without a Python step per address.
+        """
+        return dict(self._owners)
 
     def order_copy(self) -> KeyOrder:
         """The key order now, to sort after the lock is released (see :class:`KeyOrder`).

@@ -44,7 +44,6 @@ from dualstack_ipam.net import (
     parse_family,
     parse_network,
     split_cidrs,
-    usable_span,
 )
 from dualstack_ipam.owners import Address, KeyedAllocator, OwnerTable, check_key
 from dualstack_ipam.owners.controls import AllocatorControls
@@ -324,13 +323,20 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
 
     def _reconcile_parse(self, value: Any) -> tuple[netaddr.IPAddress, bool]:
         """``value`` as an address, and whether it is usable in its family's range."""
+        address, _, in_range = self._reconcile_read(value)
+        return (self._build(address) if in_range else address), in_range
+
+    def _reconcile_read(self, value: Any) -> tuple[Any, IPFamily, bool]:
+        """``value`` as ``(address, family, usable)``: a ``(family, int)`` pair when
+        usable in its family's range, else an address object (reconcile's slotted
+        surface: no object for the truth it compares)."""
         number, family = parse_address(value)
         entry = self._pools.get(family)
         pool = entry.part_holding(number) if isinstance(entry, MultiServiceIPPool) else entry
-        if pool is None:
-            return make_address(number, family), False
-        first, count = usable_span(family, pool.cidr.prefixlen)
-        return make_address(number, family), 0 <= number - pool.cidr.first - first < count
+        # The pool's own slot rule (its first usable address, its usable count).
+        if pool is not None and 0 <= number - pool._base < pool._top:
+            return (family, number), family, True
+        return make_address(number, family), family, False
 
     # ------------------------------------------------------------ ranges
 
@@ -403,22 +409,6 @@ it overlaps the IPv4 Service range 10.96.0.0/29
                     f"{where}: it overlaps the {net.family} Service range {other}", value=value
                 )
         return pool
-
-    def ranges(self, family: IPFamily | str) -> list[netaddr.IPNetwork]:
-        """The Service ranges of ``family``: the configuration's, then those added, in order.
-
-        Raises:
-            FamilyNotConfiguredError: the cluster has no Service range of that family.
-
-        Complexity:
-            O(k) for k ranges of the family.
-
-        >>> alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/24"))
-        >>> _ = alloc.add_range("10.97.0.0/24"); alloc.ranges("IPv4")
-        [IPNetwork('10.96.0.0/24'), IPNetwork('10.97.0.0/24')]
-        """
-        with self._lock:
-            return list(ranges_of(self._pool(family)))
 
     # ------------------------------------------------------------ snapshots
 

@@ -17,9 +17,10 @@ from dualstack_ipam.errors import (
     NotInRangeError,
     PoolExhaustedError,
 )
-from dualstack_ipam.net import IPFamily, make_address, usable_span
+from dualstack_ipam.net import IPFamily, make_address
 from dualstack_ipam.owners import Address, OwnerTable
 from dualstack_ipam.owners.controls import reservation_at
+from dualstack_ipam.pools.multi import MultiServiceIPPool, ranges_of
 from dualstack_ipam.pools.service_ips import ServiceIPPool
 from dualstack_ipam.services.intent import Intent, addresses
 from dualstack_ipam.services.read import invalid
@@ -29,9 +30,17 @@ __all__ = ["check_occupied", "release_all", "take", "take_all"]
 Pools = Mapping[IPFamily, ServiceIPPool]
 
 
-def _usable(pool: ServiceIPPool, value: int) -> bool:
-    first, count = usable_span(pool.family, pool.cidr.prefixlen)
-    return 0 <= value - int(pool.cidr.first) - first < count
+def _usable(pool: ServiceIPPool | MultiServiceIPPool, value: int) -> bool:
+    """Whether ``value`` is usable in ``pool`` (a grown family's: in one of its ranges)."""
+    # The pool's own slot rule: no network object per call on the bulk load.
+    if isinstance(pool, MultiServiceIPPool):
+        return any(0 <= value - part._base < part._top for part in pool.parts)
+    return 0 <= value - pool._base < pool._top
+
+
+def _ranges(pool: ServiceIPPool | MultiServiceIPPool) -> str:
+    """Every range of ``pool``, for a message (a grown family has several)."""
+    return ", ".join(map(str, ranges_of(pool)))
 
 
 def take(pools: Pools, table: OwnerTable, family: IPFamily, value: int | None) -> int:
@@ -79,7 +88,7 @@ def take_all(
         cooling = pool.cooling if pool.cooldown and value is None else 0
         if value is None and pool.free - cooling <= 0:
             note = f" ({cooling} released addresses are cooling down)" if cooling else ""
-            message = f"range is full: no free address in {pool.cidr} for {name!r}{note}"
+            message = f"range is full: no free address in {_ranges(pool)} for {name!r}{note}"
             raise PoolExhaustedError(message, pool_cidr=pool.cidr)
     return tuple((family, take(pools, table, family, value)) for family, value in pairs)
 
@@ -99,7 +108,8 @@ def _check_requested(
     if not _usable(pool, value):
         v4 = family is IPFamily.IPv4
         edges = "network and broadcast addresses" if v4 else "network address"
-        detail = f"provided IP is not in the valid range of {pool.cidr} (without its {edges})"
+        where = _ranges(pool)
+        detail = f"provided IP is not in the valid range of {where} (without its {edges})"
         raise invalid(name, field, text, f"failed to allocate IP: {detail}")
     reason = reservation_at(pool, value - pool._base)
     if reason is not None:
@@ -130,15 +140,17 @@ def check_occupied(pools: Pools, new: Iterable[Address]) -> None:
         O(1) per address (O(log r) with r reservations).
     """
     for family, value in new:
-        pool, address = pools[family], make_address(value, family)
+        pool = pools[family]
         if not _usable(pool, value):
+            address = make_address(value, family)
             raise NotInRangeError(
-                f"Service IP {str(address)!r} is not usable in {pool.cidr}",
+                f"Service IP {str(address)!r} is not usable in {_ranges(pool)}",
                 value=address,
                 pool_cidr=pool.cidr,
             )
         reason = reservation_at(pool, value - pool._base)
         if reason is not None:
+            address = make_address(value, family)
             raise AlreadyAllocatedError(
                 f"Service IP {str(address)!r} is reserved in {pool.cidr} ({reason!r})",
                 value=address,
