@@ -208,7 +208,8 @@ def _commit(
         _restore(side, undo)
         sync._lost(side, compares, result.current)
         return False
-    sync._won(side, [(key, after) for key, _, after, _ in changes], revision, rewrites, stamps)
+    states = [(key, before, after) for key, before, after, _ in changes]
+    sync._won(side, states, revision, rewrites, stamps)
     return True
 
 

@@ -129,7 +129,27 @@ class _Durable:
     reserved = _reading("reserved")
     reservations = _reading("reservations")
     ranges = _reading("ranges")
-    stats = _reading("stats")
+
+    def stats(self) -> dict[str, Any]:
+        """As the plain allocator's ``stats()``, after catching up; totals are this process's.
+
+        ``allocations`` and ``releases`` count the slots this process's own
+        committed calls gave to keys and took back, not what the cache
+        loaded or followed from the store (other processes' work, or this
+        store's history); ``errors`` count this process's failed calls.
+
+        Complexity:
+            O(c) to catch up, then O(1) per family.
+        """
+        with self._sync.lock:
+            self._sync.catch_up()
+            side = self._sync.sides[self._side]
+            self._sync.fill(side)
+            result: dict[str, Any] = super().stats()  # type: ignore[misc]
+            result["totals"]["allocations"] = side.taken
+            result["totals"]["releases"] = side.freed
+            return result
+
     __len__ = _reading("__len__")
     __iter__ = _reading("__iter__")
 

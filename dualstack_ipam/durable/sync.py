@@ -139,9 +139,24 @@ class Side:
             knows (only with a cooldown; :mod:`~dualstack_ipam.durable.cooling`).
         ranges: added range record key -> its revision, those applied
             (:mod:`~dualstack_ipam.durable.growing`).
+        taken, freed: slots this process's own commits gave to keys and
+            took back (``stats()`` totals: the cache also takes and frees
+            what it loads and follows, which are not this process's calls).
     """
 
-    __slots__ = ("blocks", "cache", "cools", "gone", "known", "laid", "layout", "ranges", "revs")
+    __slots__ = (
+        "blocks",
+        "cache",
+        "cools",
+        "freed",
+        "gone",
+        "known",
+        "laid",
+        "layout",
+        "ranges",
+        "revs",
+        "taken",
+    )
 
     def __init__(self, cache: KeyedAllocator[object], layout: SideLayout) -> None:
         self.cache, self.layout = cache, layout
@@ -152,6 +167,8 @@ class Side:
         self.laid = True
         self.cools: dict[str, int] = {}
         self.ranges: dict[str, int] = {}
+        self.taken = 0
+        self.freed = 0
 
 
 class Sync:
@@ -452,12 +469,18 @@ class Sync:
                 try:
                     result = op()
                 except IPAMError:
-                    if not lazy:
+                    # An error must rest on the store, not on a cache that may
+                    # lag (the first try trusted the watch, and a lazy try did
+                    # not read the key): read the feed up to the store's
+                    # revision and the key, and if that taught the cache
+                    # anything, run it again. Costs a request on errors only.
+                    seen = self.seen
+                    self.catch_up()
+                    if lazy:
+                        lazy = False
+                        self.ensure(side, key)
+                    elif self.seen == seen:
                         raise
-                    # An error must not come from what the cache did not
-                    # know of the key itself: read it, and run it again.
-                    lazy = False
-                    self.ensure(side, key)
                     before = side.cache._key_state(key)
                     result = op()
                 after = side.cache._key_state(key)
@@ -568,7 +591,7 @@ class Sync:
             side.cache._set_key_state(key, before)
             self._lost(side, compares, result.current)
             return False
-        self._won(side, [(key, after)], revision, rewrites, stamps)
+        self._won(side, [(key, before, after)], revision, rewrites, stamps)
         return True
 
     def _lost(
@@ -589,7 +612,7 @@ class Sync:
     def _won(
         self,
         side: Side,
-        states: Iterable[tuple[str, State]],
+        states: Iterable[tuple[str, State, State]],
         revision: int,
         rewrites: Iterable[Write],
         stamps: Iterable[Write],
@@ -602,7 +625,10 @@ class Sync:
         self._own = max(self._own, revision)
         if revision == self.seen + 1:
             self.seen = revision  # nobody else wrote in between: no need to read our change back
-        for key, after in states:
+        for key, before, after in states:
+            old, new = set(before or ()), set(after or ())
+            side.taken += len(new - old)
+            side.freed += len(old - new)
             if side.known is not None:
                 side.known.add(key)
             if after:
