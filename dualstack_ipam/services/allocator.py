@@ -93,6 +93,7 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         "_pools",
         "_strategy",
         "_table",
+        "_texts",
         "_uncounted",
     )
     _pools: dict[IPFamily, ServiceIPPool | MultiServiceIPPool]
@@ -131,6 +132,9 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         self._leak_counts: dict[str, int] = {}
         self._errors = {"exhausted": 0, "taken": 0, "invalid": 0}
         self._uncounted: dict[IPFamily, int] = {}
+        # Snapshot texts by key, each beside the owner table's tuple it was
+        # made from (see services.service_snapshots.snapshot).
+        self._texts: dict[str, tuple[tuple[Address, ...], str]] = {}
 
     def __repr__(self) -> str:
         ranges = ",".join(str(cidr) for pool in self._pools.values() for cidr in ranges_of(pool))

@@ -128,11 +128,25 @@ def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
         with alloc._lock:  # O(pending keys): the next snapshot need not merge again
             table.adopt(order)
     services: dict[str, str] = {}  # only str in it: the garbage collector never tracks it
+    # A key's text is made once and kept beside the owner table's tuple it
+    # came from: the table gives a key a new tuple whenever its addresses
+    # change, and the cache's reference keeps the old one alive, so "is"
+    # tells a text still current. A later snapshot then looks texts up
+    # (~0.1 us a key) instead of making them (~2 us), and builds no new
+    # tracked object for an unchanged key. Two snapshots at once may both
+    # fill it: any entry they write is right for its tuple.
+    cache = alloc._texts
     for start in range(0, len(keys), CHUNK):
         if start:
             time.sleep(0)  # hand the interpreter to a thread waiting for it
         for key in keys[start : start + CHUNK]:
-            services[key] = joined(held[key])
+            addresses = held[key]
+            entry = cache.get(key)
+            if entry is None or entry[0] is not addresses:
+                entry = cache[key] = (addresses, joined(addresses))
+            services[key] = entry[1]
+    if len(cache) > 2 * len(keys) + CHUNK:  # released keys' texts: keep it O(n)
+        alloc._texts = {key: cache[key] for key in keys if key in cache}
     pools = {}
     for family, build in finish.items():
         time.sleep(0)

@@ -215,3 +215,30 @@ def test_many_added_keys_are_sorted_by_slices(count: int, monkeypatch: pytest.Mo
     for number, name in enumerate(names):
         table.put(name, ((IPFamily.IPv4, number),))
     assert table.order_copy().sorted() == sorted(names) == list(table)
+
+
+def test_cached_texts_follow_every_change_and_are_pruned(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A text is reused only while its key holds the very tuple it was made
+    # from: a change, a release and a new key all show in the next snapshot.
+    monkeypatch.setattr(service_snapshots, "CHUNK", 4)
+    alloc = ServiceIPAllocator(ClusterConfig("10.244.0.0/16", "10.96.0.0/20,fd00::/112"))
+    for i in range(20):
+        alloc.allocate(f"ns/s{i}", ip=f"10.96.0.{i + 10}")
+    first = alloc.snapshot()["services"]
+    assert first["ns/s3"] == "10.96.0.13"
+    alloc.release("ns/s3")
+    alloc.occupy("ns/s3", ["10.96.0.13", "fd00::3"])  # the same key gains a family
+    alloc.release("ns/s4")
+    alloc.allocate("ns/s4", ip="10.96.0.99")  # same key, another address
+    alloc.release("ns/s5")
+    second = alloc.snapshot()["services"]
+    assert second["ns/s3"] == "10.96.0.13,fd00::3"
+    assert second["ns/s4"] == "10.96.0.99"
+    assert "ns/s5" not in second
+    assert second == {key: joined(held) for key, held in alloc._table.items()}
+    for i in range(6, 20):
+        alloc.release(f"ns/s{i}")
+    third = alloc.snapshot()["services"]
+    assert set(third) == {"ns/s0", "ns/s1", "ns/s2", "ns/s3", "ns/s4"}
+    assert len(alloc._texts) <= 2 * len(third) + service_snapshots.CHUNK
+    assert ServiceIPAllocator.restore(alloc.snapshot()).snapshot() == alloc.snapshot()
