@@ -84,6 +84,16 @@ class Cluster:
             if address.version == family.version
         }
 
+    def reserved(self, family: IPFamily) -> list[tuple[int, int]]:
+        """The allocator's reserved runs of ``family``: (first, last) addresses as ints."""
+        if self.allocator is None:
+            return []
+        return [
+            (int(span.first), int(span.last))
+            for span, _ in self.allocator.reservations()
+            if span.version == family.version
+        ]
+
     def free(self, family: IPFamily) -> int:
         if self.allocator is not None:
             return self.allocator.free(family)
@@ -248,14 +258,24 @@ def free_address(draw: st.DrawFn, cluster: Cluster, family: IPFamily) -> str:
             (1, st.integers(0, max(capacity - 1, 0))),
         ],
     )
-    # The caller checked that one is free: walk the ranges' usable addresses
-    # as one sequence from the drawn one until a free one turns up.
-    while slot >= capacity or base + slot in used:
-        slot += 1
+    reserved = cluster.reserved(family)
+    # The caller checked that one is free (``free`` counts neither held nor
+    # reserved addresses): walk the ranges' usable addresses as one sequence
+    # from the drawn one until a free one turns up, over a reserved run at
+    # once (it may be far longer than the pool's free space).
+    while True:
         if slot >= capacity:
             which, slot = (which + 1) % len(spans), 0
             base, capacity, offset = spans[which]
-    return str(make_address(base + slot, family))
+            continue
+        value = base + slot
+        run = next((last for first, last in reserved if first <= value <= last), None)
+        if run is not None:
+            slot = run - base + 1
+        elif value in used:
+            slot += 1
+        else:
+            return str(make_address(value, family))
 
 
 # ---------------------------------------------------------------- valid
