@@ -125,6 +125,10 @@ class Feed:
         transport = self._transport
         index = 0
         session = requests.Session()
+        # As the transport's sessions: never read proxy settings from
+        # os.environ, which another thread may be changing while this one
+        # iterates it (the watch thread died of "dictionary changed size").
+        session.trust_env = False
         if transport.tls is not None:
             if transport.tls.ca_cert is not None:
                 session.verify = transport.tls.ca_cert

@@ -196,3 +196,27 @@ def test_a_first_txn_that_deletes_nothing_writes_no_fence(make: Make, etcd: Etcd
     assert mine.retries == 0  # the fence was created by the put, not assumed before
     fence = raw(etcd, "kv/range", {"key": encode_key(f"{mine.prefix}/fence/me")})["kvs"]
     assert int(fence[0]["mod_revision"]) == before + 1
+
+
+def test_the_watch_reads_no_proxy_settings_from_the_environment(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watch's requests session reads nothing from os.environ, as the
+    # transport's do: requests would otherwise iterate os.environ on every
+    # request (a watch thread died of "dictionary changed size during
+    # iteration" while a test changed it) and send the watch through a
+    # proxy the requests to etcd do not use. A proxy that refuses every
+    # connection shows which: the watch must still deliver.
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    mine, other = make(), make()
+    start = mine.revision()
+    mine.watched(start)  # starts the watch thread
+    for n in range(5):
+        other.txn([], [Put(f"k{n}", b"v")])
+    last = other.revision()
+    changes, seen = mine.watched(start, reach=last)
+    assert seen >= last
+    assert [c.key for c in changes] == [f"k{n}" for n in range(5)]
