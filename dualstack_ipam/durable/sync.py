@@ -94,6 +94,10 @@ State = tuple[Address, ...] | None
 ATTEMPTS = 8
 """Transactions one mutation tries before ``StoreUnavailableError``."""
 
+FOLLOWED = (OWNER_PREFIX, RESV_PREFIX, RANGE_PREFIX)
+"""The records the caches follow through the change feed (and ``COOL_PREFIX``
+with a cooldown)."""
+
 PARTIAL_ATTEMPTS = 3
 """Lost races after which a partial side reads itself whole before trying again."""
 
@@ -200,6 +204,13 @@ class Sync:
         self._doubt: set[tuple[str, str]] = set()
         self._conflict = 0  # the revision of what beat our last transaction (0: unknown)
         self._own = 0  # the revision of our last commit
+        watch_only = getattr(backend, "watch_only", None)
+        if watch_only is not None:
+            # The caches follow these records only (``_follow``), and every
+            # revision they wait for (``reach``: our own commits, the records
+            # that beat a transaction) writes one of them: etcd need not send
+            # each process every alloc record and journal entry of the others.
+            watch_only(FOLLOWED + ((COOL_PREFIX,) if cooldown else ()))
 
     # ------------------------------------------------------------ loading
 
@@ -368,7 +379,7 @@ class Sync:
     def _follow(self, changes: Iterable[Change]) -> None:
         last: dict[str, Change] = {}
         for change in changes:
-            if change.key.startswith((OWNER_PREFIX, RESV_PREFIX, COOL_PREFIX, RANGE_PREFIX)):
+            if change.key.startswith((*FOLLOWED, COOL_PREFIX)):
                 last[change.key] = change
         if not last:
             return

@@ -5,7 +5,9 @@ and reads the answer. No answer to a write: the fence is put and the marker
 read (``Session.resolve``), so the outcome is known before anything is
 retried; an expired lease: the fence is made again and the write retried; a
 failed compare on our own fence: another client took it, retried after the
-fence is read again. See ``EtcdBackend`` for the whole protocol.
+fence is read again. A failed write reads the compared keys and the fence in
+a second request (its failure branch is empty: see ``etcd_wire``). See
+``EtcdBackend`` for the whole protocol.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from dualstack_ipam.errors import StoreUnavailableError
 from dualstack_ipam.store.etcd_session import NOT_FOUND, Session, backoff_delay, store_error
 from dualstack_ipam.store.etcd_transport import EtcdRequestError, EtcdUnavailable, Transport
-from dualstack_ipam.store.etcd_wire import stamped, txn_payload
+from dualstack_ipam.store.etcd_wire import read_back, stamped, txn_payload
 from dualstack_ipam.store.records import Compare, Record, TxnResult, Write
 
 __all__ = ["commit"]
@@ -90,6 +92,13 @@ def commit(
             if marker is not None and session.fence_rev == 0 and stamped(answer):
                 session.fence_rev = revision  # created with this transaction
             return TxnResult(True, revision)
+        if writes:
+            try:
+                answer = session.request("kv/txn", read_back(kv, session, compares))
+            except StoreUnavailableError as exc:
+                raise StoreUnavailableError(
+                    f"{exc} (after a transaction that failed its compares: nothing was written)"
+                ) from None
         reads = [r.get("response_range", {}).get("kvs", ()) for r in answer["responses"]]
         if not writes or session.check_fence(reads[len(compares)]):
             current = {

@@ -39,6 +39,8 @@ class Feed:
             from the list (internal keys still advance ``seen``).
         after: the feed holds the changes with revision > ``after``.
         idle: seconds a silent watch stays open before it is reopened.
+        until: stop the watch once it has delivered this revision (a
+            one-off read of the history); None: follow until closed.
 
     Attributes:
         after: as given.
@@ -59,8 +61,10 @@ class Feed:
         after: int,
         *,
         idle: float = 5.0,
+        until: int | None = None,
     ) -> None:
         self.after = after
+        self.until = until
         # Revision 1 is etcd's initial one: no change ever has it.
         self.seen = max(after, 1)
         self.compacted: int | None = None
@@ -70,7 +74,8 @@ class Feed:
         self._cond = threading.Condition()
         self._closed = False
         self._response: Any = None
-        self._thread = threading.Thread(target=self._run, name="etcd-feed", daemon=True)
+        name = "etcd-feed" if until is None else "etcd-feed-until"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def wait(self, revision: int, timeout: float) -> bool:
@@ -159,7 +164,8 @@ class Feed:
                     if line.strip():
                         failures = 0
                         if not self._take(json.loads(line).get("result", {})):
-                            return
+                            self._closed = True
+                            break
             except (requests.RequestException, ValueError, AttributeError):
                 failures += 1
             finally:
@@ -195,4 +201,4 @@ class Feed:
             # One response holds whole revisions: its last one is complete.
             self.seen = max(self.seen, int(events[-1]["kv"].get("mod_revision", 0)))
             self._cond.notify_all()
-        return True
+        return self.until is None or self.seen < self.until

@@ -2,7 +2,15 @@
 
 Pure functions between the backend's records and etcd's v3 JSON: the
 endpoint list, the body of a writing transaction (with the fence compare
-and the attempt's marker), and what an answer or a compaction means.
+and the attempt's marker), the read that follows a failed one, and what an
+answer or a compaction means.
+
+A writing transaction's failure branch is empty: each range there costs
+etcd about as much as a put, applied or not (measured on etcd 3.4: six
+ranges, 0.3-0.4 ms of etcd CPU on every transaction, ~20 % of a node
+allocation's), while compares fail on ~0.2 % of the transactions of 4
+processes allocating at once. A failed write reads the compared keys and
+the fence in a second round trip (:func:`read_back`) instead.
 
 >>> parse_endpoints("10.0.0.1:2379,[fd00::1]:2379")
 (('10.0.0.1', 2379), ('fd00::1', 2379))
@@ -18,7 +26,7 @@ from dualstack_ipam.store.etcd_session import Session, compare_op
 from dualstack_ipam.store.etcd_transport import encode_bytes, encode_key
 from dualstack_ipam.store.records import CompactedError, Compare, Put, Write
 
-__all__ = ["compacted_error", "parse_endpoints", "stamped", "txn_payload"]
+__all__ = ["compacted_error", "parse_endpoints", "read_back", "stamped", "txn_payload"]
 
 
 def parse_endpoints(text: str) -> tuple[tuple[str, int], ...]:
@@ -47,6 +55,12 @@ def txn_payload(
 ) -> tuple[dict[str, Any], str | None]:
     """The JSON body of one transaction, and the marker it writes (None if it reads only).
 
+    A transaction that only compares reads the compared keys in its failure
+    branch; one that writes has an empty failure branch (see the module
+    notes; :func:`read_back` reads them after a failure). Its ``failure``
+    key is still there: it marks a checked write
+    (:func:`~dualstack_ipam.store.etcd_transport.checked_write`).
+
     Args:
         kv: the etcd key prefix of the records (``<prefix>/kv/``).
         session: the fence and marker of this client; used only for writes.
@@ -60,14 +74,12 @@ def txn_payload(
     [{'request_range': {'key': 'a3YvYQ=='}}]
     """
     tests = [compare_op(encode_bytes(kv + c.key.encode()), c.revision) for c in compares]
-    reads = [{"request_range": {"key": encode_bytes(kv + c.key.encode())}} for c in compares]
     if not writes:
+        reads = [{"request_range": {"key": encode_bytes(kv + c.key.encode())}} for c in compares]
         return {"compare": tests, "success": [], "failure": reads}, None
     assert session is not None
     marker = session.marker()
-    fence = encode_key(session.fence_key)
-    tests.append(compare_op(fence, session.fence_rev))
-    reads.append({"request_range": {"key": fence}})
+    tests.append(compare_op(encode_key(session.fence_key), session.fence_rev))
     effects: list[dict[str, Any]] = []
     for write in writes:
         key = encode_bytes(kv + write.key.encode())
@@ -84,7 +96,28 @@ def txn_payload(
         # transaction writes it only when some key exists.
         absent = [compare_op(encode_bytes(kv + w.key.encode()), 0) for w in writes]
         success = [{"request_txn": {"compare": absent, "success": [], "failure": effects}}]
-    return {"compare": tests, "success": success, "failure": reads}, marker
+    return {"compare": tests, "success": success, "failure": []}, marker
+
+
+def read_back(kv: bytes, session: Session, compares: Sequence[Compare]) -> dict[str, Any]:
+    """The read after a failed writing transaction: the compared keys, then the fence.
+
+    A read-only transaction (one round trip, safe to repeat): what it finds
+    is at least as new as what made the write fail.
+
+    Complexity:
+        O(c).
+
+    >>> from dualstack_ipam.store.etcd_transport import Transport
+    >>> transport = Transport([("127.0.0.1", 2379)], timeout=1.0)
+    >>> session = Session(transport, "", "c", attempts=1, lease_ttl=1, resolve_timeout=1)
+    >>> body = read_back(b"", session, [Compare("a", 0)])
+    >>> [op["request_range"]["key"] for op in body["success"]]
+    ['YQ==', 'ZmVuY2UvYw==']
+    """
+    keys = [encode_bytes(kv + c.key.encode()) for c in compares]
+    keys.append(encode_key(session.fence_key))
+    return {"compare": [], "success": [{"request_range": {"key": key}} for key in keys]}
 
 
 def stamped(answer: dict[str, Any]) -> bool:

@@ -220,3 +220,74 @@ def test_the_watch_reads_no_proxy_settings_from_the_environment(
     changes, seen = mine.watched(start, reach=last)
     assert seen >= last
     assert [c.key for c in changes] == [f"k{n}" for n in range(5)]
+
+
+def _wait_watched(backend: EtcdBackend, after: int, reach: int) -> tuple[list[Change], int]:
+    changes, seen = backend.watched(after, reach=reach)
+    for _ in range(200):
+        if seen >= reach:
+            break
+        threading.Event().wait(0.01)  # the watch delivers in the background
+        changes, seen = backend.watched(after, reach=reach)
+    return changes, seen
+
+
+@pytest.mark.parametrize("watch_all", [True, False])
+def test_a_narrowed_watch_follows_its_prefixes_and_changes_stays_complete(
+    make: Make, watch_all: bool
+) -> None:
+    mine, other = make(watch_all=watch_all), make()
+    start = mine.revision()
+    mine.watch_only(["owner/", "resv/"])
+    mine.watched(start)  # the narrowed watch runs from here
+    other.txn([], [Put("alloc/1", b"k"), Put("owner/k", b"1"), Put("journal/1", b"j")])
+    other.txn([], [Put("range/x", b"r"), Put("zz", b"z")])
+    other.txn([], [Put("journal/2", b"j")])
+    last = other.revision()
+    # Keys between the prefixes (range/) come too: etcd watches one range.
+    changes, _ = _wait_watched(mine, start, start + 2)
+    assert [(c.key, c.revision) for c in changes] == [
+        ("owner/k", start + 1),
+        ("range/x", start + 2),
+    ]
+    # The complete feed still holds every key, up to the current revision,
+    # read by a watch of its own that stops there.
+    changes, revision = mine.changes(start)
+    assert revision == last
+    assert [c.key for c in changes] == [
+        "alloc/1",
+        "journal/1",
+        "owner/k",
+        "range/x",
+        "zz",
+        "journal/2",
+    ]
+    for _ in range(200):  # its thread leaves once it has closed the watch
+        if not [t for t in threading.enumerate() if t.name == "etcd-feed-until"]:
+            break
+        threading.Event().wait(0.01)
+    else:
+        raise AssertionError("the one-off watch is still running")
+    mine.watch_only([])  # every key again
+    changes, _ = _wait_watched(mine, start, last)
+    assert [c.key for c in changes][-1] == "journal/2"
+
+
+def test_watch_only_refuses_a_bad_prefix(make: Make) -> None:
+    with pytest.raises(StoreError, match="''"):
+        make().watch_only(["owner/", ""])
+
+
+def test_a_write_that_fails_its_compares_reads_the_current_records_after(make: Make) -> None:
+    # The failure branch of a writing transaction is empty (ranges there cost
+    # etcd on every transaction); the compared keys are read after a failure.
+    mine, other = make(), make()
+    assert other.txn([Compare("a", 0)], [Put("a", b"theirs")]).succeeded
+    result = mine.txn([Compare("a", 0), Compare("b", 0)], [Put("a", b"x"), Put("b", b"y")])
+    assert not result.succeeded
+    current = result.current
+    assert current["b"] is None
+    record = current["a"]
+    assert record is not None
+    assert record.value == b"theirs"
+    assert mine.get("b") is None
