@@ -13,7 +13,10 @@ The sorted list is never changed in place (a merge builds a new one), so a
 snapshot takes it by reference under its allocator's lock, with copies of
 the two small sets of pending keys, and merges after the lock is released
 (:meth:`OwnerTable.order_copy`, :class:`KeyOrder`): no sort of all keys,
-and nothing proportional to the keys, is done under the lock.
+and nothing proportional to the keys, is done under the lock. Nor is the
+key -> addresses map copied there: :meth:`OwnerTable.held_view` opens a
+:class:`~dualstack_ipam.owners.held_view.HeldView` of it, into which every
+later change first records what it replaces, until the view is closed.
 
 >>> table = OwnerTable((IPFamily.IPv4, IPFamily.IPv6), "key", "Service range")
 >>> table.put("web", ((IPFamily.IPv4, 7),))
@@ -35,6 +38,7 @@ from dualstack_ipam.errors import (
     SnapshotError,
 )
 from dualstack_ipam.net import IPFamily, parse_family
+from dualstack_ipam.owners.held_view import HeldView, Undo
 
 __all__ = ["Address", "KeyOrder", "OwnerTable", "check_key"]
 
@@ -155,6 +159,7 @@ class OwnerTable:
         "_keys",
         "_owners",
         "_removed",
+        "_views",
         "families",
         "key_name",
         "range_name",
@@ -168,6 +173,9 @@ class OwnerTable:
         self._keys: list[str] = []
         self._added: set[str] = set()
         self._removed: set[str] = set()
+        # The undo dicts of the open HeldViews (replaced, never changed in
+        # place, and only under the allocator's lock).
+        self._views: tuple[Undo, ...] = ()
         self._counts = dict.fromkeys(self.families, 0)
 
     def family(self, value: Any) -> IPFamily:
@@ -256,7 +264,10 @@ class OwnerTable:
         Complexity:
             O(1) (the key order is brought up to date by the next iteration).
         """
-        before = self._held.pop(key, None)
+        before = self._held.get(key)
+        for undo in self._views:  # before the change: see held_view
+            if key not in undo:
+                undo[key] = before
         for address in before or ():
             del self._owners[address]
             self._counts[address[0]] -= 1
@@ -268,6 +279,7 @@ class OwnerTable:
             if before is None:
                 self._add_key(key)
         elif before is not None:
+            del self._held[key]
             self._remove_key(key)
 
     def _add_key(self, key: str) -> None:
@@ -338,6 +350,41 @@ class OwnerTable:
             O(n), without a Python step per key.
         """
         return dict(self._held)
+
+    def held_view(self) -> HeldView:
+        """key -> addresses as now, read later without the lock and without a copy.
+
+        Call it under the allocator's lock, read the view outside it, and
+        hand it back to :meth:`close_view` under the lock: until then every
+        change records the changed key's old addresses in the view (see
+        :mod:`~dualstack_ipam.owners.held_view`).
+
+        Complexity:
+            O(v) for the v views open (usually 0); each later change costs
+            O(1) more per open view.
+
+        >>> table = OwnerTable((IPFamily.IPv4,), "key", "Service range")
+        >>> view = table.held_view(); table.put("a", ((IPFamily.IPv4, 1),))
+        >>> view.get("a"), view.changed
+        (None, 1)
+        >>> table.close_view(view)
+        """
+        undo: Undo = {}
+        self._views = (*self._views, undo)
+        return HeldView(self._held, undo)
+
+    def close_view(self, view: HeldView) -> None:
+        """Stop recording changes for ``view`` (under the allocator's lock).
+
+        Complexity:
+            O(v) for the v views open.
+
+        >>> table = OwnerTable((IPFamily.IPv4,), "key", "Service range")
+        >>> view = table.held_view(); table.close_view(view)
+        >>> table.put("a", ((IPFamily.IPv4, 1),)); view.changed
+        0
+        """
+        self._views = tuple(undo for undo in self._views if undo is not view._undo)
 
     def owners_copy(self) -> dict[Address, str]:
         """address -> key, a flat copy (one C-level dict copy).

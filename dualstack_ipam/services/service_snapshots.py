@@ -1,8 +1,10 @@
 """ServiceIPAllocator snapshots: taken without stalling allocations, and restored.
 
-Taking one copies under the allocator's lock only what is flat: each pool's
-state (:meth:`~dualstack_ipam.pools.base.BasePool.capture`), the owner map
-(one ``dict`` copy) and the key order (:meth:`OwnerTable.order_copy
+Taking one does O(1) work under the allocator's lock besides each pool's
+flat state (:meth:`~dualstack_ipam.pools.base.BasePool.capture`): it opens
+a :class:`~dualstack_ipam.owners.held_view.HeldView` of the owner map (no
+copy: changes made meanwhile record what they replace) and takes the key
+order (:meth:`OwnerTable.order_copy
 <dualstack_ipam.owners.table.OwnerTable.order_copy>`: the table keeps its
 keys sorted, so no sort of all keys is needed; the keys changed since its
 last merge are merged after the lock is released and the result handed
@@ -20,9 +22,9 @@ every snapshot, in whichever thread allocates next: 10 full collections in
 20 snapshots. A ``str`` is not tracked, nor is a ``dict`` holding only
 ``str``: version 2 builds no tracked object per Service and started none in
 the same run. The text is built in chunks of :data:`CHUNK` Services
-(~1.2 ms) with ``time.sleep(0)`` between them, so a waiting thread may take
-the interpreter before the 5 ms switch interval, and no single C-level call
-runs long (the ``sorted()`` of all keys it replaces held the interpreter
+(~1 ms) with a sleep of :data:`HANDOVER` between them, so a waiting thread
+may take the interpreter before the 5 ms switch interval, and no single
+C-level call runs long (the ``sorted()`` of all keys it replaces held the interpreter
 for ~13 ms). ``docs/performance.md`` has the figures.
 
 A family grown with ``add_range`` keeps its first pool under ``pools`` and
@@ -45,6 +47,7 @@ from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.errors import InvalidConfigError, IPAMError, SnapshotError
 from dualstack_ipam.net import IPFamily, make_address, parse_address
 from dualstack_ipam.owners import Address
+from dualstack_ipam.owners.held_view import HeldView
 from dualstack_ipam.pools.marks import check_cooldown
 from dualstack_ipam.pools.multi import grow, parts_of, read_added
 from dualstack_ipam.pools.service_ips import ServiceIPPool
@@ -53,7 +56,17 @@ from dualstack_ipam.snapshot import FORMAT_VERSION, envelope, open_envelope, rea
 if TYPE_CHECKING:
     from dualstack_ipam.services.allocator import ServiceIPAllocator
 
-__all__ = ["CHUNK", "KIND", "VERSION", "joined", "read_address", "restore", "snapshot", "text"]
+__all__ = [
+    "CHUNK",
+    "HANDOVER",
+    "KIND",
+    "VERSION",
+    "joined",
+    "read_address",
+    "restore",
+    "snapshot",
+    "text",
+]
 
 KIND = "ServiceIPAllocator"
 
@@ -62,6 +75,15 @@ VERSION = 2
 
 CHUNK = 1024
 """Services whose text is built between two hand-overs of the interpreter."""
+
+HANDOVER = 1e-4
+"""Seconds a snapshot sleeps between two chunks, so a waiting thread takes the interpreter.
+
+``time.sleep(0)`` releases the interpreter lock and takes it straight
+back, before a waiting thread has woken: the waiting thread then waits out
+the 5 ms switch interval anyway. A sleep longer than that wake-up hands
+it over; 50 chunks of 50,000 Services cost ~5 ms more when no thread waits.
+"""
 
 _IPV4 = IPFamily.IPv4
 
@@ -100,33 +122,8 @@ def joined(addresses: tuple[Address, ...]) -> str:
     )
 
 
-def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
-    """The snapshot of ``alloc`` (see :meth:`ServiceIPAllocator.snapshot`).
-
-    Complexity:
-        O(n) flat C-level copies under the lock; O(n + k log k) after it for
-        k keys added or removed since the owner table last merged its key
-        order, in chunks of :data:`CHUNK` Services.
-
-    >>> from dualstack_ipam import ClusterConfig, ServiceIPAllocator
-    >>> config = ClusterConfig("10.244.0.0/16", "10.96.0.0/24,fd00:10:96::/112")
-    >>> alloc = ServiceIPAllocator(config, strategy="sequential")
-    >>> _ = alloc.allocate_service({"metadata": {"name": "web"},
-    ...                             "spec": {"ipFamilyPolicy": "RequireDualStack"}})
-    >>> data = snapshot(alloc); data["version"], data["services"]
-    (2, {'default/web': '10.96.0.17,fd00:10:96::101'})
-    """
-    table = alloc._table
-    with alloc._lock:  # flat copies only: allocating threads wait for nothing else
-        finish = {str(f): parts_of(pool)[0].capture() for f, pool in alloc._pools.items()}
-        grown = [part.capture() for pool in alloc._pools.values() for part in parts_of(pool)[1:]]
-        held = table.held_copy()
-        order = table.order_copy()
-        used = sum(map(table.count, table.families))
-    keys = order.sorted()
-    if keys is not order.base:
-        with alloc._lock:  # O(pending keys): the next snapshot need not merge again
-            table.adopt(order)
+def _texts(alloc: ServiceIPAllocator, keys: list[str], view: HeldView) -> dict[str, str]:
+    """key -> its addresses' text (version 2), for ``keys`` as ``view`` saw them."""
     services: dict[str, str] = {}  # only str in it: the garbage collector never tracks it
     # A key's text is made once and kept beside the owner table's tuple it
     # came from: the table gives a key a new tuple whenever its addresses
@@ -138,18 +135,55 @@ def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
     cache = alloc._texts
     for start in range(0, len(keys), CHUNK):
         if start:
-            time.sleep(0)  # hand the interpreter to a thread waiting for it
+            time.sleep(HANDOVER)  # hand the interpreter to a thread waiting for it
         for key in keys[start : start + CHUNK]:
-            addresses = held[key]
+            addresses = view[key]
             entry = cache.get(key)
             if entry is None or entry[0] is not addresses:
                 entry = cache[key] = (addresses, joined(addresses))
             services[key] = entry[1]
     if len(cache) > 2 * len(keys) + CHUNK:  # released keys' texts: keep it O(n)
         alloc._texts = {key: cache[key] for key in keys if key in cache}
+    return services
+
+
+def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
+    """The snapshot of ``alloc`` (see :meth:`ServiceIPAllocator.snapshot`).
+
+    Complexity:
+        O(1) under the lock (no copy of the owner map: a
+        :class:`~dualstack_ipam.owners.held_view.HeldView` of it) besides
+        each pool's flat capture; O(n + k log k) after it for k keys added
+        or removed since the owner table last merged its key order, in
+        chunks of :data:`CHUNK` Services.
+
+    >>> from dualstack_ipam import ClusterConfig, ServiceIPAllocator
+    >>> config = ClusterConfig("10.244.0.0/16", "10.96.0.0/24,fd00:10:96::/112")
+    >>> alloc = ServiceIPAllocator(config, strategy="sequential")
+    >>> _ = alloc.allocate_service({"metadata": {"name": "web"},
+    ...                             "spec": {"ipFamilyPolicy": "RequireDualStack"}})
+    >>> data = snapshot(alloc); data["version"], data["services"]
+    (2, {'default/web': '10.96.0.17,fd00:10:96::101'})
+    """
+    table = alloc._table
+    with alloc._lock:  # O(1) under the lock: allocating threads wait for nothing else
+        finish = {str(f): parts_of(pool)[0].capture() for f, pool in alloc._pools.items()}
+        grown = [part.capture() for pool in alloc._pools.values() for part in parts_of(pool)[1:]]
+        view = table.held_view()
+        order = table.order_copy()
+        used = sum(map(table.count, table.families))
+    keys: list[str] | None = None
+    try:
+        keys = order.sorted()
+        services = _texts(alloc, keys, view)
+    finally:
+        with alloc._lock:  # O(pending keys): the next snapshot need not merge again
+            table.close_view(view)
+            if keys is not None and keys is not order.base:
+                table.adopt(order)
     pools = {}
     for family, build in finish.items():
-        time.sleep(0)
+        time.sleep(HANDOVER)
         pools[family] = build()
     # A family grown with add_range: its first pool where it always was, the
     # added ones in the order added (read_added).
