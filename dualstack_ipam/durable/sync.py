@@ -12,7 +12,8 @@ mutation, under the cluster's one lock:
    may lag, which costs at worst a failed compare, and a retry catches up
    through the watch to the revisions of the records that won (they come
    back with the failed transaction), or fully (``changes``) when one was
-   deleted, so a mutation costs one round trip;
+   deleted, so a mutation costs one round trip. That watch carries only
+   the records the caches follow (``FOLLOWED``: ``watch_only``);
 2. remember the key's state, run the operation on the cache (it validates
    and is all-or-nothing; its errors propagate unchanged), read the state;
 3. no change: return, writing nothing;

@@ -338,8 +338,9 @@ class EtcdBackend:
     def watched(self, after: int, *, reach: int = 0) -> tuple[list[Change], int]:
         """The changes the watch has delivered after ``after``, without a round trip.
 
-        Complete up to the revision returned, which may lag etcd's by the
-        watch's delay: a cache that follows the store this way costs no
+        Only those of the keys :meth:`watch_only` narrowed the watch to, if
+        it was called. Complete up to the revision returned, which may lag
+        etcd's by the watch's delay: a cache that follows the store this way costs no
         request per mutation (its transactions' compares catch what it has
         not seen yet). The first call starts the watch at ``after``.
 
