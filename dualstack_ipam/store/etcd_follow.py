@@ -67,11 +67,11 @@ class Follower:
     def narrow(self, span: tuple[bytes, bytes] | None) -> None:
         """Have the following watch cover only ``[start, end)`` of the watched keys.
 
-        Args:
-            span: ``(start, end)``, etcd keys; None: every watched key.
-
         A running watch of another range is stopped; the next
         :meth:`delivered` starts one from the revision it is asked for.
+
+        Args:
+            span: ``(start, end)``, etcd keys; None: every watched key.
 
         Complexity:
             O(1).
