@@ -391,3 +391,24 @@ def test_nothing_per_service_is_copied_under_the_lock() -> None:
         tracemalloc.stop()
         alloc._lock = measured._lock
     assert measured.most < 16_000, measured.most
+
+
+KEYS = st.sets(st.text("abc", min_size=1, max_size=3), max_size=40)
+
+
+@pytest.mark.parametrize("few", [0, 32, 1000])
+@given(KEYS, KEYS, st.data())
+def test_the_merge_places_changed_keys_as_a_full_sort_would(
+    few: int, keys: set[str], fresh: set[str], data: st.DataObject
+) -> None:
+    # By bisection for a few changes, by a pass over all keys for many.
+    removed = data.draw(st.sets(st.sampled_from(sorted(keys)))) if keys else set()
+    added = fresh - keys
+    base = sorted(keys)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(table_module, "_FEW", few)
+        merged = table_module._merge(base, added, removed)
+    assert merged == sorted((keys - removed) | added)
+    assert base == sorted(keys)  # the shared list is never changed in place
+    if not added and not removed:
+        assert merged is base
