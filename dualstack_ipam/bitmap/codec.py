@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 from dualstack_ipam.bitmap.geometry import Geometry
 from dualstack_ipam.errors import SnapshotError
-from dualstack_ipam.snapshot import read_int, write_int
+from dualstack_ipam.snapshot import hand_over, read_int, write_int
 
 __all__ = ["BitmapFormatError", "decode", "encode"]
 
@@ -105,7 +104,7 @@ def _packed(partials: Sequence[tuple[int, bytearray | bytes]]) -> list[bytes]:
     packed = []
     for number, (_, buf) in enumerate(partials):
         if number and not number % PACKED_PER_HANDOVER:
-            time.sleep(1e-4)
+            hand_over()
         packed.append(pack(buf))
     return packed
 

@@ -22,10 +22,11 @@ every snapshot, in whichever thread allocates next: 10 full collections in
 20 snapshots. A ``str`` is not tracked, nor is a ``dict`` holding only
 ``str``: version 2 builds no tracked object per Service and started none in
 the same run. The text is built in chunks of :data:`CHUNK` Services
-(~1 ms) with a sleep of :data:`HANDOVER` between them, so a waiting thread
-may take the interpreter before the 5 ms switch interval, and no single
-C-level call runs long (the ``sorted()`` of all keys it replaces held the interpreter
-for ~13 ms). ``docs/performance.md`` has the figures.
+(~1 ms) with a short sleep between them
+(:func:`~dualstack_ipam.snapshot.hand_over`), so a waiting thread may take
+the interpreter before the 5 ms switch interval, and no single C-level
+call runs long (the ``sorted()`` of all keys it replaces held the
+interpreter for ~13 ms). ``docs/performance.md`` has the figures.
 
 A family grown with ``add_range`` keeps its first pool under ``pools`` and
 lists the added ones, in the order added, under ``added`` (written only
@@ -37,7 +38,6 @@ version 1 snapshot with ``added`` is refused.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from random import Random
 from socket import AF_INET6, inet_ntoa, inet_ntop
@@ -51,14 +51,13 @@ from dualstack_ipam.owners.held_view import HeldView
 from dualstack_ipam.pools.marks import check_cooldown
 from dualstack_ipam.pools.multi import grow, parts_of, read_added
 from dualstack_ipam.pools.service_ips import ServiceIPPool
-from dualstack_ipam.snapshot import FORMAT_VERSION, envelope, open_envelope, read_int
+from dualstack_ipam.snapshot import FORMAT_VERSION, envelope, hand_over, open_envelope, read_int
 
 if TYPE_CHECKING:
     from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 __all__ = [
     "CHUNK",
-    "HANDOVER",
     "KIND",
     "VERSION",
     "joined",
@@ -75,15 +74,6 @@ VERSION = 2
 
 CHUNK = 1024
 """Services whose text is built between two hand-overs of the interpreter."""
-
-HANDOVER = 1e-4
-"""Seconds a snapshot sleeps between two chunks, so a waiting thread takes the interpreter.
-
-``time.sleep(0)`` releases the interpreter lock and takes it straight
-back, before a waiting thread has woken: the waiting thread then waits out
-the 5 ms switch interval anyway. A sleep longer than that wake-up hands
-it over; 50 chunks of 50,000 Services cost ~5 ms more when no thread waits.
-"""
 
 _IPV4 = IPFamily.IPv4
 
@@ -135,7 +125,7 @@ def _texts(alloc: ServiceIPAllocator, keys: list[str], view: HeldView) -> dict[s
     cache = alloc._texts
     for start in range(0, len(keys), CHUNK):
         if start:
-            time.sleep(HANDOVER)  # hand the interpreter to a thread waiting for it
+            hand_over()
         for key in keys[start : start + CHUNK]:
             addresses = view[key]
             entry = cache.get(key)
@@ -183,7 +173,7 @@ def snapshot(alloc: ServiceIPAllocator) -> dict[str, Any]:
                 table.adopt(order)
     pools = {}
     for family, build in finish.items():
-        time.sleep(HANDOVER)
+        hand_over()
         pools[family] = build()
     # A family grown with add_range: its first pool where it always was, the
     # added ones in the order added (read_added).
