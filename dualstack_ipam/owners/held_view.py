@@ -37,10 +37,13 @@ from typing import TypeAlias
 
 from dualstack_ipam.net import IPFamily
 
-__all__ = ["Held", "HeldView", "Undo"]
+__all__ = ["Address", "Held", "HeldView", "Undo"]
 
-Held: TypeAlias = tuple[tuple[IPFamily, int], ...]
-"""What a key holds: its addresses, each a ``(family, slot)`` pair."""
+Address: TypeAlias = tuple[IPFamily, int]
+"""One held slot: its family, and its number in that family (an int)."""
+
+Held: TypeAlias = tuple[Address, ...]
+"""What a key holds: its addresses."""
 
 Undo: TypeAlias = dict[str, "Held | None"]
 """key -> what it held when a view was opened (None: nothing), first change only."""

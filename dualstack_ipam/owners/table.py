@@ -39,12 +39,9 @@ from dualstack_ipam.errors import (
     SnapshotError,
 )
 from dualstack_ipam.net import IPFamily, parse_family
-from dualstack_ipam.owners.held_view import HeldView, Undo
+from dualstack_ipam.owners.held_view import Address, HeldView, Undo
 
 __all__ = ["Address", "KeyOrder", "OwnerTable", "check_key"]
-
-Address = tuple[IPFamily, int]
-"""One held slot: its family, and its number in that family (an int)."""
 
 
 def check_key(key: Any, what: str = "key") -> str:
