@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 # One strategy of drifted holdings for every reconcile property (its pools
 # take their first 8 addresses: these pools have exactly 8).
-from test_reconcile import holdings
+from test_reconcile import NodeAdapter, holdings
 
 from dualstack_ipam import ClusterConfig, NodeCIDRAllocator, ServiceIPAllocator
 from dualstack_ipam.errors import AddressFormatError, InvalidConfigError
@@ -105,27 +105,14 @@ def test_a_reservation_blocking_the_truth_is_a_one_key_conflict() -> None:
 # must give equal reports, in the same order, and leave equal allocators.
 
 
-class ObjectsOnly:
-    """An allocator seen through the plain :class:`Reconcilable` surface only."""
+class ObjectsOnly(NodeAdapter):
+    """An allocator seen through the plain :class:`Reconcilable` surface only.
+
+    The node adapter's forwarding methods, with the allocator's own parsing.
+    """
 
     def __init__(self, alloc: Any) -> None:
-        self.alloc = alloc
-        self._leak_counts: dict[str, int] = {}
-
-    def get(self, key: str) -> tuple[Any, ...] | None:
-        return self.alloc.get(key)  # type: ignore[no-any-return]
-
-    def items(self) -> list[tuple[str, tuple[Any, ...]]]:
-        return self.alloc.items()  # type: ignore[no-any-return]
-
-    def owner_of(self, address: Any) -> str | None:
-        return self.alloc.owner_of(address)  # type: ignore[no-any-return]
-
-    def occupy(self, key: str, addresses: Any) -> tuple[Any, ...]:
-        return self.alloc.occupy(key, list(addresses))  # type: ignore[no-any-return]
-
-    def release(self, key: str) -> bool:
-        return self.alloc.release(key)  # type: ignore[no-any-return]
+        super().__init__(alloc)
 
     def _reconcile_parse(self, value: Any) -> tuple[Any, bool]:
         return self.alloc._reconcile_parse(value)  # type: ignore[no-any-return]
