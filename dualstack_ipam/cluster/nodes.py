@@ -159,10 +159,12 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
         return self._pools[address[0]].subnet_at(address[1])
 
     def _take_slot(self, address: Address) -> None:
-        self._pools[address[0]].occupy(self._build(address))
+        pool, index = self._pool_slot(address)
+        pool._occupy_span(index, index + 1)
 
     def _free_slot(self, address: Address) -> None:
-        self._pools[address[0]].release(self._build(address))
+        pool, index = self._pool_slot(address)
+        pool._release_span(index, index + 1)
 
     def _pool_slot(self, address: Address) -> tuple[SubnetPool, int]:
         pool, index = self._pools[address[0]], address[1]

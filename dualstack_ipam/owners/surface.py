@@ -14,7 +14,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from dualstack_ipam.errors import AlreadyAllocatedError, InvalidConfigError, SnapshotError
+from dualstack_ipam.errors import (
+    AlreadyAllocatedError,
+    InvalidConfigError,
+    NotInRangeError,
+    SnapshotError,
+)
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners.table import Address, OwnerTable, check_key
 
@@ -150,7 +155,16 @@ class KeyedAllocator(KeyedHoldings[T]):
         raise NotImplementedError
 
     def _allocated(self, address: Address) -> bool:
-        return self._pool(address[0]).is_allocated(self._build(address))
+        """Whether ``address`` is allocated in its pool, as ``is_allocated`` says.
+
+        On the slot (no address object is built): False outside the ranges.
+        """
+        try:
+            pool, slot = self._pool_slot(address)
+        except NotInRangeError:
+            return False
+        allocated: bool = pool._span_allocated(slot, slot + 1)
+        return allocated
 
     def _load_owners(
         self,

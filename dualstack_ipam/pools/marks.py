@@ -203,14 +203,32 @@ class SlotMarks:
                 self._unmark(first, end)
         return sum(end - first for first, end in pieces)
 
-    def _claim(self, start: int, stop: int, value: Any) -> int:
+    def _span_allocated(self, start: int, stop: int) -> bool:
+        """Whether every slot of ``[start, stop)`` is allocated: marked, none reserved or cooling.
+
+        The rule of the pools' ``is_allocated`` once the value is a span of
+        slots (the allocators' owner checks call it with a slot they hold).
+        """
+        with self._lock:
+            bitmap = self._bitmap
+            if not (start in bitmap if stop - start == 1 else bitmap.all_set(start, stop)):
+                return False
+            return self._plain or not (
+                self._reserved.overlaps(start, stop) or self._cooling.overlaps(start, stop)
+            )
+
+    def _claim(self, start: int, stop: int, value: Any = None) -> int:
         """Make ``[start, stop)`` allocatable by ``allocate`` / ``occupy``.
 
-        Raises the error of a reserved slot; ends the cooldown of cooling
-        ones (they stay marked: the caller's allocation) and returns how many.
+        Raises the error of a reserved slot, quoting ``value`` (the caller's
+        argument; None: the netaddr object of ``start``, built only then);
+        ends the cooldown of cooling ones (they stay marked: the caller's
+        allocation) and returns how many.
         """
         hit = self._reserved.overlapping(start, stop)
         if hit:
+            if value is None:
+                value = self._describe(start)
             first = hit[0][0]
             whole = self._reserved.run_at(first)
             assert whole is not None

@@ -202,6 +202,29 @@ class ServiceIPPool(BasePool):
             )
         return slot
 
+    def _allocate_slot(self, slot: int, ip: Any = None) -> None:
+        """:meth:`allocate` of the usable ``slot``.
+
+        A cooling slot is taken; a taken or reserved one is refused, the
+        error quoting ``ip`` (None: the slot's address, built only then)
+        and counted.
+        """
+        with self._lock:
+            if self._bitmap.add(slot):
+                if slot < self._offset:
+                    self._static_used += 1
+                return
+            try:
+                if self._plain or not self._claim(slot, slot + 1, ip):
+                    address = self._describe(slot)
+                    shown = address if ip is None else ip
+                    raise AlreadyAllocatedError(
+                        f"provided IP {shown!r} is already allocated in {self.cidr}", value=address
+                    )
+            except IPAMError as exc:
+                self._note_error(exc)
+                raise
+
     # ------------------------------------------------------------ public
 
     def allocate(self, ip: Any) -> netaddr.IPAddress:
@@ -224,19 +247,11 @@ class ServiceIPPool(BasePool):
         """
         try:
             slot = self._slot_or_raise(ip)
-            address = make_address(self._base + slot, self._family)
-            with self._lock:
-                if self._bitmap.add(slot):
-                    if slot < self._offset:
-                        self._static_used += 1
-                elif self._plain or not self._claim(slot, slot + 1, ip):
-                    raise AlreadyAllocatedError(
-                        f"provided IP {ip!r} is already allocated in {self.cidr}", value=address
-                    )
-            return address
         except IPAMError as exc:
             self._note_error(exc)
             raise
+        self._allocate_slot(slot, ip)
+        return make_address(self._base + slot, self._family)
 
     def allocate_next(self) -> netaddr.IPAddress:
         """Allocate a dynamic address: the upper band first, then the static band.
@@ -307,6 +322,14 @@ class ServiceIPPool(BasePool):
         except IPAMError as exc:
             self._note_error(exc)
             raise
+        return self._release_slot(slot)
+
+    def _release_slot(self, slot: int) -> bool:
+        """:meth:`release` of the usable ``slot``: True if it was allocated.
+
+        Frees it (or starts its cooldown), lowers the band's low mark and
+        counts the release.
+        """
         with self._lock:
             if not self._plain:
                 if not self._release_slots(slot, slot + 1):
@@ -332,14 +355,7 @@ class ServiceIPPool(BasePool):
         False
         """
         slot = self._slot(ip)
-        if slot < 0:
-            return False
-        with self._lock:
-            if slot not in self._bitmap:
-                return False
-            return self._plain or (
-                self._reserved.tag_at(slot) is None and self._cooling.tag_at(slot) is None
-            )
+        return slot >= 0 and self._span_allocated(slot, slot + 1)
 
     def __iter__(self) -> Iterator[netaddr.IPAddress]:
         """Allocated addresses, ascending (a generator).

@@ -163,6 +163,46 @@ class SubnetPool(BasePool):
             self._low = start
         return changed
 
+    def _occupy_span(self, start: int, stop: int, value: Any = None) -> int:
+        """:meth:`occupy` of the subnets ``[start, stop)`` (inside the pool), by index.
+
+        A cooling subnet is taken, a reserved one refused (the error quotes
+        ``value``, None: the subnet ``start``, and is counted); returns how
+        many changed.
+        """
+        with self._lock:
+            bitmap = self._bitmap
+            if not self._plain:
+                try:
+                    cooled = self._claim(start, stop, value)
+                except IPAMError as exc:
+                    self._note_error(exc)
+                    raise
+                return bitmap.add_range(start, stop) + cooled
+            if stop - start == 1:  # the owner table's case: no range walk
+                return int(bitmap.add(start))
+            return bitmap.add_range(start, stop)
+
+    def _release_span(self, start: int, stop: int) -> int:
+        """:meth:`release` of the subnets ``[start, stop)`` (inside the pool), by index.
+
+        Frees the allocated ones (or starts their cooldown), lowers the low
+        mark and counts the releases; returns how many changed.
+        """
+        with self._lock:
+            if self._plain:
+                bitmap = self._bitmap
+                if stop - start == 1:  # the owner table's case: no range walk
+                    changed = int(bitmap.discard(start))
+                else:
+                    changed = bitmap.discard_range(start, stop)
+                if start < self._low:
+                    self._low = start
+            else:
+                changed = self._release_slots(start, stop)
+            self._releases += changed
+            return changed
+
     def _span_or_raise(self, cidr: Any) -> tuple[int, int]:
         net = parse_network(cidr)
         span = self._span(net)
@@ -241,14 +281,10 @@ class SubnetPool(BasePool):
         """
         try:
             start, stop = self._span_or_raise(cidr)
-            with self._lock:
-                if self._plain:
-                    return self._bitmap.add_range(start, stop)
-                cooled = self._claim(start, stop, cidr)
-                return self._bitmap.add_range(start, stop) + cooled
         except IPAMError as exc:
             self._note_error(exc)
             raise
+        return self._occupy_span(start, stop, cidr)
 
     def release(self, cidr: Any) -> int:
         """Mark every subnet overlapping ``cidr`` free; return how many changed.
@@ -270,18 +306,10 @@ class SubnetPool(BasePool):
         """
         try:
             start, stop = self._span_or_raise(cidr)
-            with self._lock:
-                if self._plain:
-                    changed = self._bitmap.discard_range(start, stop)
-                    if start < self._low:
-                        self._low = start
-                else:
-                    changed = self._release_slots(start, stop)
-                self._releases += changed
-                return changed
         except IPAMError as exc:
             self._note_error(exc)
             raise
+        return self._release_span(start, stop)
 
     def is_allocated(self, cidr: Any) -> bool:
         """Whether every subnet overlapping ``cidr`` is allocated.
@@ -299,14 +327,7 @@ class SubnetPool(BasePool):
         False
         """
         span = self._span(parse_network(cidr))
-        if span is None:
-            return False
-        with self._lock:
-            if not self._bitmap.all_set(*span):
-                return False
-            return self._plain or not (
-                self._reserved.overlaps(*span) or self._cooling.overlaps(*span)
-            )
+        return span is not None and self._span_allocated(*span)
 
     def index_of(self, address_or_cidr: Any) -> int:
         """Index of the subnet holding the first address of ``address_or_cidr``.

@@ -147,10 +147,19 @@ class ServiceIPAllocator(ServiceManifests, AllocatorControls, KeyedAllocator[net
         return make_address(address[1], address[0])
 
     def _take_slot(self, address: Address) -> None:
+        try:
+            pool, slot = self._pool_slot(address)
+        except NotInRangeError:
+            pass
+        else:
+            pool._allocate_slot(slot)
+            return
+        # Usable in no range: allocate by address raises (and counts) its own error.
         self._pools[address[0]].allocate(self._build(address))
 
     def _free_slot(self, address: Address) -> None:
-        self._pools[address[0]].release(self._build(address))
+        pool, slot = self._pool_slot(address)
+        pool._release_slot(slot)
 
     def _pool_slot(self, address: Address) -> tuple[ServiceIPPool, int]:
         entry = self._pools[address[0]]
