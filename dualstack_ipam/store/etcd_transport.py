@@ -157,19 +157,27 @@ class Transport:
                 host=host,
                 port=port,
                 protocol="https" if tls is not None else "http",
-                ca_cert=tls.ca_cert if tls is not None else None,
-                cert_key=tls.key if tls is not None else None,
-                cert_cert=tls.cert if tls is not None else None,
                 timeout=timeout,
                 api_path="/v3/",
+                session=self._session(tls),
             )
             for host, port in self.endpoints
         ]
-        for client in self._clients:
-            # requests would iterate os.environ for proxies on every call,
-            # racing threads that change the environment (KeyError).
-            client.session.trust_env = False
         self._current = 0
+
+    @staticmethod
+    def _session(tls: EtcdTLS | None) -> Any:
+        # Imported here: requests comes with etcd3gw (the extra), checked above.
+        from dualstack_ipam.store.etcd_http import JsonSession
+
+        session = JsonSession()
+        if tls is not None:
+            # What etcd3gw sets on a session of its own (we give it ours).
+            if tls.ca_cert is not None:
+                session.verify = tls.ca_cert
+            if tls.cert is not None and tls.key is not None:
+                session.cert = (tls.cert, tls.key)
+        return session
 
     @property
     def endpoint(self) -> str:
