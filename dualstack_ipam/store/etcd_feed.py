@@ -17,9 +17,10 @@ the compaction" fail exactly as the memory and SQLite backends do.
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dualstack_ipam.store.etcd_transport import Transport, decode_bytes, encode_bytes
@@ -126,6 +127,7 @@ class Feed:
 
     def _run(self) -> None:
         import requests
+        import urllib3
 
         transport = self._transport
         index = 0
@@ -158,7 +160,11 @@ class Feed:
                 )
                 if self._closed:
                     break
-                for line in self._response.iter_lines():
+                raw = self._response.raw
+                # A chunked stream (etcd's gateway) is read chunk by chunk;
+                # anything else (a proxy that buffers) the plain way.
+                lines = _lines(raw) if raw.chunked else self._response.iter_lines()
+                for line in lines:
                     if self._closed:
                         break
                     if line.strip():
@@ -166,7 +172,14 @@ class Feed:
                         if not self._take(json.loads(line).get("result", {})):
                             self._closed = True
                             break
-            except (requests.RequestException, ValueError, AttributeError):
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                http.client.HTTPException,
+                OSError,
+                ValueError,
+                AttributeError,
+            ):
                 failures += 1
             finally:
                 if self._response is not None:
@@ -202,3 +215,32 @@ class Feed:
             self.seen = max(self.seen, int(events[-1]["kv"].get("mod_revision", 0)))
             self._cond.notify_all()
         return self.until is None or self.seen < self.until
+
+
+def _lines(raw: Any) -> Iterator[bytes]:
+    """The newline-separated messages of a streamed response, each as soon as it is whole.
+
+    Reads the urllib3 response chunk by chunk as etcd's gateway writes them
+    (one message and its newline at a time), without ``requests``'
+    ``iter_lines``, whose layers of generators cost more than the JSON of
+    the message (each process reads every allocation's event). Errors are
+    urllib3's and the socket's own (``Feed._run`` reconnects on any).
+
+    Complexity:
+        O(len(chunk)) per chunk.
+    """
+    pending = b""
+    for chunk in raw.stream(None, decode_content=True):
+        if pending:
+            chunk = pending + chunk
+        if not chunk.endswith(b"\n"):
+            *whole, pending = chunk.split(b"\n")
+            yield from whole
+            continue
+        pending = b""
+        if chunk.count(b"\n") == 1:
+            yield chunk
+        else:
+            yield from chunk.split(b"\n")
+    if pending:
+        yield pending
