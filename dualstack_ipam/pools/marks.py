@@ -192,7 +192,11 @@ class SlotMarks:
 
     def _release_slots(self, start: int, stop: int) -> int:
         """Free the allocated slots of ``[start, stop)``, or start their cooldown."""
-        pieces = list(self._allocations_in(start, stop))
+        if stop - start == 1:
+            # One slot (an owner's): no walk to the end of its run of marks.
+            pieces = [(start, stop)] if self._span_allocated(start, stop) else []
+        else:
+            pieces = list(self._allocations_in(start, stop))
         if self._cooldown and pieces:
             due = self._clock() + self._cooldown
             for first, end in pieces:

@@ -171,17 +171,16 @@ class SubnetPool(BasePool):
         many changed.
         """
         with self._lock:
-            bitmap = self._bitmap
+            cooled = 0
             if not self._plain:
                 try:
                     cooled = self._claim(start, stop, value)
                 except IPAMError as exc:
                     self._note_error(exc)
                     raise
-                return bitmap.add_range(start, stop) + cooled
             if stop - start == 1:  # the owner table's case: no range walk
-                return int(bitmap.add(start))
-            return bitmap.add_range(start, stop)
+                return int(self._bitmap.add(start)) + cooled
+            return self._bitmap.add_range(start, stop) + cooled
 
     def _release_span(self, start: int, stop: int) -> int:
         """:meth:`release` of the subnets ``[start, stop)`` (inside the pool), by index.
