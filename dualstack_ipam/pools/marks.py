@@ -217,8 +217,14 @@ class SlotMarks:
             bitmap = self._bitmap
             if not (start in bitmap if stop - start == 1 else bitmap.all_set(start, stop)):
                 return False
-            return self._plain or not (
-                self._reserved.overlaps(start, stop) or self._cooling.overlaps(start, stop)
+            if self._plain:
+                return True
+            # Most pools have a cooldown or reservations, rarely both: an
+            # empty map is not searched.
+            reserved, cooling = self._reserved, self._cooling
+            return not (
+                (reserved and reserved.overlaps(start, stop))
+                or (cooling and cooling.overlaps(start, stop))
             )
 
     def _claim(self, start: int, stop: int, value: Any = None) -> int:
@@ -229,7 +235,7 @@ class SlotMarks:
         ends the cooldown of cooling ones (they stay marked: the caller's
         allocation) and returns how many.
         """
-        hit = self._reserved.overlapping(start, stop)
+        hit = self._reserved.overlapping(start, stop) if self._reserved else None
         if hit:
             if value is None:
                 value = self._describe(start)
@@ -243,6 +249,8 @@ class SlotMarks:
                 f"{self._describe(first)} lies in the reservation {space}",
                 value=self._describe(first),
             )
+        if not self._cooling:
+            return 0
         cooled = self._cooling.remove(start, stop)
         return sum(end - first for first, end, _ in cooled)
 
