@@ -243,9 +243,8 @@ class NodeCIDRAllocator(NodeClaims, AllocatorControls, KeyedAllocator[netaddr.IP
         check_key(node, "node name")
         with self._lock:
             held = self._table.pop(node)
-            for family, index in held or ():
-                pool = self._pools[family]
-                pool.release(pool.subnet_at(index))
+            for address in held or ():
+                self._free_slot(address)
             return held is not None
 
     def owner_of(self, address_or_cidr: Any) -> str | None:
