@@ -6,11 +6,15 @@ turn, ``--rounds`` times with the order rotated each round (so that the
 drift of a shared machine falls on every kind alike):
 
 - raw: each process loops ``Etcd3Client.create(key, value)`` (etcd3gw's
-  create-if-absent: one transaction comparing the key's version with 0),
-  its ``requests`` session set as the backend's transport sets its own
-  (``trust_env = False``: otherwise every request looks up proxies in
-  ``os.environ``, a quarter of the raw client's CPU with a large
-  environment, which would handicap the baseline);
+  create-if-absent: one transaction comparing the key's version with 0)
+  on etcd3gw's own ``requests`` session, with ``trust_env = False`` as the
+  backend's (otherwise every request looks up proxies in ``os.environ``, a
+  quarter of the raw client's CPU with a large environment, which would
+  handicap the baseline). The goal's baseline;
+- raw-ours: the same loop on the session the backend gives etcd3gw
+  (``dualstack_ipam.store.etcd_http.JsonSession``: each URL's request
+  prepared once). Against it, ``x ours`` is the cost of the durable
+  protocol alone, with the HTTP client's cost the same on both sides;
 - durable nodes: each process loops ``cluster.nodes.allocate(name)`` on one
   ``dualstack_ipam.open("etcd://...")`` Cluster (dual-stack: both families,
   the owner record and a journal entry in one transaction);
@@ -19,7 +23,7 @@ drift of a shared machine falls on every kind alike):
 
 Each run lasts ``--seconds`` of allocations after a warm-up. ops/s is the
 sum over the processes (the median over the rounds), ``x raw`` the median
-of each round's ratio to that round's raw run, p50/p99 the per-call
+of each round's ratio to that round's raw run (``x ours``: to raw-ours), p50/p99 the per-call
 latencies of every process and round. CPU per allocation is measured too
 (the client processes with their watch threads, and etcd): on a machine
 shared with other jobs it moves much less than the rates do.
@@ -55,7 +59,7 @@ from dualstack_ipam.store.etcd_server import EtcdServer
 SEED = ClusterConfig("10.0.0.0/8,fc00::/24", "172.16.0.0/12,fd00:10:96::/108")
 NEAR = ClusterConfig("10.0.0.0/14,fc00::/54", "172.16.0.0/22", node_mask_ipv6=64)
 WARMUP = 30
-KINDS = ("raw", "nodes", "services")
+KINDS = ("raw", "raw-ours", "nodes", "services")
 
 
 class Start(NamedTuple):
@@ -105,11 +109,14 @@ def _worker(
     start: Start,
     out: Queue[tuple[list[float], float]],
 ) -> None:
-    if kind == "raw":
+    if kind in ("raw", "raw-ours"):
         from etcd3gw.client import Etcd3Client
 
+        from dualstack_ipam.store.etcd_http import JsonSession
+
         host, port = endpoint.rsplit(":", 1)
-        client = Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/")
+        session = JsonSession() if kind == "raw-ours" else None
+        client = Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/", session=session)
         client.session.trust_env = False  # as the backend's Transport does
 
         def call(n: int) -> object:
@@ -132,7 +139,7 @@ def run(
     """One run of ``kind`` with ``processes`` workers: its figures, and every latency."""
     endpoint = server.endpoint
     prefix = f"bench/{uuid.uuid4().hex[:8]}"
-    if kind != "raw":
+    if not kind.startswith("raw"):
         dualstack_ipam.open(f"etcd://{endpoint}/{prefix}", SEED).close()
     context = multiprocessing.get_context("spawn")
     out: Queue[tuple[list[float], float]] = context.Queue()
@@ -193,7 +200,8 @@ def concurrency(server: EtcdServer, seconds: float, rounds: int) -> list[dict[st
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
         pooled: dict[str, list[float]] = {kind: [] for kind in KINDS}
         for number in range(rounds):
-            for kind in KINDS[number % 3 :] + KINDS[: number % 3]:
+            turn = number % len(KINDS)
+            for kind in KINDS[turn:] + KINDS[:turn]:
                 row, latencies = run(kind, server, processes, seconds)
                 runs[kind].append(row)
                 pooled[kind] += latencies
@@ -212,6 +220,10 @@ def concurrency(server: EtcdServer, seconds: float, rounds: int) -> list[dict[st
                     "x_raw": statistics.median(
                         r["ops_per_s"] / raw["ops_per_s"]
                         for r, raw in zip(mine, runs["raw"], strict=True)
+                    ),
+                    "x_ours": statistics.median(
+                        r["ops_per_s"] / raw["ops_per_s"]
+                        for r, raw in zip(mine, runs["raw-ours"], strict=True)
                     ),
                     "client_cpu_ms": statistics.median(r["client_cpu_ms"] for r in mine),
                     "etcd_cpu_ms": statistics.median(etcd) if etcd else None,
@@ -303,7 +315,17 @@ def main(argv: list[str] | None = None) -> None:
         f"Allocations per second: the sum over the processes, median of {args.rounds} rounds; "
         "latency per call; CPU ms per allocation (client processes, etcd)",
         format_table(
-            ["what", "processes", "ops/s", "p50 ms", "p99 ms", "x raw", "client CPU", "etcd CPU"],
+            [
+                "what",
+                "processes",
+                "ops/s",
+                "p50 ms",
+                "p99 ms",
+                "x raw",
+                "x ours",
+                "client CPU",
+                "etcd CPU",
+            ],
             [
                 [
                     r["kind"],
@@ -312,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
                     r["p50_ms"],
                     r["p99_ms"],
                     r["x_raw"],
+                    r["x_ours"],
                     r["client_cpu_ms"],
                     "n/a" if r["etcd_cpu_ms"] is None else r["etcd_cpu_ms"],
                 ]

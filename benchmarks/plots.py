@@ -231,6 +231,9 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
         ("nodes", "durable nodes"),
         ("services", "durable Services"),
     ]
+    if any(r["kind"] == "raw-ours" for r in rows):
+        kinds.insert(1, ("raw-ours", "raw create, our session"))
+    durable = [(kind, label) for kind, label in kinds if not kind.startswith("raw")]
     counts = sorted({r["processes"] for r in rows})
     cell = {(r["kind"], r["processes"]): r for r in rows}
     fig, (rates, ratios, cpu) = plt.subplots(1, 3, figsize=(13, 4.0))
@@ -244,13 +247,26 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
     rates.set_ylim(bottom=0)
     rates.set_title("rate (median of the rounds)")
     rates.legend(fontsize=8)
-    width = 0.38
-    for k, (kind, label) in enumerate(kinds[1:]):
-        xs = [i + (k - 0.5) * width for i in range(len(counts))]
-        bars = ratios.bar(
-            xs, [cell[kind, n]["x_raw"] for n in counts], width, color=f"C{k + 1}", label=label
-        )
-        ratios.bar_label(bars, fmt="%.2f", fontsize=8)
+    bases: list[tuple[str, str, str | None]] = [("x_raw", "/ raw", None)]
+    if any("x_ours" in r for r in rows):
+        bases.append(("x_ours", "/ raw-ours", "//"))
+    width = 0.8 / (len(durable) * len(bases))
+    k = 0
+    for kind, label in durable:
+        color = f"C{[name for name, _ in kinds].index(kind)}"
+        for field, against, hatch in bases:
+            xs = [i + (k - (len(durable) * len(bases) - 1) / 2) * width for i in range(len(counts))]
+            bars = ratios.bar(
+                xs,
+                [cell[kind, n][field] for n in counts],
+                width,
+                color=color,
+                alpha=0.5 if hatch else 1.0,
+                hatch=hatch,
+                label=f"{label} {against}",
+            )
+            ratios.bar_label(bars, fmt="%.2f", fontsize=7)
+            k += 1
     ratios.axhline(0.7, color="grey", linestyle=":", label="goal: 0.7 x raw")
     ratios.axhline(1.0, color="black", linestyle="--", linewidth=1)
     ratios.set_xticks(range(len(counts)), [str(n) for n in counts])
@@ -259,7 +275,7 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
     ratios.legend(fontsize=8)
     width = 0.8 / len(kinds)
     for k, (kind, label) in enumerate(kinds):
-        xs = [i + (k - 1) * width for i in range(len(counts))]
+        xs = [i + (k - (len(kinds) - 1) / 2) * width for i in range(len(counts))]
         client = [cell[kind, n]["client_cpu_ms"] for n in counts]
         server = [cell[kind, n]["etcd_cpu_ms"] or 0.0 for n in counts]
         cpu.bar(xs, client, width, label=f"{label}: client", color=f"C{k}")
