@@ -385,7 +385,8 @@ class EtcdBackend:
             prefixes: key prefixes (text); empty: every key again.
 
         Raises:
-            StoreError: a prefix that is not text, or the store is closed.
+            StoreError: ``prefixes`` is a bare text rather than a list, a
+                prefix is not non-empty text, or the store is closed.
 
         Complexity:
             O(len(prefixes)); no request (the next ``watched`` starts the
@@ -395,6 +396,9 @@ class EtcdBackend:
         >>> backend.watch_only(["owner/", "resv/"])
         >>> backend.close()
         """
+        if isinstance(prefixes, (str, bytes)):
+            # A bare text would be taken as one-character prefixes.
+            raise StoreError(f"watch_only takes a list of prefixes, got {prefixes!r}")
         for prefix in prefixes:
             if type(prefix) is not str or not prefix:
                 raise StoreError(f"a watched prefix must be non-empty text, got {prefix!r}")

@@ -278,6 +278,12 @@ def test_watch_only_refuses_a_bad_prefix(make: Make) -> None:
         make().watch_only(["owner/", ""])
 
 
+def test_watch_only_refuses_a_bare_text(make: Make) -> None:
+    # Iterated, "owner/" would narrow the watch to the one-character prefixes.
+    with pytest.raises(StoreError, match="'owner/'"):
+        make().watch_only("owner/")
+
+
 def test_a_write_that_fails_its_compares_reads_the_current_records_after(make: Make) -> None:
     # The failure branch of a writing transaction is empty (ranges there cost
     # etcd on every transaction); the compared keys are read after a failure.
