@@ -27,8 +27,10 @@ whether it did: committed → success; not committed → retried, or
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
+import weakref
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -154,10 +156,14 @@ class EtcdBackend:
             self._session,
             start,
             end,
-            self._user_key,
+            # Not a bound method: the watch thread must not keep the backend
+            # alive, so that a backend nobody closed stops its watch when it
+            # is collected (the finalizer below) instead of running forever.
+            functools.partial(_user_key_of, self._kv),
             feed_wait=feed_wait,
             attempts=attempts,
         )
+        weakref.finalize(self, self._follower.close)
         self._lock = threading.RLock()
         self._compacted = 0
         self._closed = False
@@ -208,7 +214,7 @@ class EtcdBackend:
         return self._kv + key.encode()
 
     def _user_key(self, raw: bytes) -> str | None:
-        return raw[len(self._kv) :].decode() if raw.startswith(self._kv) else None
+        return _user_key_of(self._kv, raw)
 
     def _record(self, kv: dict[str, Any]) -> Record:
         key = self._user_key(decode_bytes(kv["key"]))
@@ -442,6 +448,10 @@ class EtcdBackend:
     def close(self) -> None:
         """Stop the watch, revoke the fence's lease (best effort); idempotent.
 
+        A backend collected without ``close`` stops its watch thread at the
+        watch's next event or idle timeout (5 s), with no request; its
+        fence key expires with the lease (``lease_ttl``).
+
         Complexity:
             O(1), one round trip.
         """
@@ -463,3 +473,8 @@ class EtcdBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _user_key_of(kv: bytes, raw: bytes) -> str | None:
+    """The record key of etcd key ``raw`` under the records' prefix ``kv``; None if not one."""
+    return raw[len(kv) :].decode() if raw.startswith(kv) else None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -297,3 +300,28 @@ def test_a_write_that_fails_its_compares_reads_the_current_records_after(make: M
     assert record is not None
     assert record.value == b"theirs"
     assert mine.get("b") is None
+
+
+def test_a_backend_collected_without_close_stops_its_watch(make: Make, etcd: EtcdServer) -> None:
+    """Test suites drop clusters without closing them: no watch thread may outlive them."""
+
+    def feeds() -> int:
+        return sum(t.name == "etcd-feed" and t.is_alive() for t in threading.enumerate())
+
+    prefix = f"t/forgotten-{uuid.uuid4().hex[:8]}"
+    before = feeds()
+    forgotten = EtcdBackend(etcd.endpoint, prefix, timeout=2.0)
+    forgotten.txn([], [Put("a", b"0")])
+    forgotten.watched(0)  # the watch runs
+    assert feeds() == before + 1
+    del forgotten
+    gc.collect()
+    writer = make(prefix)
+    deadline = time.monotonic() + 30
+    n = 0
+    while feeds() > before and time.monotonic() < deadline:
+        # An event on the watched prefix wakes the thread, which then sees it is closed.
+        n += 1
+        writer.txn([], [Put("a", str(n).encode())])
+        time.sleep(0.05)
+    assert feeds() == before
