@@ -50,6 +50,7 @@ from dualstack_ipam.errors import FamilyNotConfiguredError, InvalidConfigError
 from dualstack_ipam.forecast_inputs import (
     KINDS,
     Rate,
+    added_capacity,
     read_rate,
     read_today,
     read_used,
@@ -68,9 +69,10 @@ class RangeForecast:
     Attributes:
         family: the range's :class:`~dualstack_ipam.IPFamily`.
         kind: ``"node_cidrs"`` or ``"service_ips"`` (see :data:`KINDS`).
-        cidr: the cluster CIDR or Service range.
+        cidr: the cluster CIDR or Service range (the configuration's).
         capacity: units that can be handed out (node subnets less the
-            Service set-aside; usable Service addresses).
+            Service set-aside; usable Service addresses), with those of the
+            ranges added to the allocators given as ``used`` (``add_range``).
         used: units held now.
         rate: units taken per day.
         days_left: whole days from the start of today until the last unit
@@ -271,7 +273,8 @@ def forecast(
             (``"node_cidrs"``, ``"service_ips"``) to a count, where a count
             may also be a mapping with a ``"used"`` key, so the ``usage``
             object of ``dualstack-ipam show --json`` can be passed as it is.
-            Absent entries count 0.
+            Absent entries count 0. An allocator's ranges added with
+            ``add_range`` count in the capacity too.
 
     Returns:
         A :class:`Forecast`.
@@ -297,6 +300,7 @@ def forecast(
     node_rate = read_rate(nodes_per_day, "nodes_per_day")
     rates = service_rates(config, services_per_day)
     counts = read_used(config, used)
+    extra = added_capacity(config, used)
     today = read_today(now)
     for family, kind in counts:
         present = config.families if kind == "node_cidrs" else config.service_families
@@ -310,7 +314,7 @@ def forecast(
             family,
             "node_cidrs",
             config.cluster_cidr(family),
-            config.node_capacity(family),
+            config.node_capacity(family) + extra.get((family, "node_cidrs"), 0),
             counts.get((family, "node_cidrs"), 0),
             node_rate,
             today,
@@ -319,7 +323,7 @@ def forecast(
     ]
     for family in config.service_families:
         cidr = config.service_cidr(family)
-        capacity = usable_span(family, cidr.prefixlen)[1]
+        capacity = usable_span(family, cidr.prefixlen)[1] + extra.get((family, "service_ips"), 0)
         entries.append(
             _entry(
                 family,

@@ -20,6 +20,7 @@ from dualstack_ipam.cluster.config import ClusterConfig
 from dualstack_ipam.cluster.nodes import NodeCIDRAllocator
 from dualstack_ipam.errors import FamilyNotConfiguredError, InvalidConfigError
 from dualstack_ipam.net import IPFamily, parse_family
+from dualstack_ipam.pools.multi import parts_of
 from dualstack_ipam.services.allocator import ServiceIPAllocator
 
 __all__ = ["KINDS", "Rate", "read_rate", "read_today", "read_used", "service_rates"]
@@ -192,3 +193,35 @@ def read_today(now: Any) -> datetime.date:
     if isinstance(now, datetime.date):
         return now
     raise InvalidConfigError(f"now must be a datetime.date or datetime, got {now!r}", value=now)
+
+
+def added_capacity(config: ClusterConfig, used: Any) -> dict[tuple[IPFamily, str], int]:
+    """What the ranges added to ``used``'s allocators (``add_range``) hold, by (family, kind).
+
+    The configuration names only the first range of each family; an
+    allocator that grew holds more. ``used`` as :func:`read_used` takes it
+    (checked there first); a mapping of counts adds nothing.
+
+    Complexity:
+        O(k) for k ranges.
+
+    >>> from dualstack_ipam import ClusterConfig, NodeCIDRAllocator
+    >>> alloc = NodeCIDRAllocator(ClusterConfig("10.0.0.0/16"))
+    >>> _ = alloc.add_range("10.1.0.0/20")
+    >>> added_capacity(alloc.config, alloc)
+    {(<IPFamily.IPv4: 'IPv4'>, 'node_cidrs'): 16}
+    """
+    allocators = used if isinstance(used, (list, tuple)) else (used,)
+    extra: dict[tuple[IPFamily, str], int] = {}
+    for alloc in allocators:
+        if isinstance(alloc, NodeCIDRAllocator):
+            kind, families = "node_cidrs", config.families
+        elif isinstance(alloc, ServiceIPAllocator):
+            kind, families = "service_ips", config.service_families
+        else:
+            continue
+        for family in families:
+            added = parts_of(alloc._pool(family))[1:]
+            if added:
+                extra[family, kind] = sum(part.capacity for part in added)
+    return extra

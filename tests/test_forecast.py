@@ -284,3 +284,46 @@ def test_rate_zero_is_never_for_every_range_with_room(config: ClusterConfig) -> 
     result = forecast(config, nodes_per_day=0, services_per_day=0, now=DAY)
     assert all(e.runs_out is None for e in result if e.free)
     assert "never" in str(result) or not any(e.free for e in result)
+
+
+# ------------------------------------------------------------------ grown ranges
+
+
+def test_a_grown_node_range_counts_in_the_capacity() -> None:
+    config = ClusterConfig("10.0.0.0/24", node_mask_ipv4=28)  # 16 subnets
+    nodes = NodeCIDRAllocator(config)
+    nodes.add_range("10.0.1.0/24")  # 16 more
+    for n in range(20):  # more than the configured range holds
+        nodes.allocate(f"n{n}")
+    got = entry(forecast(config, nodes_per_day=4, now=DAY, used=nodes), "IPv4", "node_cidrs")
+    assert (got.capacity, got.used, got.free) == (32, 20, 12)
+    assert got.days_left == 3  # 12 left at 4 a day
+    assert str(got.cidr) == "10.0.0.0/24"  # the configuration's range
+
+
+def test_a_grown_service_range_counts_in_the_capacity() -> None:
+    config = ClusterConfig("10.0.0.0/16", "10.96.0.0/29,fd00::/125")
+    services = ServiceIPAllocator(config)
+    services.add_range("10.97.0.0/29")
+    capacity = {e.family: e.capacity for e in forecast(config, used=services, now=DAY)}
+    plain = {e.family: e.capacity for e in forecast(config, now=DAY)}
+    assert capacity[IPFamily.IPv4] == plain[IPFamily.IPv4] * 2  # two /29 alike
+    assert capacity[IPFamily.IPv6] == plain[IPFamily.IPv6]
+
+
+def test_counts_given_as_a_mapping_keep_the_configured_capacity() -> None:
+    config = ClusterConfig("10.0.0.0/24", node_mask_ipv4=28)
+    with pytest.raises(InvalidConfigError, match="exceeds the capacity 16"):
+        forecast(config, used={"IPv4": {"node_cidrs": 20}}, now=DAY)
+
+
+def test_a_durable_cluster_forecasts_with_its_grown_ranges() -> None:
+    import dualstack_ipam
+
+    config = ClusterConfig("10.0.0.0/24", node_mask_ipv4=28)
+    with dualstack_ipam.open("memory://", config) as cluster:
+        cluster.nodes.add_range("10.0.1.0/24")
+        for n in range(20):
+            cluster.nodes.allocate(f"n{n}")
+        got = cluster.forecast().get("IPv4", "node_cidrs")
+        assert (got.capacity, got.used) == (32, 20)
