@@ -1,88 +1,232 @@
-"""The ``requests`` session the etcd backend gives each ``etcd3gw`` client.
+"""The HTTP session the etcd backend gives each ``etcd3gw`` client.
 
-``etcd3gw`` sends every request with ``session.post(url, json=...)``. A
-plain ``requests`` session prepares each call from scratch: it merges the
-session's headers, cookies, hooks and settings, parses the URL, encodes
-the JSON and checks for redirects, about 0.25-0.5 ms of CPU per request on
-the 2-core machine of ``docs/etcd.md`` (``benchmarks/bench_etcd`` measures
-it: the ``raw`` and ``raw, our session`` rows). The etcd backend only ever
-POSTs JSON to a few gateway URLs, so :class:`JsonSession` prepares each URL's
-request once and sends a copy of it with the new body: the same headers,
-TLS settings, connection pool, timeouts and errors as before.
+``etcd3gw`` sends every request with ``session.post(url, json=...,
+timeout=...)`` and reads ``status_code``, ``reason``, ``text`` and
+``json()`` of the answer; its constructor takes the session to use
+(``session=``). With a ``requests`` session, ``requests`` and ``urllib3``
+cost about 0.75 ms of CPU per request on the 2-core machine of
+``docs/etcd.md`` (preparing the request, merging settings and cookies,
+parsing headers through ``email``, building the response), more than the
+durable protocol itself, and with 4 processes on 2 cores CPU is the limit.
+:class:`GatewaySession` is that session over the standard library's
+``http.client``: one kept-alive connection, the JSON body sent as it is,
+the answer read whole. ``etcd3gw`` stays the client: its ``post`` checks
+the status and raises its own errors, which the transport maps as before.
+``benchmarks/bench_etcd`` measures both (``raw`` against ``raw-ours``).
 
-It never reads ``os.environ`` (``trust_env = False``): requests to etcd take
-no proxy from the environment, which another thread may be changing.
+What it keeps of ``requests``: its exceptions (``ConnectionError``,
+``Timeout``, ``SSLError``), which ``etcd3gw`` catches; TLS with the
+system's or the given CA bundle, the server's name checked, an optional
+client certificate; one timeout per socket operation; no proxy and nothing
+read from ``os.environ``. A kept connection that the server closed is
+noticed before it is reused (as ``urllib3`` does), so a write is not sent
+into a dead socket.
 
-This module needs ``requests`` (it comes with ``etcd3gw``, the ``etcd``
-extra); :class:`~dualstack_ipam.store.etcd_transport.Transport` imports it
-once ``etcd3gw`` is known to be installed.
+This module needs ``requests`` for its exceptions (it comes with
+``etcd3gw``, the ``etcd`` extra);
+:class:`~dualstack_ipam.store.etcd_transport.Transport` imports it once
+``etcd3gw`` is known to be installed.
 """
 
 from __future__ import annotations
 
+import http.client
 import json as json_module
+import select
+import ssl
+import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from requests.models import PreparedRequest
 
-__all__ = ["JsonSession"]
+__all__ = ["GatewaySession"]
 
 _HEADERS = {"Content-Type": "application/json"}
 
 
-class JsonSession(requests.Session):
-    """A ``requests`` session whose JSON POSTs reuse one prepared request per URL.
+class Answer:
+    """The parts of a ``requests.Response`` that ``etcd3gw`` reads.
 
-    Any other call (a GET, form data, redirects asked for, other keyword
-    arguments) is the plain session's. etcd's gateway sets no cookie and
-    never redirects, so a prepared request stays valid; a response that
-    redirects is returned as it is (etcd3gw then raises on its status).
+    Attributes:
+        status_code: the HTTP status.
+        reason: the HTTP reason phrase.
+        content: the body.
+    """
+
+    def __init__(self, status_code: int, reason: str, content: bytes) -> None:
+        self.status_code, self.reason, self.content = status_code, reason, content
+
+    @property
+    def text(self) -> str:
+        """The body as text (etcd's gateway answers UTF-8 JSON).
+
+        Complexity:
+            O(len(body)).
+        """
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body's JSON.
+
+        Raises:
+            ValueError: a body that is not JSON (a proxy's page, say).
+
+        Complexity:
+            O(len(body)).
+        """
+        return json_module.loads(self.content)
+
+
+class GatewaySession:
+    """The session of one ``etcd3gw`` client: POSTs over one kept-alive connection.
+
+    Args:
+        ca_cert: the CA bundle for ``https`` (None: the system's CAs).
+        cert: the client certificate (PEM), with ``key``.
+        key: the client certificate's private key (PEM).
 
     Complexity:
-        O(1) to build; one prepared request kept per URL posted to.
+        O(1) to build; the connection is opened at the first request.
 
-    >>> session = JsonSession()
-    >>> session.trust_env
-    False
+    >>> session = GatewaySession()
     >>> session.close()
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False
-        self._prepared: dict[str, PreparedRequest] = {}
+    def __init__(
+        self, ca_cert: str | None = None, cert: str | None = None, key: str | None = None
+    ) -> None:
+        self._ca_cert, self._cert, self._key = ca_cert, cert, key
+        self._context: ssl.SSLContext | None = None
+        self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        self._paths: dict[str, tuple[tuple[str, str, int], str]] = {}
+        self._lock = threading.Lock()
 
-    def post(  # type: ignore[override]
-        self, url: str, data: Any = None, json: Any = None, **kwargs: Any
-    ) -> requests.Response:
-        """POST ``json`` to ``url`` from the URL's prepared request.
+    def post(
+        self, url: str, data: Any = None, json: Any = None, timeout: float | None = None
+    ) -> Answer:
+        """POST ``json`` to ``url`` and read the answer whole.
 
         Args:
-            url: the gateway URL.
-            data: form data or bytes: sent the plain session's way.
-            json: the JSON body.
-            **kwargs: ``timeout`` only; anything else goes the plain way.
+            url: ``http(s)://host:port/path``.
+            data: the body already encoded (text or bytes), as etcd3gw's
+                own calls send it; or None.
+            json: the JSON body (when ``data`` is None).
+            timeout: seconds for the connection and for each read.
 
         Returns:
-            The response, as ``requests.Session.post``.
+            The answer (any status: ``etcd3gw`` checks it).
 
         Raises:
-            requests.RequestException: as ``requests.Session.post``
-                (connection refused or reset, timeout).
-            ValueError: ``json`` holds what JSON cannot (NaN, say).
+            requests.SSLError: the TLS handshake failed (the certificate,
+                the CA, or the server hung up during it).
+            requests.Timeout: no connection or no answer within ``timeout``.
+            requests.ConnectionError: refused, reset or closed before the
+                answer was read.
+            ValueError: ``json`` holds what JSON cannot (NaN, say), or
+                ``data`` is neither text nor bytes; nothing was sent.
 
         Complexity:
-            O(len(body)) plus one round trip.
+            O(len(body) + len(answer)) plus one round trip.
         """
-        if data is not None or json is None or kwargs.keys() - {"timeout"}:
-            return super().post(url, data=data, json=json, **kwargs)
-        template = self._prepared.get(url)
-        if template is None:
-            request = requests.Request("POST", url, data=b"{}", headers=_HEADERS)
-            template = self._prepared[url] = self.prepare_request(request)
-        prepared = template.copy()
-        body = json_module.dumps(json, allow_nan=False, separators=(",", ":")).encode()
-        prepared.body = body
-        prepared.headers["Content-Length"] = str(len(body))
-        return self.send(prepared, timeout=kwargs.get("timeout"), allow_redirects=False)
+        if data is None:
+            body = json_module.dumps(json, allow_nan=False, separators=(",", ":")).encode()
+        elif isinstance(data, (str, bytes)):
+            body = data.encode() if isinstance(data, str) else data
+        else:
+            raise ValueError(f"GatewaySession sends text, bytes or json=, got data={data!r:.60}")
+        where, path = self._split(url)
+        with self._lock:
+            connection = self._connection(where, timeout)
+            try:
+                connection.request("POST", path, body, _HEADERS)
+                response = connection.getresponse()
+                content = response.read()
+            except BaseException as exc:
+                connection.close()
+                del self._connections[where]
+                raise _requests_error(exc, url) from None
+            if response.will_close:
+                connection.close()
+                del self._connections[where]
+        return Answer(response.status, response.reason, content)
+
+    def close(self) -> None:
+        """Close the kept connections; the next request opens a new one.
+
+        Complexity:
+            O(1).
+        """
+        with self._lock:
+            for connection in self._connections.values():
+                connection.close()
+            self._connections.clear()
+
+    def _split(self, url: str) -> tuple[tuple[str, str, int], str]:
+        known = self._paths.get(url)
+        if known is None:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            known = (parts.scheme, parts.hostname or "", port), parts.path or "/"
+            if len(self._paths) < 64:  # a handful of gateway paths
+                self._paths[url] = known
+        return known
+
+    def _connection(
+        self, where: tuple[str, str, int], timeout: float | None
+    ) -> http.client.HTTPConnection:
+        connection = self._connections.get(where)
+        if connection is not None and _dropped(connection):
+            connection.close()
+            connection = None
+        if connection is None:
+            scheme, host, port = where
+            if scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    host, port, timeout=timeout, context=self._tls()
+                )
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            self._connections[where] = connection
+        elif connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        connection.timeout = timeout
+        return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            context = ssl.create_default_context(cafile=self._ca_cert)
+            if self._cert is not None and self._key is not None:
+                context.load_cert_chain(self._cert, self._key)
+            self._context = context
+        return self._context
+
+    def __enter__(self) -> GatewaySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """Whether a kept connection was closed by the server (readable while idle)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _requests_error(exc: BaseException, url: str) -> BaseException:
+    """The ``requests`` exception ``etcd3gw`` maps, for what ``http.client`` raised."""
+    if not isinstance(exc, (OSError, http.client.HTTPException)):
+        return exc  # not the network's: KeyboardInterrupt, a bug
+    text = f"{url}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, ssl.SSLError):
+        return requests.exceptions.SSLError(f"SSLError {text}")
+    if isinstance(exc, TimeoutError):
+        return requests.exceptions.Timeout(text)
+    return requests.exceptions.ConnectionError(f"Connection aborted: {text}")
