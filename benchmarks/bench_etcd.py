@@ -12,9 +12,9 @@ drift of a shared machine falls on every kind alike):
   quarter of the raw client's CPU with a large environment, which would
   handicap the baseline). The goal's baseline;
 - raw-ours: the same loop on the session the backend gives etcd3gw
-  (``dualstack_ipam.store.etcd_http.JsonSession``: each URL's request
-  prepared once). Against it, ``x ours`` is the cost of the durable
-  protocol alone, with the HTTP client's cost the same on both sides;
+  (``dualstack_ipam.store.etcd_http.GatewaySession``: ``http.client``
+  instead of ``requests``). Against it, ``x ours`` is the cost of the
+  durable protocol alone, with the HTTP stack the same on both sides;
 - durable nodes: each process loops ``cluster.nodes.allocate(name)`` on one
   ``dualstack_ipam.open("etcd://...")`` Cluster (dual-stack: both families,
   the owner record and a journal entry in one transaction);
@@ -112,12 +112,14 @@ def _worker(
     if kind in ("raw", "raw-ours"):
         from etcd3gw.client import Etcd3Client
 
-        from dualstack_ipam.store.etcd_http import JsonSession
+        from dualstack_ipam.store.etcd_http import GatewaySession
 
         host, port = endpoint.rsplit(":", 1)
-        session = JsonSession() if kind == "raw-ours" else None
-        client = Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/", session=session)
-        client.session.trust_env = False  # as the backend's Transport does
+        # raw-ours: the session the backend's Transport gives etcd3gw.
+        ours: Any = GatewaySession() if kind == "raw-ours" else None
+        client = Etcd3Client(host=host, port=int(port), timeout=5, api_path="/v3/", session=ours)
+        if ours is None:
+            client.session.trust_env = False  # no proxy lookup, as the backend
 
         def call(n: int) -> object:
             return client.create(f"{prefix}/{name}/{n}", "x")

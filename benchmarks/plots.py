@@ -232,7 +232,7 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
         ("services", "durable Services"),
     ]
     if any(r["kind"] == "raw-ours" for r in rows):
-        kinds.insert(1, ("raw-ours", "raw create, our session"))
+        kinds.insert(1, ("raw-ours", "raw create, our session (http.client)"))
     durable = [(kind, label) for kind, label in kinds if not kind.startswith("raw")]
     counts = sorted({r["processes"] for r in rows})
     cell = {(r["kind"], r["processes"]): r for r in rows}
