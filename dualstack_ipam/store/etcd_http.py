@@ -15,8 +15,8 @@ the status and raises its own errors, which the transport maps as before.
 ``benchmarks/bench_etcd`` measures both (``raw`` against ``raw-ours``).
 
 What it keeps of ``requests``: its exceptions (``ConnectionError``,
-``Timeout``, ``SSLError``), which ``etcd3gw`` catches; TLS with the
-system's or the given CA bundle, the server's name checked, an optional
+``Timeout``, ``SSLError``), which ``etcd3gw`` catches; TLS with the given
+CA bundle or ``requests``' own (certifi), the server's name checked, an optional
 client certificate; one timeout per socket operation; no proxy and nothing
 read from ``os.environ``. A kept connection that the server closed is
 noticed before it is reused (as ``urllib3`` does), so a write is not sent
@@ -82,7 +82,8 @@ class GatewaySession:
     """The session of one ``etcd3gw`` client: POSTs over one kept-alive connection.
 
     Args:
-        ca_cert: the CA bundle for ``https`` (None: the system's CAs).
+        ca_cert: the CA bundle for ``https`` (None: ``requests``' bundle,
+            certifi's public CAs).
         cert: the client certificate (PEM), with ``key``.
         key: the client certificate's private key (PEM).
 
@@ -195,7 +196,11 @@ class GatewaySession:
 
     def _tls(self) -> ssl.SSLContext:
         if self._context is None:
-            context = ssl.create_default_context(cafile=self._ca_cert)
+            # No CA given: requests' bundle (certifi), as the watch's requests
+            # session and etcd3gw's own would use; not the system's store.
+            context = ssl.create_default_context(
+                cafile=self._ca_cert or requests.utils.DEFAULT_CA_BUNDLE_PATH
+            )
             if self._cert is not None and self._key is not None:
                 context.load_cert_chain(self._cert, self._key)
             self._context = context

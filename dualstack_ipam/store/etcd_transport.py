@@ -66,7 +66,7 @@ class EtcdRequestError(Exception):
 
 @attrs.frozen
 class EtcdTLS:
-    """TLS settings for ``etcds://`` endpoints (passed to ``requests``).
+    """TLS settings for ``etcds://`` endpoints (every request's, the watch's too).
 
     Attributes:
         ca_cert: the CA bundle that signed the servers' certificates (None:
