@@ -272,7 +272,8 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
     ratios.set_xticks(range(len(counts)), [str(n) for n in counts])
     ratios.set_xlabel("processes")
     ratios.set_title("durable / raw (same run)")
-    ratios.legend(fontsize=8)
+    ratios.set_ylim(0, 1.45)  # the legend above the bars
+    ratios.legend(fontsize=7, loc="upper right", ncol=2)
     width = 0.8 / len(kinds)
     for k, (kind, label) in enumerate(kinds):
         xs = [i + (k - (len(kinds) - 1) / 2) * width for i in range(len(counts))]
@@ -283,8 +284,14 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
     cpu.set_xticks(range(len(counts)), [str(n) for n in counts])
     cpu.set_xlabel("processes")
     cpu.set_ylabel("CPU ms per allocation")
-    cpu.set_title("CPU per allocation: client (solid), etcd (hatched)")
-    cpu.legend(fontsize=8)
+    cpu.set_title("CPU per allocation: client, etcd (hatched)")
+    top = max(
+        cell[kind, n]["client_cpu_ms"] + (cell[kind, n]["etcd_cpu_ms"] or 0.0)
+        for kind, _ in kinds
+        for n in counts
+    )
+    cpu.set_ylim(0, top * 1.5)  # the legend above the bars
+    cpu.legend(fontsize=7, loc="upper right", ncol=2)
     for ax in (rates, ratios, cpu):
         ax.grid(alpha=0.3, axis="y")
     return _save(plt, fig, "etcd.png")
