@@ -95,8 +95,16 @@ class Backend(Protocol):
         """
         ...
 
-    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
         """If every compare holds, apply every write at one new revision.
+
+        ``unique`` (optional for a backend to take): the key of one of
+        ``writes``, a ``Put`` that no other transaction ever writes (a
+        journal entry's key). A backend that must learn whether a
+        transaction whose answer was lost applied may read it instead of
+        writing a marker of its own (etcd: one put fewer per transaction).
 
         Complexity:
             O((c + w) log n) for c compares, w writes and n records.
@@ -136,17 +144,25 @@ class Backend(Protocol):
         ...
 
 
-def check_txn(compares: Sequence[Compare], writes: Sequence[Write], limits: TxnLimits) -> None:
+def check_txn(
+    compares: Sequence[Compare],
+    writes: Sequence[Write],
+    limits: TxnLimits,
+    unique: str | None = None,
+) -> None:
     """Refuse a malformed or oversized transaction before anything is written.
 
     Args:
         compares: the transaction's conditions.
         writes: the transaction's writes.
         limits: the backend's limits.
+        unique: ``txn``'s ``unique``: None, or the key of a ``Put`` of
+            ``writes``.
 
     Raises:
         StoreError: an element of the wrong type, a key written twice (etcd
-            refuses it too), or more operations or bytes than ``limits``.
+            refuses it too), more operations or bytes than ``limits``, or a
+            ``unique`` that is not the key of a ``Put`` of ``writes``.
 
     Complexity:
         O(c + w) for c compares and w writes.
@@ -175,6 +191,8 @@ def check_txn(compares: Sequence[Compare], writes: Sequence[Write], limits: TxnL
         if write.key in written:
             raise StoreError(f"key {write.key!r} is written twice in one transaction")
         written.add(write.key)
+    if unique is not None and not any(type(w) is Put and w.key == unique for w in writes):
+        raise StoreError(f"unique={unique!r} is not the key of a Put of the transaction")
     most = max(len(compares), len(writes))
     if limits.max_ops is not None and most > limits.max_ops:
         raise StoreError(

@@ -14,9 +14,11 @@ Fencing (why a write is never lost or applied twice): each backend object
 owns a fence key ``<prefix>/fence/<client id>``, attached to an etcd lease
 (a dead client's key expires) and compared in every writing transaction,
 which also puts a marker ``<prefix>/txn/<client id>`` holding a value
-unique to that attempt. When a write gets no answer (timeout, reset,
-server killed mid-commit), the outcome is unknown: the backend puts the
-fence key and reads the marker in one transaction. From then on the old
+unique to that attempt (or names a key it writes that no other
+transaction writes, ``txn(..., unique=key)``: that key is then the
+marker). When a write gets no answer (timeout, reset, server killed
+mid-commit), the outcome is unknown: the backend puts the fence key and
+reads the marker in one transaction. From then on the old
 request can never apply (its fence compare fails), and the marker says
 whether it did: committed → success; not committed → retried, or
 ``StoreUnavailableError`` with nothing written. See ``docs/etcd.md``.
@@ -281,11 +283,17 @@ class EtcdBackend:
 
     # -- the transaction ----------------------------------------------------
 
-    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
         """One etcd transaction: if every compare holds, apply every write.
 
         Returns only once the outcome is known: after no answer, the fence
-        is put and the marker read (see the module notes).
+        is put and the marker read (see the module notes). With ``unique``
+        (the key of a Put of ``writes`` that no other transaction writes,
+        a journal entry's), that key is the marker: the transaction puts
+        no marker of its own, one put fewer, and after no answer the key
+        is read instead.
 
         Raises:
             StoreError: a malformed or oversized transaction (nothing sent),
@@ -298,7 +306,7 @@ class EtcdBackend:
             O(c + w), one round trip without faults (two when the compares
             of a writing transaction fail).
         """
-        check_txn(compares, writes, self.limits)
+        check_txn(compares, writes, self.limits, unique)
         with self._lock:
             self._check_open()
             return commit(
@@ -310,6 +318,7 @@ class EtcdBackend:
                 writes,
                 attempts=self._attempts,
                 fencing=self.FENCING,
+                unique=unique,
             )
 
     # -- the change feed ----------------------------------------------------

@@ -35,6 +35,7 @@ def commit(
     *,
     attempts: int,
     fencing: bool = True,
+    unique: str | None = None,
 ) -> TxnResult:
     """Run one checked transaction until its outcome is known.
 
@@ -48,6 +49,8 @@ def commit(
         attempts: requests tried before ``StoreUnavailableError``.
         fencing: False (fault tests only): a write without an answer raises
             at once, assumed not written.
+        unique: ``Backend.txn``'s: a written key that proves the
+            transaction, instead of our marker.
 
     Returns:
         The result, as ``Backend.txn``.
@@ -64,18 +67,18 @@ def commit(
     for attempt in range(attempts):
         if writes:
             session.keep_lease()
-        payload, marker = txn_payload(kv, session, compares, writes)
+        payload, proof = txn_payload(kv, session, compares, writes, unique)
         try:
             # A write is sent to one endpoint only (Transport.post): after
             # no answer its outcome is resolved, never guessed from a copy.
             answer = transport.post("kv/txn", payload)
         except EtcdUnavailable as exc:
-            if marker is not None and not fencing:
+            if proof is not None and not fencing:
                 raise StoreUnavailableError(
                     f"etcd did not answer a transaction ({exc}); fencing is off, so "
                     "it is assumed not written"
                 ) from None
-            committed = None if marker is None else session.resolve(marker, exc)
+            committed = None if proof is None else session.resolve(proof, exc)
             if committed is not None:
                 return TxnResult(True, committed)
             session.retries += 1
@@ -89,7 +92,7 @@ def commit(
             raise store_error(exc) from None
         revision = int(answer["header"]["revision"])
         if answer.get("succeeded"):
-            if marker is not None and session.fence_rev == 0 and stamped(answer):
+            if proof is not None and session.fence_rev == 0 and stamped(answer):
                 session.fence_rev = revision  # created with this transaction
             return TxnResult(True, revision)
         if writes:

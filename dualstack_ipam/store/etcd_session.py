@@ -21,16 +21,19 @@ import secrets
 import time
 from typing import Any
 
+import attrs
+
 from dualstack_ipam.errors import StoreError, StoreUnavailableError
 from dualstack_ipam.store.etcd_transport import (
     EtcdRequestError,
     EtcdUnavailable,
     Transport,
     decode_bytes,
+    encode_bytes,
     encode_key,
 )
 
-__all__ = ["Session", "backoff_delay", "compare_op", "store_error"]
+__all__ = ["Proof", "Session", "backoff_delay", "compare_op", "store_error"]
 
 NOT_FOUND = 5
 """gRPC code etcd gives for an unknown (expired) lease."""
@@ -85,6 +88,25 @@ def backoff_delay(attempt: int) -> float:
     True
     """
     return random.uniform(0, min(1.0, 0.02 * 2**attempt))
+
+
+@attrs.frozen
+class Proof:
+    """What a writing transaction leaves that says it applied.
+
+    Either our marker key holding the attempt's marker, or a key the
+    transaction alone writes (``Backend.txn``'s ``unique``: a journal
+    entry's) holding the value it wrote.
+
+    Attributes:
+        key: the etcd key to read (the gateway's base64).
+        value: the value that key holds if the transaction applied.
+        marker: the attempt's marker (the fence's value when it is bumped).
+    """
+
+    key: str
+    value: bytes
+    marker: str
 
 
 class Session:
@@ -201,17 +223,21 @@ class Session:
         self.serial += 1
         return f"{self.own}{self.serial}:{secrets.token_hex(4)}"
 
-    def stamps(self, marker: str) -> list[dict[str, Any]]:
+    def stamps(self, marker: str, *, own: bool = True) -> list[dict[str, Any]]:
         """The puts a writing transaction adds: the marker, and the fence if unwritten.
+
+        ``own`` False: no marker put (the transaction writes a key unique to
+        it, which proves it instead: :class:`Proof`).
 
         Complexity:
             O(1).
         """
         lease = str(self.lease)
         value = encode_key(marker)
-        ops = [
-            {"request_put": {"key": encode_key(self.marker_key), "value": value, "lease": lease}}
-        ]
+        ops = []
+        if own:
+            put = {"key": encode_key(self.marker_key), "value": value, "lease": lease}
+            ops.append({"request_put": put})
         if self.fence_rev == 0:
             ops.append(
                 {"request_put": {"key": encode_key(self.fence_key), "value": value, "lease": lease}}
@@ -253,8 +279,12 @@ class Session:
             f"ours {self.fence_rev}): this backend is fenced off; nothing was written"
         )
 
-    def resolve(self, marker: str, cause: Exception) -> int | None:
+    def resolve(self, proof: Proof, cause: Exception) -> int | None:
         """After no answer: fence the request off, then read whether it committed.
+
+        Args:
+            proof: what the request wrote that says it applied.
+            cause: why there was no answer (for the message).
 
         Returns:
             The revision it committed at, or None (it did not, and never will).
@@ -274,7 +304,7 @@ class Session:
                 if self.lease == 0:
                     answer = self.transport.post("lease/grant", {"TTL": self.lease_ttl, "ID": 0})
                     self.lease, self.renewed = int(answer["ID"]), time.monotonic()
-                answer = self.transport.post("kv/txn", self._bump(marker))
+                answer = self.transport.post("kv/txn", self._bump(proof))
             except EtcdUnavailable:
                 if time.monotonic() > deadline:
                     raise StoreError(
@@ -292,20 +322,31 @@ class Session:
                 continue
             self.fence_rev = int(answer["header"]["revision"])
             found = answer["responses"][1].get("response_range", {}).get("kvs", ())
-            if found and decode_bytes(found[0].get("value", "")) == marker.encode():
+            if found and decode_bytes(found[0].get("value", "")) == proof.value:
                 self.unknown_committed += 1
                 return int(found[0]["mod_revision"])
             return None
 
-    def _bump(self, value: str) -> dict[str, Any]:
-        put = {"key": encode_key(self.fence_key), "value": encode_key(value)}
+    def _bump(self, proof: Proof) -> dict[str, Any]:
+        put = {"key": encode_key(self.fence_key), "value": encode_key(proof.marker)}
         return {
             "compare": [],
             "success": [
                 {"request_put": {**put, "lease": str(self.lease)}},
-                {"request_range": {"key": encode_key(self.marker_key)}},
+                {"request_range": {"key": proof.key}},
             ],
         }
+
+    def proof(self, marker: str, unique: tuple[bytes, bytes] | None = None) -> Proof:
+        """What shows a transaction applied: our marker key holding ``marker``,
+        or the transaction's ``unique`` key (etcd key, value) holding its value.
+
+        Complexity:
+            O(1).
+        """
+        if unique is None:
+            return Proof(encode_key(self.marker_key), marker.encode(), marker)
+        return Proof(encode_bytes(unique[0]), unique[1], marker)
 
     def sync_point(self) -> int:
         """Put our fence key (no transaction of ours is in flight) and return its revision.

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dualstack_ipam.errors import StoreError
-from dualstack_ipam.store.etcd_session import Session, compare_op
+from dualstack_ipam.store.etcd_session import Proof, Session, compare_op
 from dualstack_ipam.store.etcd_transport import encode_bytes, encode_key
 from dualstack_ipam.store.records import CompactedError, Compare, Put, Write
 
@@ -51,9 +51,13 @@ def parse_endpoints(text: str) -> tuple[tuple[str, int], ...]:
 
 
 def txn_payload(
-    kv: bytes, session: Session | None, compares: Sequence[Compare], writes: Sequence[Write]
-) -> tuple[dict[str, Any], str | None]:
-    """The JSON body of one transaction, and the marker it writes (None if it reads only).
+    kv: bytes,
+    session: Session | None,
+    compares: Sequence[Compare],
+    writes: Sequence[Write],
+    unique: str | None = None,
+) -> tuple[dict[str, Any], Proof | None]:
+    """The JSON body of one transaction, and what proves it applied (None if it reads only).
 
     A transaction that only compares reads the compared keys in its failure
     branch; one that writes has an empty failure branch (see the module
@@ -66,6 +70,8 @@ def txn_payload(
         session: the fence and marker of this client; used only for writes.
         compares: the caller's compares.
         writes: the caller's writes.
+        unique: the key of a Put of ``writes`` that no other transaction
+            writes: it proves the transaction, which then puts no marker.
 
     Complexity:
         O(c + w).
@@ -81,13 +87,17 @@ def txn_payload(
     marker = session.marker()
     tests.append(compare_op(encode_key(session.fence_key), session.fence_rev))
     effects: list[dict[str, Any]] = []
+    proof = None
     for write in writes:
         key = encode_bytes(kv + write.key.encode())
         if type(write) is Put:
             effects.append({"request_put": {"key": key, "value": encode_bytes(write.value)}})
+            if write.key == unique:
+                proof = session.proof(marker, (kv + write.key.encode(), write.value))
         else:
             effects.append({"request_delete_range": {"key": key}})
-    effects += session.stamps(marker)
+    effects += session.stamps(marker, own=proof is None)
+    proof = proof or session.proof(marker)
     if any(type(write) is Put for write in writes):
         success = effects
     else:
@@ -96,7 +106,7 @@ def txn_payload(
         # transaction writes it only when some key exists.
         absent = [compare_op(encode_bytes(kv + w.key.encode()), 0) for w in writes]
         success = [{"request_txn": {"compare": absent, "success": [], "failure": effects}}]
-    return {"compare": tests, "success": success, "failure": []}, marker
+    return {"compare": tests, "success": success, "failure": []}, proof
 
 
 def read_back(kv: bytes, session: Session, compares: Sequence[Compare]) -> dict[str, Any]:

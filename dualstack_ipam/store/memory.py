@@ -112,12 +112,16 @@ class MemoryBackend:
         found.sort(key=lambda rec: rec.key)
         return found if limit is None else found[:limit]
 
-    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
         """If every compare holds, apply every write at one new revision.
 
         Args:
             compares: conditions; ``Compare(key, 0)`` = the key is absent.
             writes: puts and deletes, each key at most once.
+            unique: the key of a ``Put`` of ``writes`` no other transaction
+                writes (see ``Backend.txn``): checked, not otherwise used.
 
         Returns:
             The outcome; on failure the compared keys' current records.
@@ -133,7 +137,7 @@ class MemoryBackend:
         >>> MemoryBackend().txn([], [Delete("absent")])
         TxnResult(succeeded=True, revision=0, current={})
         """
-        check_txn(compares, writes, self.limits)
+        check_txn(compares, writes, self.limits, unique)
         with self._lock:
             self._check_open()
             records = self._records

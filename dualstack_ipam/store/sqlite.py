@@ -173,7 +173,9 @@ class SQLiteBackend:
         rows = self._query(*range_query(prefix, start, limit))
         return [Record(bytes(k).decode(), bytes(v), r) for k, v, r in rows]
 
-    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
         """If every compare holds, apply every write at one new revision.
 
         Runs under ``BEGIN IMMEDIATE``: the compares are read with the write
@@ -183,6 +185,8 @@ class SQLiteBackend:
         Args:
             compares: conditions; ``Compare(key, 0)`` = the key is absent.
             writes: puts and deletes, each key at most once.
+            unique: the key of a ``Put`` of ``writes`` no other transaction
+                writes (see ``Backend.txn``): checked, not otherwise used.
 
         Returns:
             The outcome; on failure the compared keys' current records.
@@ -206,7 +210,7 @@ class SQLiteBackend:
         TxnResult(succeeded=False, revision=0, current={'k': None})
         >>> store.close(); folder.cleanup()
         """
-        check_txn(compares, writes, self.limits)
+        check_txn(compares, writes, self.limits, unique)
         with self._lock:
             conn = self._use()
             try:
