@@ -54,11 +54,13 @@ class Hooked:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
 
-    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
         self.txns += 1
         if self.before:
             self.before.pop(0)()
-        return self.backend.txn(compares, writes)
+        return self.backend.txn(compares, writes, unique=unique)
 
 
 @pytest.fixture
@@ -150,8 +152,10 @@ def test_an_unknown_outcome_that_applied_is_a_success(cluster: Cluster) -> None:
     hooked = hook(cluster)
     real = hooked.backend
 
-    def apply_then_fail(compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
-        real.txn(compares, writes)
+    def apply_then_fail(
+        compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
+        real.txn(compares, writes, unique=unique)
         raise StoreError("the reply was lost")
 
     hooked.txn = apply_then_fail  # type: ignore[method-assign]

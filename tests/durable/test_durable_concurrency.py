@@ -41,11 +41,13 @@ class Racing(SQLiteBackend):
         self.before: list[Callable[[], object]] = []
         self.txns = 0
 
-    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
         self.txns += 1
         if self.before:
             self.before.pop(0)()
-        return super().txn(compares, writes)
+        return super().txn(compares, writes, unique=unique)
 
 
 def pair(tmp_path: Path, **settings: Any) -> tuple[Cluster, Cluster, Racing]:

@@ -41,10 +41,10 @@ class Counting(SQLiteBackend):
         self.lost = 0
         self.before: list[Callable[[], object]] = []
 
-    def txn(self, compares: Any, writes: Any) -> Any:
+    def txn(self, compares: Any, writes: Any, *, unique: str | None = None) -> Any:
         if self.before:
             self.before.pop(0)()
-        result = super().txn(compares, writes)
+        result = super().txn(compares, writes, unique=unique)
         self.lost += not result.succeeded
         return result
 

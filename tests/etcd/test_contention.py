@@ -31,9 +31,11 @@ class CountingBackend(EtcdBackend):
 
     txns = 0
 
-    def txn(self, compares: Sequence[Compare], writes: Sequence[Write]) -> TxnResult:
+    def txn(
+        self, compares: Sequence[Compare], writes: Sequence[Write], *, unique: str | None = None
+    ) -> TxnResult:
         self.txns += 1
-        return super().txn(compares, writes)
+        return super().txn(compares, writes, unique=unique)
 
 
 def test_four_clients_near_full_all_finish_within_the_retry_budget(etcd: EtcdServer) -> None:
