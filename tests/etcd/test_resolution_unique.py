@@ -20,7 +20,7 @@ from dualstack_ipam import StoreError, StoreUnavailableError
 from dualstack_ipam.store import Compare, Delete, MemoryBackend, Put, Record, Write
 from etcd.fake_etcd import FakeEtcd
 from etcd.fake_faults import FAULTS
-from etcd.test_resolution_fake import APPLIED, ATTEMPTS, client, fence
+from etcd.test_resolution_fake import APPLIED, ATTEMPTS, CALLS, client, fence
 
 _SERIAL = itertools.count()
 
@@ -88,16 +88,6 @@ def test_a_unique_key_that_is_not_a_put_of_the_transaction_is_refused(
         with pytest.raises(StoreError, match=repr(bad)):
             store.txn([], [Put("k", b"v"), Delete("gone")], unique=bad)
     assert transport.sent["write"] == 0  # refused before anything was sent
-
-
-CALLS = st.lists(
-    st.tuples(
-        st.integers(0, 1),  # which client
-        st.integers(0, 3),  # which key
-        st.lists(st.sampled_from((*FAULTS, None, None)), max_size=ATTEMPTS + 1),
-    ),
-    max_size=12,
-)
 
 
 @settings(max_examples=40, deadline=None)

@@ -21,6 +21,7 @@ import netaddr
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pool_internals import pool_state
 
 from dualstack_ipam import (
     ClusterConfig,
@@ -32,7 +33,6 @@ from dualstack_ipam import (
 from dualstack_ipam.net import IPFamily
 from dualstack_ipam.owners import Address
 from dualstack_ipam.pools.multi import parts_of
-from dualstack_ipam.pools.subnets import SubnetPool
 
 V4, V6 = IPFamily.IPv4, IPFamily.IPv6
 KEYS = ["a", "b", "c"]
@@ -120,22 +120,6 @@ def outcome(call: Any, *args: Any) -> Any:
         return ("ok", call(*args))
     except IPAMError as exc:
         return (type(exc), str(exc), getattr(exc, "value", None), getattr(exc, "owner", None))
-
-
-def pool_state(pool: Any) -> tuple[Any, ...]:
-    common = (
-        pool.snapshot(),
-        list(pool._bitmap.runs()),
-        list(pool._reserved),
-        list(pool._cooling),
-        list(pool._queue),
-        pool._releases,
-        dict(pool._errors),
-        pool._plain,
-    )
-    if isinstance(pool, SubnetPool):
-        return (*common, pool._cursor, pool._low)
-    return (*common, pool._low, pool._low_static, pool._static_used)
 
 
 def state(alloc: Any) -> tuple[Any, ...]:
