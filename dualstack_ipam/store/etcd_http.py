@@ -63,6 +63,9 @@ class Answer:
 
         Complexity:
             O(len(body)).
+
+        >>> Answer(404, "Not Found", b"no such path").text
+        'no such path'
         """
         return self.content.decode("utf-8", errors="replace")
 
@@ -74,6 +77,9 @@ class Answer:
 
         Complexity:
             O(len(body)).
+
+        >>> Answer(200, "OK", b'{"header": {"revision": "7"}}').json()["header"]
+        {'revision': '7'}
         """
         return json_module.loads(self.content)
 
@@ -157,6 +163,9 @@ class GatewaySession:
 
         Complexity:
             O(1).
+
+        >>> session = GatewaySession(); session.close(); session._connections
+        {}
         """
         with self._lock:
             for connection in self._connections.values():

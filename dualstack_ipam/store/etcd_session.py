@@ -343,6 +343,14 @@ class Session:
 
         Complexity:
             O(1).
+
+        >>> from dualstack_ipam.store.etcd_transport import Transport
+        >>> transport = Transport([("127.0.0.1", 2379)], timeout=1.0)
+        >>> session = Session(transport, "p/", "c", attempts=1, lease_ttl=1, resolve_timeout=1)
+        >>> session.proof("c1:ab", (b"p/kv/journal/w/1", b"entry")).value
+        b'entry'
+        >>> session.proof("c1:ab").value
+        b'c1:ab'
         """
         if unique is None:
             return Proof(encode_key(self.marker_key), marker.encode(), marker)
