@@ -8,9 +8,16 @@ cost about 0.75 ms of CPU per request on the 2-core machine of
 ``docs/etcd.md`` (preparing the request, merging settings and cookies,
 parsing headers through ``email``, building the response), more than the
 durable protocol itself, and with 4 processes on 2 cores CPU is the limit.
-:class:`GatewaySession` is that session over the standard library's
-``http.client``: one kept-alive connection, the JSON body sent as it is,
-the answer read whole. ``etcd3gw`` stays the client: its ``post`` checks
+:class:`GatewaySession` is that session over a socket (``ssl`` for
+``https``): one kept-alive HTTP/1.1 connection, the request written in one
+``sendall``, the answer read whole by its own small reader (status line,
+the three headers that matter, the body by length, by chunks or to the
+close). The standard library's ``http.client`` was the first step; its
+header parsing through the ``email`` package still cost about a sixth of
+a durable node allocation's client CPU with 4 processes on 2 cores (py-spy,
+GIL-held samples), and the reader here needs none of it. Malformed answers
+raise ``http.client``'s exception classes, mapped as below. ``etcd3gw``
+stays the client: its ``post`` checks
 the status and raises its own errors, which the transport maps as before.
 ``benchmarks/bench_etcd`` measures both (``raw`` against ``raw-ours``).
 
@@ -33,6 +40,7 @@ from __future__ import annotations
 import http.client
 import json as json_module
 import select
+import socket
 import ssl
 import threading
 from typing import Any
@@ -105,7 +113,7 @@ class GatewaySession:
     ) -> None:
         self._ca_cert, self._cert, self._key = ca_cert, cert, key
         self._context: ssl.SSLContext | None = None
-        self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        self._connections: dict[tuple[str, str, int], _Link] = {}
         self._paths: dict[str, tuple[tuple[str, str, int], str]] = {}
         self._lock = threading.Lock()
 
@@ -144,19 +152,20 @@ class GatewaySession:
             raise ValueError(f"GatewaySession sends text, bytes or json=, got data={data!r:.60}")
         where, path = self._split(url)
         with self._lock:
-            connection = self._connection(where, timeout)
             try:
-                connection.request("POST", path, body, _HEADERS)
-                response = connection.getresponse()
-                content = response.read()
+                link = self._link(where, timeout)
             except BaseException as exc:
-                connection.close()
+                raise _requests_error(exc, url) from None
+            try:
+                status, reason, content, keep = link.exchange(path, body)
+            except BaseException as exc:
+                link.close()
                 del self._connections[where]
                 raise _requests_error(exc, url) from None
-            if response.will_close:
-                connection.close()
+            if not keep:
+                link.close()
                 del self._connections[where]
-        return Answer(response.status, response.reason, content)
+        return Answer(status, reason, content)
 
     def close(self) -> None:
         """Close the kept connections; the next request opens a new one.
@@ -182,26 +191,25 @@ class GatewaySession:
                 self._paths[url] = known
         return known
 
-    def _connection(
-        self, where: tuple[str, str, int], timeout: float | None
-    ) -> http.client.HTTPConnection:
-        connection = self._connections.get(where)
-        if connection is not None and _dropped(connection):
-            connection.close()
-            connection = None
-        if connection is None:
+    def _link(self, where: tuple[str, str, int], timeout: float | None) -> _Link:
+        link = self._connections.get(where)
+        if link is not None and _dropped(link.sock):
+            link.close()
+            link = None
+        if link is None:
             scheme, host, port = where
-            if scheme == "https":
-                connection = http.client.HTTPSConnection(
-                    host, port, timeout=timeout, context=self._tls()
-                )
-            else:
-                connection = http.client.HTTPConnection(host, port, timeout=timeout)
-            self._connections[where] = connection
-        elif connection.sock is not None:
-            connection.sock.settimeout(timeout)
-        connection.timeout = timeout
-        return connection
+            sock = socket.create_connection((host, port), timeout)
+            try:
+                if scheme == "https":
+                    sock = self._tls().wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+            link = _Link(sock, host, port)
+            self._connections[where] = link
+        else:
+            link.sock.settimeout(timeout)
+        return link
 
     def _tls(self) -> ssl.SSLContext:
         if self._context is None:
@@ -222,11 +230,105 @@ class GatewaySession:
         self.close()
 
 
-def _dropped(connection: http.client.HTTPConnection) -> bool:
+class _Link:
+    """One kept-alive HTTP/1.1 connection to the gateway: a socket and its reader.
+
+    Writes a request in one ``sendall`` and reads the answer: the status
+    line, the header lines (only ``Content-Length``, ``Transfer-Encoding``
+    and ``Connection`` matter), then the body by length, by chunks, or up to
+    the close. ``http.client`` parses the headers through the ``email``
+    package, a sixth of a durable allocation's CPU with 4 processes on 2
+    cores (``docs/etcd.md``); the gateway's answers need none of it.
+    Malformed answers raise ``http.client``'s own exceptions.
+    """
+
+    def __init__(self, sock: socket.socket, host: str, port: int) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        name = f"[{host}]" if ":" in host else host
+        self.head = (
+            f"Host: {name}:{port}\r\nContent-Type: application/json\r\n"
+            "Accept-Encoding: identity\r\nContent-Length: "
+        ).encode("ascii")
+
+    def exchange(self, path: str, body: bytes) -> tuple[int, str, bytes, bool]:
+        """POST ``body`` to ``path``: (status, reason, content, whether to keep the link)."""
+        self.sock.sendall(
+            b"POST %s HTTP/1.1\r\n%s%d\r\n\r\n%s"
+            % (path.encode("ascii"), self.head, len(body), body)
+        )
+        while True:
+            line = self.reader.readline(_LINE_LIMIT + 1)
+            if not line:
+                raise http.client.RemoteDisconnected(
+                    "the server closed the connection without answering"
+                )
+            parts = line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+                raise http.client.BadStatusLine(repr(line[:80]))
+            status = int(parts[1])
+            headers = self._headers()
+            if status != 100:
+                break
+        reason = parts[2].strip().decode("latin-1") if len(parts) > 2 else ""
+        keep = parts[0] != b"HTTP/1.0" and b"close" not in headers.get(b"connection", b"")
+        if b"chunked" in headers.get(b"transfer-encoding", b""):
+            content = self._chunks()
+        elif b"content-length" in headers:
+            length = int(headers[b"content-length"])
+            content = self.reader.read(length)
+            if len(content) != length:
+                raise http.client.IncompleteRead(content, length - len(content))
+        elif status in (204, 304) or status < 200:
+            content = b""
+        else:
+            content, keep = self.reader.read(), False
+        return status, reason, content, keep
+
+    def _headers(self) -> dict[bytes, bytes]:
+        headers: dict[bytes, bytes] = {}
+        for _ in range(_MAX_HEADERS):
+            line = self.reader.readline(_LINE_LIMIT + 1)
+            if line in (b"\r\n", b"\n"):
+                return headers
+            if not line or len(line) > _LINE_LIMIT:
+                raise http.client.IncompleteRead(line)
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        raise http.client.HTTPException(f"more than {_MAX_HEADERS} header lines")
+
+    def _chunks(self) -> bytes:
+        pieces: list[bytes] = []
+        while True:
+            line = self.reader.readline(_LINE_LIMIT + 1)
+            try:
+                size = int(line.split(b";", 1)[0], 16)
+            except ValueError:
+                raise http.client.IncompleteRead(b"".join(pieces)) from None
+            if size == 0:
+                self._headers()  # the trailer, up to its blank line
+                return b"".join(pieces)
+            piece = self.reader.read(size + 2)  # the chunk and its CRLF
+            if len(piece) != size + 2:
+                raise http.client.IncompleteRead(b"".join(pieces), size + 2 - len(piece))
+            pieces.append(piece[:size])
+
+    def close(self) -> None:
+        """Close the reader and the socket.
+
+        Complexity:
+            O(1).
+        """
+        self.reader.close()
+        self.sock.close()
+
+
+_LINE_LIMIT = 65536  # bytes in a status, header or chunk-size line
+_MAX_HEADERS = 100
+
+
+def _dropped(sock: socket.socket) -> bool:
     """Whether a kept connection was closed by the server (readable while idle)."""
-    sock = connection.sock
-    if sock is None:
-        return False
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):

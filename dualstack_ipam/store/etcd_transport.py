@@ -13,9 +13,9 @@ needs to know which one it met:
   lease): nothing was written.
 
 Every client's session is a
-:class:`~dualstack_ipam.store.etcd_http.GatewaySession`: ``http.client``
-under etcd3gw instead of ``requests`` (less than half the CPU per
-request), which reads nothing from ``os.environ`` (no proxy variables,
+:class:`~dualstack_ipam.store.etcd_http.GatewaySession`: a socket and a
+small HTTP/1.1 reader under etcd3gw instead of ``requests`` (less than
+half the CPU per request), which reads nothing from ``os.environ`` (no proxy variables,
 which another thread may be changing while the watch thread sends a
 request).
 

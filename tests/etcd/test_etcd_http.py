@@ -100,3 +100,90 @@ def test_nothing_is_sent_for_a_body_it_cannot_encode() -> None:
         with pytest.raises(ValueError, match="JSON"):
             session.post("http://127.0.0.1:1/v3/kv/put", json={"x": float("nan")}, timeout=1)
         assert session._connections == {}
+
+
+def serve(answers: list[bytes]) -> tuple[int, threading.Thread, list[bytes]]:
+    """A one-connection server on loopback: reads a request, sends the next answer.
+
+    After the last answer it closes the connection. Returns the port, the
+    thread, and the requests as received (head and body).
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    received: list[bytes] = []
+
+    def run() -> None:
+        with listener:
+            peer, _ = listener.accept()
+            with peer:
+                for answer in answers:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += peer.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    while len(body) < length:
+                        body += peer.recv(65536)
+                    received.append(data)
+                    peer.sendall(answer)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return listener.getsockname()[1], thread, received
+
+
+def test_answers_by_length_by_chunks_and_to_the_close() -> None:
+    answers = [
+        b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Type: application/json\r\n\r\n{"a":1}',
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'4;ext=1\r\n{"b"\r\n3\r\n:2}\r\n0\r\nX-Trailer: 1\r\n\r\n',
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+        b'HTTP/1.0 200 OK\r\n\r\n{"c":3}',
+    ]
+    port, thread, received = serve(answers)
+    url = f"http://127.0.0.1:{port}/v3/kv/range"
+    with GatewaySession() as session:
+        assert session.post(url, json={"k": 1}, timeout=5).json() == {"a": 1}
+        assert session.post(url, data='{"k":2}', timeout=5).json() == {"b": 2}
+        answer = session.post(url, data=b"{}", timeout=5)
+        assert (answer.status_code, answer.reason, answer.content) == (404, "Not Found", b"no")
+        assert len(session._connections) == 1  # all of these on one connection
+        assert session.post(url, json={}, timeout=5).json() == {"c": 3}
+        assert session._connections == {}  # HTTP/1.0 without a length: read to the close
+    thread.join()
+    first = received[0].split(b"\r\n")
+    assert first[0] == b"POST /v3/kv/range HTTP/1.1"
+    assert f"Host: 127.0.0.1:{port}".encode() in first
+    assert received[0].endswith(b'\r\n\r\n{"k":1}')
+
+
+def test_connection_close_is_honoured() -> None:
+    port, thread, _ = serve(
+        [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"]
+    )
+    with GatewaySession() as session:
+        assert session.post(f"http://127.0.0.1:{port}/v3/kv/range", json={}, timeout=5).json() == {}
+        assert session._connections == {}
+    thread.join()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # cut short
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{}",  # a chunk cut short
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # not a chunk size
+        b"SPDY/3 200 OK\r\n\r\n",  # not HTTP/1.x
+        b"HTTP/1.1 OK\r\n\r\n",  # no status code
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",  # the headers never end
+    ],
+)
+def test_a_malformed_answer_is_a_connection_error_and_drops_the_connection(answer: bytes) -> None:
+    port, thread, _ = serve([answer])
+    with GatewaySession() as session:
+        with pytest.raises(requests.ConnectionError, match="Connection aborted"):
+            session.post(f"http://127.0.0.1:{port}/v3/kv/range", json={}, timeout=5)
+        assert session._connections == {}
+    thread.join()
