@@ -232,7 +232,7 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
         ("services", "durable Services"),
     ]
     if any(r["kind"] == "raw-ours" for r in rows):
-        kinds.insert(1, ("raw-ours", "raw create, our session (http.client)"))
+        kinds.insert(1, ("raw-ours", "raw create, our session"))
     durable = [(kind, label) for kind, label in kinds if not kind.startswith("raw")]
     counts = sorted({r["processes"] for r in rows})
     cell = {(r["kind"], r["processes"]): r for r in rows}
@@ -272,7 +272,10 @@ def plot_etcd(plt: Any, etcd: dict[str, Any]) -> Path:
     ratios.set_xticks(range(len(counts)), [str(n) for n in counts])
     ratios.set_xlabel("processes")
     ratios.set_title("durable / raw (same run)")
-    ratios.set_ylim(0, 1.45)  # the legend above the bars
+    highest = max(
+        cell[kind, n][field] for kind, _ in durable for n in counts for field, _, _ in bases
+    )
+    ratios.set_ylim(0, max(1.45, highest * 1.45))  # the legend above the bars
     ratios.legend(fontsize=7, loc="upper right", ncol=2)
     width = 0.8 / len(kinds)
     for k, (kind, label) in enumerate(kinds):
