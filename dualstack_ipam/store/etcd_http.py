@@ -268,14 +268,17 @@ class _Link:
                 raise http.client.BadStatusLine(repr(line[:80]))
             status = int(parts[1])
             headers = self._headers()
-            if status != 100:
-                break
+            if not 100 <= status < 200 or status == 101:
+                break  # a final answer (1xx but 101 are interim: read on)
         reason = parts[2].strip().decode("latin-1") if len(parts) > 2 else ""
         keep = parts[0] != b"HTTP/1.0" and b"close" not in headers.get(b"connection", b"")
         if b"chunked" in headers.get(b"transfer-encoding", b""):
             content = self._chunks()
         elif b"content-length" in headers:
-            length = int(headers[b"content-length"])
+            text = headers[b"content-length"]
+            if not text.isdigit():
+                raise http.client.HTTPException(f"bad Content-Length {text[:40]!r}")
+            length = int(text)
             content = self.reader.read(length)
             if len(content) != length:
                 raise http.client.IncompleteRead(content, length - len(content))

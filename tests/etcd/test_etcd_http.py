@@ -136,7 +136,7 @@ def serve(answers: list[bytes]) -> tuple[int, threading.Thread, list[bytes]]:
 def test_answers_by_length_by_chunks_and_to_the_close() -> None:
     answers = [
         b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Type: application/json\r\n\r\n{"a":1}',
-        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b'4;ext=1\r\n{"b"\r\n3\r\n:2}\r\n0\r\nX-Trailer: 1\r\n\r\n',
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
@@ -178,6 +178,7 @@ def test_connection_close_is_honoured() -> None:
         b"SPDY/3 200 OK\r\n\r\n",  # not HTTP/1.x
         b"HTTP/1.1 OK\r\n\r\n",  # no status code
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",  # the headers never end
+        b"HTTP/1.1 200 OK\r\nContent-Length: two\r\n\r\n{}",  # not a length
     ],
 )
 def test_a_malformed_answer_is_a_connection_error_and_drops_the_connection(answer: bytes) -> None:
