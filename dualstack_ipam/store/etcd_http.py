@@ -193,13 +193,16 @@ class GatewaySession:
 
     def _link(self, where: tuple[str, str, int], timeout: float | None) -> _Link:
         link = self._connections.get(where)
-        if link is not None and _dropped(link.sock):
+        if link is not None and (not link.idle() or _dropped(link.sock)):
             link.close()
             link = None
         if link is None:
             scheme, host, port = where
             sock = socket.create_connection((host, port), timeout)
             try:
+                # Each request is one write: send it now, not after the
+                # previous one's acknowledgement (Nagle), as http.client does.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if scheme == "https":
                     sock = self._tls().wrap_socket(sock, server_hostname=host)
             except BaseException:
@@ -231,7 +234,7 @@ class GatewaySession:
 
 
 class _Link:
-    """One kept-alive HTTP/1.1 connection to the gateway: a socket and its reader.
+    """One kept-alive HTTP/1.1 connection to the gateway: a socket and its own buffer.
 
     Writes a request in one ``sendall`` and reads the answer: the status
     line, the header lines (only ``Content-Length``, ``Transfer-Encoding``
@@ -239,12 +242,15 @@ class _Link:
     the close. ``http.client`` parses the headers through the ``email``
     package, a sixth of a durable allocation's CPU with 4 processes on 2
     cores (``docs/etcd.md``); the gateway's answers need none of it.
-    Malformed answers raise ``http.client``'s own exceptions.
+    Malformed answers raise ``http.client``'s own exceptions. The buffer is
+    the link's own, so that bytes past an answer are seen: a link holding
+    any (a server answering twice) is not used again, and no request can
+    read another's answer.
     """
 
     def __init__(self, sock: socket.socket, host: str, port: int) -> None:
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        self.buffer = bytearray()
         name = f"[{host}]" if ":" in host else host
         self.head = (
             f"Host: {name}:{port}\r\nContent-Type: application/json\r\n"
@@ -258,7 +264,7 @@ class _Link:
             % (path.encode("ascii"), self.head, len(body), body)
         )
         while True:
-            line = self.reader.readline(_LINE_LIMIT + 1)
+            line = self._line()
             if not line:
                 raise http.client.RemoteDisconnected(
                     "the server closed the connection without answering"
@@ -268,33 +274,74 @@ class _Link:
                 raise http.client.BadStatusLine(repr(line[:80]))
             status = int(parts[1])
             headers = self._headers()
-            if not 100 <= status < 200 or status == 101:
-                break  # a final answer (1xx but 101 are interim: read on)
+            if status == 101:
+                raise http.client.HTTPException("the server switched protocols")
+            if status >= 200:
+                break  # 1xx answers are interim: read on
         reason = parts[2].strip().decode("latin-1") if len(parts) > 2 else ""
         keep = parts[0] != b"HTTP/1.0" and b"close" not in headers.get(b"connection", b"")
-        if b"chunked" in headers.get(b"transfer-encoding", b""):
+        if status in (204, 304):
+            content = b""  # no body, whatever the headers say
+        elif b"chunked" in headers.get(b"transfer-encoding", b""):
             content = self._chunks()
         elif b"content-length" in headers:
             text = headers[b"content-length"]
             if not text.isdigit():
                 raise http.client.HTTPException(f"bad Content-Length {text[:40]!r}")
             length = int(text)
-            content = self.reader.read(length)
+            content = self._read(length)
             if len(content) != length:
                 raise http.client.IncompleteRead(content, length - len(content))
-        elif status in (204, 304) or status < 200:
-            content = b""
         else:
-            content, keep = self.reader.read(), False
-        return status, reason, content, keep
+            content, keep = self._read_to_close(), False
+        return status, reason, content, keep and self.idle()
+
+    def idle(self) -> bool:
+        """Whether nothing is waiting on the link: no byte buffered here or in TLS."""
+        pending = self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
+        return not self.buffer and not pending
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def _line(self) -> bytes:
+        """One line with its end, or what came before the close (b"": nothing)."""
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self.buffer[: end + 1])
+                del self.buffer[: end + 1]
+                return line
+            if len(self.buffer) > _LINE_LIMIT:
+                raise http.client.LineTooLong("an answer's line")
+            if not self._fill():
+                line = bytes(self.buffer)
+                self.buffer.clear()
+                return line
+
+    def _read(self, size: int) -> bytes:
+        while len(self.buffer) < size and self._fill():
+            pass
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def _read_to_close(self) -> bytes:
+        while self._fill():
+            pass
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
 
     def _headers(self) -> dict[bytes, bytes]:
         headers: dict[bytes, bytes] = {}
         for _ in range(_MAX_HEADERS):
-            line = self.reader.readline(_LINE_LIMIT + 1)
+            line = self._line()
             if line in (b"\r\n", b"\n"):
                 return headers
-            if not line or len(line) > _LINE_LIMIT:
+            if not line.endswith(b"\n"):
                 raise http.client.IncompleteRead(line)
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip().lower()
@@ -303,40 +350,41 @@ class _Link:
     def _chunks(self) -> bytes:
         pieces: list[bytes] = []
         while True:
-            line = self.reader.readline(_LINE_LIMIT + 1)
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                raise http.client.IncompleteRead(b"".join(pieces)) from None
+            line = self._line()
+            digits = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not digits or digits.strip(_HEX):
+                raise http.client.IncompleteRead(b"".join(pieces))
+            size = int(digits, 16)
             if size == 0:
                 self._headers()  # the trailer, up to its blank line
                 return b"".join(pieces)
-            piece = self.reader.read(size + 2)  # the chunk and its CRLF
-            if len(piece) != size + 2:
+            piece = self._read(size + 2)  # the chunk and its CRLF
+            if len(piece) != size + 2 or piece[size:] != b"\r\n":
                 raise http.client.IncompleteRead(b"".join(pieces), size + 2 - len(piece))
             pieces.append(piece[:size])
 
     def close(self) -> None:
-        """Close the reader and the socket.
+        """Close the socket.
 
         Complexity:
             O(1).
         """
-        self.reader.close()
         self.sock.close()
 
 
 _LINE_LIMIT = 65536  # bytes in a status, header or chunk-size line
 _MAX_HEADERS = 100
+_HEX = b"0123456789abcdefABCDEF"
 
 
 def _dropped(sock: socket.socket) -> bool:
     """Whether a kept connection was closed by the server (readable while idle)."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()  # not select(): it refuses descriptors >= 1024
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _requests_error(exc: BaseException, url: str) -> BaseException:

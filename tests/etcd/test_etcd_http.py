@@ -90,7 +90,8 @@ def test_a_server_hanging_up_before_answering_is_a_connection_error() -> None:
         thread.start()
         with GatewaySession() as session, pytest.raises(requests.ConnectionError, match="closed"):
             session.post(f"http://127.0.0.1:{port}/v3/kv/put", json={}, timeout=2)
-        thread.join()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 def test_nothing_is_sent_for_a_body_it_cannot_encode() -> None:
@@ -113,24 +114,32 @@ def serve(answers: list[bytes]) -> tuple[int, threading.Thread, list[bytes]]:
     listener.listen()
     received: list[bytes] = []
 
+    listener.settimeout(10)  # a client that never comes fails the test, not hangs it
+
     def run() -> None:
         with listener:
             peer, _ = listener.accept()
             with peer:
+                peer.settimeout(10)
                 for answer in answers:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        data += peer.recv(65536)
-                    head, _, body = data.partition(b"\r\n\r\n")
-                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    while len(body) < length:
-                        body += peer.recv(65536)
-                    received.append(data)
+                    received.append(read_request(peer))
                     peer.sendall(answer)
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return listener.getsockname()[1], thread, received
+
+
+def read_request(peer: socket.socket) -> bytes:
+    """One request as received: the head, its blank line and the body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += peer.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += peer.recv(65536)
+    return data
 
 
 def test_answers_by_length_by_chunks_and_to_the_close() -> None:
@@ -152,7 +161,8 @@ def test_answers_by_length_by_chunks_and_to_the_close() -> None:
         assert len(session._connections) == 1  # all of these on one connection
         assert session.post(url, json={}, timeout=5).json() == {"c": 3}
         assert session._connections == {}  # HTTP/1.0 without a length: read to the close
-    thread.join()
+    thread.join(10)
+    assert not thread.is_alive()
     first = received[0].split(b"\r\n")
     assert first[0] == b"POST /v3/kv/range HTTP/1.1"
     assert f"Host: 127.0.0.1:{port}".encode() in first
@@ -166,7 +176,8 @@ def test_connection_close_is_honoured() -> None:
     with GatewaySession() as session:
         assert session.post(f"http://127.0.0.1:{port}/v3/kv/range", json={}, timeout=5).json() == {}
         assert session._connections == {}
-    thread.join()
+    thread.join(10)
+    assert not thread.is_alive()
 
 
 @pytest.mark.parametrize(
@@ -179,6 +190,9 @@ def test_connection_close_is_honoured() -> None:
         b"HTTP/1.1 OK\r\n\r\n",  # no status code
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",  # the headers never end
         b"HTTP/1.1 200 OK\r\nContent-Length: two\r\n\r\n{}",  # not a length
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",  # no CRLF
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
     ],
 )
 def test_a_malformed_answer_is_a_connection_error_and_drops_the_connection(answer: bytes) -> None:
@@ -187,4 +201,53 @@ def test_a_malformed_answer_is_a_connection_error_and_drops_the_connection(answe
         with pytest.raises(requests.ConnectionError, match="Connection aborted"):
             session.post(f"http://127.0.0.1:{port}/v3/kv/range", json={}, timeout=5)
         assert session._connections == {}
-    thread.join()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_an_answer_without_a_body_is_not_waited_for() -> None:
+    answers = [
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    ]
+    port, thread, _ = serve(answers)
+    url = f"http://127.0.0.1:{port}/v3/kv/range"
+    with GatewaySession() as session:
+        assert session.post(url, json={}, timeout=5).status_code == 204
+        assert session.post(url, json={}, timeout=5).json() == {}
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_bytes_past_an_answer_never_become_the_next_answer() -> None:
+    # A server (or a proxy) that answers twice: the second answer must not
+    # be read as the answer to the next request on the same connection.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(10)
+
+    def run() -> None:
+        with listener:
+            first, _ = listener.accept()
+            with first:
+                first.settimeout(10)
+                read_request(first)
+                first.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+                    b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"old":1}'
+                )
+                second, _ = listener.accept()
+                with second:
+                    second.settimeout(10)
+                    read_request(second)
+                    second.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"new":2}')
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v3/kv/range"
+    with GatewaySession() as session:
+        assert session.post(url, json={}, timeout=5).json() == {}
+        assert session.post(url, json={}, timeout=5).json() == {"new": 2}
+    thread.join(10)
+    assert not thread.is_alive()
