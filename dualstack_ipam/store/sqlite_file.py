@@ -212,7 +212,7 @@ def connect(
 SETTLED = "settled"
 """The ``meta`` row every opening connection increments (see :func:`settle`)."""
 
-_SQLITE_READONLY = 8
+_UNWRITABLE = frozenset({8, 13})  # SQLITE_READONLY, SQLITE_FULL: open unsettled
 
 
 def settle(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
@@ -223,8 +223,13 @@ def settle(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     ``busy_timeout_ms`` rather than through SQLite's busy handler, whose
     waits grow to 100 ms: a process writing in a loop frees the lock for
     microseconds between its commits, and the coarse waits would miss them
-    until the timeout. A store this process may only read is left as it
-    is: nothing can be written there, by us or by a crash we could settle.
+    until the timeout.
+
+    Where the write cannot be made, the store opens unsettled rather than
+    not at all (``show`` and ``export`` matter most then): a store this
+    process may only read (its writer may be another user's process: what
+    this process reads then carries no such promise), and a full disk
+    (``SQLITE_FULL``). Any other failure is raised.
 
     Raises:
         sqlite3.Error: the lock stayed busy past the timeout, or SQLite
@@ -242,7 +247,7 @@ def settle(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
                 break
             except sqlite3.Error as exc:
                 code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-                if code == _SQLITE_READONLY:
+                if code in _UNWRITABLE:
                     return
                 if code not in _PASSING or time.monotonic() >= deadline:
                     raise
@@ -258,7 +263,7 @@ def settle(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         rollback(conn)
-        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != _SQLITE_READONLY:
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in _UNWRITABLE:
             raise
     except BaseException:
         rollback(conn)

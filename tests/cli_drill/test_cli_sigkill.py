@@ -30,6 +30,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def _read_lines(worker: Worker, rest: bytes) -> None:
 
 def _clock(seconds: float) -> str:
     """A worker's wall-clock time as the journal prints it (UTC, microseconds)."""
-    return time.strftime("%H:%M:%S", time.gmtime(seconds)) + f"{seconds % 1:.6f}"[1:]
+    return datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S.%f")
 
 
 def _store_view(url: str) -> dict[str, tuple[str, ...]]:

@@ -88,7 +88,7 @@ def test_a_killed_writers_commit_never_appears_after_a_read(tmp_path: Path) -> N
     with SQLiteBackend(db) as store:
         store.txn([Compare("k", 0)], [Put("k", b"0")])
     rng = random.Random(7)
-    rounds, changed_later, moved = 25, [], 0
+    rounds, changed_later, moved, last = 25, [], 0, b"0"
     for round_ in range(rounds):
         holder = _start(HOLDER, db)
         writer = None
@@ -103,10 +103,11 @@ def test_a_killed_writers_commit_never_appears_after_a_read(tmp_path: Path) -> N
             for proc in (writer, holder):
                 if proc is not None and proc.poll() is None:
                     _kill(proc)
-        moved += first != b"0"
+        moved += first != last  # this round's writer committed something
+        last = second
         if first != second:
             changed_later.append((round_, first, second))
-    assert moved == rounds  # every writer committed before its kill
+    assert moved == rounds
     assert changed_later == []
 
 
@@ -125,21 +126,24 @@ def test_opening_counts_a_settling_write(tmp_path: Path) -> None:
 
 def test_settling_a_store_this_process_may_only_read_writes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    SQLiteBackend(db).close()
-    before = db.read_bytes()
+    SQLiteBackend(db).close()  # settled once
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
     try:
         settle(conn, 1000)
         row = conn.execute("SELECT value FROM meta WHERE name = ?", (SETTLED,)).fetchone()
     finally:
         conn.close()
-    assert row == (1,)
-    assert db.read_bytes() == before
+    assert row == (1,)  # not 2: nothing was written, and no error either
 
 
-def test_opening_beside_a_writer_in_a_loop_is_not_starved(tmp_path: Path) -> None:
-    # The writer frees the lock for microseconds between commits; SQLite's
-    # own busy handler sleeps up to 100 ms between tries and would miss them.
+def test_opening_beside_a_writer_in_a_loop_succeeds(tmp_path: Path) -> None:
+    # The writer frees the lock for microseconds between commits; settle
+    # polls for it about every millisecond. A guard against a settle that
+    # could not get the lock, not a proof that the polling beats SQLite's
+    # own busy handler (which waits up to 100 ms between tries): with that
+    # handler this test passed too in a review's three runs, while
+    # tests/store/test_store_processes.py once failed on it beside its
+    # writers. A timing bound would tell them apart; unit tests have none.
     db = tmp_path / "store.db"
     with SQLiteBackend(db) as store:
         store.txn([Compare("k", 0)], [Put("k", b"0")])
