@@ -1,6 +1,6 @@
 """What the settling write costs when a SQLite store is opened.
 
-Opening a store writes once (``sqlite_file.settle``: docs/store.md, "Opening
+Opening a store writes once (``sqlite_settle.settle``: docs/store.md, "Opening
 settles what a killed writer left behind"). This times ``SQLiteBackend(path)``
 followed by ``close()`` with that write and, as the baseline in the same run,
 with it replaced by a no-op, rounds interleaved so that the drift of a shared
@@ -36,6 +36,7 @@ def _time_opens(path: str, synchronous: str, count: int) -> list[float]:
 
 def measure(rounds: int, opens: int) -> list[dict[str, Any]]:
     """Median open+close ms per (synchronous, with or without the write)."""
+    # ``connect`` calls the name ``settle`` of its own module: patched there.
     real_settle = sqlite_file.settle
     rows = []
     with tempfile.TemporaryDirectory() as folder:

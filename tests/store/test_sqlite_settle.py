@@ -4,7 +4,7 @@ In WAL mode a writer killed between writing its commit to the ``-wal`` file
 and publishing it in the ``-shm`` index (the ``fsync`` lies between) leaves
 a transaction that readers do not see, and that SQLite's recovery publishes
 later if the last process holding the file dies before anyone writes. The
-store's opening write (``sqlite_file.settle``) overwrites such a
+store's opening write (``sqlite_settle.settle``) overwrites such a
 transaction, so what a process reads after opening stays true.
 
 The drill below builds that sequence with real processes and SIGKILL: a
@@ -31,7 +31,7 @@ import pytest
 import dualstack_ipam
 from dualstack_ipam.errors import StoreUnavailableError
 from dualstack_ipam.store import Compare, Put, SQLiteBackend
-from dualstack_ipam.store.sqlite_file import SETTLED, settle
+from dualstack_ipam.store.sqlite_settle import SETTLED, settle
 
 PACKAGE_ROOT = str(Path(dualstack_ipam.__file__).resolve().parent.parent)
 
