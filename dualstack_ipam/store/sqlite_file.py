@@ -30,6 +30,7 @@ from typing import Any
 
 from dualstack_ipam.errors import InvalidConfigError, StoreError, StoreUnavailableError
 from dualstack_ipam.store.sqlite_settle import SETTLED, settle
+from dualstack_ipam.store.sqlite_statements import passing
 
 __all__ = [
     "APPLICATION_ID",
@@ -254,25 +255,12 @@ def sqlite_error(exc: sqlite3.Error, shown: str) -> StoreError:
         O(1).
     """
     text = str(exc)
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        code &= 0xFF  # the primary code of an extended one (SQLITE_BUSY_SNAPSHOT...)
-    # BUSY and LOCKED: another connection held the file past the busy
-    # timeout. PROTOCOL: SQLite could not take the WAL index's locks after
-    # its own retries (another process stopped, or recovering the log, at
-    # that instant). All three are passing states of other processes: the
-    # call changed nothing and may be tried again.
-    if code in _PASSING or (
-        isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
-    ):
+    if passing(exc):
         return StoreUnavailableError(
             f"store file {shown!r} stayed locked by another process past the busy timeout: {text}",
             path=shown,
         )
     return StoreError(f"store file {shown!r}: {text}", path=shown)
-
-
-_PASSING = frozenset({5, 6, 15})  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
 
 
 def migrate(path: Any) -> tuple[int, int]:

@@ -25,7 +25,7 @@ import random
 import sqlite3
 import time
 
-from dualstack_ipam.store.sqlite_statements import rollback
+from dualstack_ipam.store.sqlite_statements import passing, primary_code, rollback
 
 __all__ = ["SETTLED", "settle"]
 
@@ -57,6 +57,17 @@ def settle(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
 
     Complexity:
         O(1): one row, one commit (plus the waits for the lock).
+
+    >>> import os, sqlite3, tempfile
+    >>> from dualstack_ipam.store import SQLiteBackend
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "s.db")
+    >>> SQLiteBackend(path).close()  # opening settled once
+    >>> conn = sqlite3.connect(path, isolation_level=None)
+    >>> settle(conn, 1000)
+    >>> conn.execute("SELECT value FROM meta WHERE name = ?", (SETTLED,)).fetchone()
+    (2,)
+    >>> conn.close(); folder.cleanup()
     """
     deadline = time.monotonic() + busy_timeout_ms / 1000
     conn.execute("PRAGMA busy_timeout = 0")
@@ -66,10 +77,9 @@ def settle(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
                 conn.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.Error as exc:
-                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-                if code in _UNWRITABLE:
+                if primary_code(exc) in _UNWRITABLE:
                     return
-                if code not in _PASSING or time.monotonic() >= deadline:
+                if not passing(exc) or time.monotonic() >= deadline:
                     raise
                 time.sleep(random.uniform(0.0002, 0.002))
     finally:
@@ -83,11 +93,8 @@ def settle(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         rollback(conn)
-        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in _UNWRITABLE:
+        if primary_code(exc) not in _UNWRITABLE:
             raise
     except BaseException:
         rollback(conn)
         raise
-
-
-_PASSING = frozenset({5, 6, 15})  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL: retried

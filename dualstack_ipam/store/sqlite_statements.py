@@ -12,7 +12,9 @@ the schema of :mod:`~dualstack_ipam.store.sqlite_file` (``meta``, ``kv``,
 - :func:`compact_feed` checks and drops under its own ``BEGIN IMMEDIATE``.
 
 They raise ``sqlite3.Error`` as SQLite does: the caller turns it into a
-``StoreError`` naming the file.
+``StoreError`` naming the file; :func:`passing` says which errors are
+another process's passing state (the caller's ``StoreUnavailableError``,
+or a wait for the lock).
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from collections.abc import Sequence
 from dualstack_ipam.errors import StoreError
 from dualstack_ipam.store.records import Change, Compare, Put, Record, TxnResult, Write, prefix_end
 
-__all__ = ["apply_txn", "compact_feed", "range_query", "read_feed", "rollback"]
+__all__ = [
+    "apply_txn",
+    "compact_feed",
+    "passing",
+    "primary_code",
+    "range_query",
+    "read_feed",
+    "rollback",
+]
 
 
 def range_query(prefix: str, start: str, limit: int | None) -> tuple[str, tuple[bytes | int, ...]]:
@@ -166,3 +176,45 @@ def rollback(conn: sqlite3.Connection) -> None:
         # A failing ROLLBACK leaves it to SQLite, which rolls back on its own.
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
+
+
+def primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of ``exc`` (an extended code's low byte), or None.
+
+    Complexity:
+        O(1).
+
+    >>> import sqlite3
+    >>> error = sqlite3.OperationalError("database is locked")
+    >>> error.sqlite_errorcode = 261  # SQLITE_BUSY_RECOVERY
+    >>> primary_code(error)
+    5
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def passing(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is another process's passing state: nothing changed, try again.
+
+    BUSY and LOCKED: another connection held the file past the busy
+    timeout. PROTOCOL: SQLite could not take the WAL index's locks after
+    its own retries (another process stopped, or recovering the log, at
+    that instant). An ``OperationalError`` without a code counts by its text.
+
+    Complexity:
+        O(1).
+
+    >>> import sqlite3
+    >>> passing(sqlite3.OperationalError("database is locked"))
+    True
+    >>> passing(sqlite3.OperationalError("no such table: kv"))
+    False
+    """
+    text = str(exc)
+    return primary_code(exc) in _PASSING or (
+        isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+    )
+
+
+_PASSING = frozenset({5, 6, 15})  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
