@@ -81,7 +81,9 @@ def check_store(db: Path, killed: str, acks: list[tuple[str, str]]) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         conn.close()
-    with SQLiteBackend(db) as store:
+    # Opening writes once (the settling write, docs/store.md), so the check
+    # queues for the lock beside the workers, with their busy timeout.
+    with SQLiteBackend(db, busy_timeout_ms=30_000) as store:
         records = store.get_prefix("g/")
     groups: dict[tuple[str, int], set[str]] = {}
     for record in records:
